@@ -1,0 +1,646 @@
+"""Tiny random-weight LTX-2 bundle in the real on-disk format.
+
+No machine that runs our tests can download the real weights, so this module
+writes a miniature bundle that the *real* loading code reads: one LTX checkpoint
+``.safetensors`` with its ``config`` metadata and the real key prefixes, a
+distilled twin of it, a spatial upsampler, a distilled LoRA and an IC-LoRA in
+ComfyUI key naming, and a Gemma directory (config, weights, a sentencepiece
+tokenizer trained on the fly, processor files).
+
+THE WEIGHTS ARE RANDOM: every video made with this bundle is noise. It proves
+that the install and the pipelines work end to end, nothing more.
+
+Usage::
+
+    python -m ltx_pipelines.smoke_model OUT_DIR [--seed 0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import random
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+logger = logging.getLogger(__name__)
+
+SMOKE_NOTICE = (
+    "This is the ltx-pipelines SMOKE MODEL: tiny random weights in the real LTX-2 file format. "
+    "Anything generated with it is random noise; it only proves that the install works."
+)
+
+# Sizes of the miniature model. Kept in one place so tests and docs can refer to them.
+GEMMA_HIDDEN = 64
+GEMMA_LAYERS = 2
+VIDEO_LATENT_CHANNELS = 16
+AUDIO_Z_CHANNELS = 2
+AUDIO_MEL_BINS = 64  # the vocoder hard-codes 2 x 64 mel input channels
+TRANSFORMER_LAYERS = 30  # enough blocks for the default STG block (29) to exist
+LORA_RANK = 4
+
+
+@dataclass(frozen=True)
+class SmokeBundle:
+    """Paths of a written smoke bundle."""
+
+    root: Path
+    checkpoint: Path
+    distilled_checkpoint: Path
+    spatial_upsampler: Path
+    distilled_lora: Path
+    ic_lora: Path
+    gemma_root: Path
+
+    @classmethod
+    def at(cls, root: Path) -> "SmokeBundle":
+        root = Path(root)
+        return cls(
+            root=root,
+            checkpoint=root / "ltx-2-smoke-dev.safetensors",
+            distilled_checkpoint=root / "ltx-2-smoke-distilled.safetensors",
+            spatial_upsampler=root / "ltx-2-smoke-spatial-upscaler-x2.safetensors",
+            distilled_lora=root / "ltx-2-smoke-distilled-lora.safetensors",
+            ic_lora=root / "ltx-2-smoke-ic-lora.safetensors",
+            gemma_root=root / "gemma",
+        )
+
+    def exists(self) -> bool:
+        marker = self.root / "bundle.json"
+        return marker.is_file() and all(
+            p.exists()
+            for p in (
+                self.checkpoint,
+                self.distilled_checkpoint,
+                self.spatial_upsampler,
+                self.distilled_lora,
+                self.ic_lora,
+                self.gemma_root / "config.json",
+            )
+        )
+
+
+# ---------------------------------------------------------------------------
+# Configs (the same JSON layout as the real checkpoints' `config` metadata)
+# ---------------------------------------------------------------------------
+
+
+def transformer_config() -> dict:
+    """The `transformer` section: the real LTX-2 19B layout, miniature sizes."""
+    return {
+        "dropout": 0.0,
+        "attention_bias": True,
+        "num_vector_embeds": None,
+        "activation_fn": "gelu-approximate",
+        "num_embeds_ada_norm": 1000,
+        "use_linear_projection": False,
+        "only_cross_attention": False,
+        "cross_attention_norm": True,
+        "double_self_attention": False,
+        "upcast_attention": False,
+        "standardization_norm": "rms_norm",
+        "norm_elementwise_affine": False,
+        "qk_norm": "rms_norm",
+        "positional_embedding_type": "rope",
+        "use_audio_video_cross_attention": True,
+        "share_ff": False,
+        "av_cross_ada_norm": True,
+        "use_middle_indices_grid": True,
+        "num_attention_heads": 2,
+        "attention_head_dim": 16,
+        "in_channels": VIDEO_LATENT_CHANNELS,
+        "out_channels": VIDEO_LATENT_CHANNELS,
+        "num_layers": TRANSFORMER_LAYERS,
+        "cross_attention_dim": 32,
+        "caption_channels": GEMMA_HIDDEN,
+        "audio_num_attention_heads": 2,
+        "audio_attention_head_dim": 8,
+        "audio_in_channels": AUDIO_Z_CHANNELS * AUDIO_MEL_BINS // 4,
+        "audio_out_channels": AUDIO_Z_CHANNELS * AUDIO_MEL_BINS // 4,
+        "audio_cross_attention_dim": 16,
+        "positional_embedding_theta": 10000.0,
+        "positional_embedding_max_pos": [20, 2048, 2048],
+        "audio_positional_embedding_max_pos": [20],
+        "timestep_scale_multiplier": 1000,
+        "av_ca_timestep_scale_multiplier": 1000,
+        "rope_type": "split",
+        "frequencies_precision": "float64",
+        "connector_num_attention_heads": 2,
+        "connector_attention_head_dim": GEMMA_HIDDEN // 2,
+        "connector_num_layers": 1,
+        "connector_positional_embedding_max_pos": [4096],
+    }
+
+
+def video_vae_config() -> dict:
+    # patch 4 x three 2x2x2 compressions = 32x spatial, 8x temporal, as in the real VAE.
+    return {
+        "dims": 3,
+        "in_channels": 3,
+        "out_channels": 3,
+        "latent_channels": VIDEO_LATENT_CHANNELS,
+        "patch_size": 4,
+        "norm_layer": "pixel_norm",
+        "latent_log_var": "uniform",
+        "spatial_padding_mode": "zeros",
+        "causal_decoder": False,
+        "timestep_conditioning": False,
+        "decoder_base_channels": 8,
+        "encoder_blocks": [
+            ["res_x", {"num_layers": 1}],
+            ["compress_all", {}],
+            ["compress_all", {}],
+            ["compress_all", {}],
+        ],
+        "decoder_blocks": [
+            ["res_x", {"num_layers": 1}],
+            ["compress_all", {"multiplier": 2}],
+            ["compress_all", {"multiplier": 2}],
+            ["compress_all", {"multiplier": 2}],
+        ],
+    }
+
+
+def audio_vae_config() -> dict:
+    return {
+        "model": {
+            "params": {
+                "sampling_rate": 16000,
+                "ddconfig": {
+                    # per-channel statistics are sized by `ch` and must equal z_channels * mel_bins / 4
+                    "ch": AUDIO_Z_CHANNELS * AUDIO_MEL_BINS // 4,
+                    "out_ch": 2,
+                    "in_channels": 2,
+                    "ch_mult": [1, 1, 2],
+                    "num_res_blocks": 1,
+                    "attn_resolutions": [],
+                    "resolution": 256,
+                    "z_channels": AUDIO_Z_CHANNELS,
+                    "double_z": True,
+                    "mel_bins": AUDIO_MEL_BINS,
+                    "norm_type": "pixel",
+                    "causality_axis": "height",
+                    "mid_block_add_attention": False,
+                    "dropout": 0.0,
+                },
+            }
+        },
+        "preprocessing": {
+            "stft": {"hop_length": 160, "filter_length": 1024, "causal": True},
+            "mel": {"n_mel_channels": AUDIO_MEL_BINS},
+        },
+    }
+
+
+def vocoder_config() -> dict:
+    return {
+        "resblock": "1",
+        "stereo": True,
+        "resblock_kernel_sizes": [3],
+        "resblock_dilation_sizes": [[1, 3, 5]],
+        "upsample_rates": [6, 5, 2, 2, 2],
+        "upsample_kernel_sizes": [16, 15, 8, 4, 4],
+        "upsample_initial_channel": 32,
+        "output_sampling_rate": 24000,
+    }
+
+
+def ltx_config() -> dict:
+    return {
+        "transformer": transformer_config(),
+        "vae": video_vae_config(),
+        "audio_vae": audio_vae_config(),
+        "vocoder": vocoder_config(),
+    }
+
+
+def upsampler_config() -> dict:
+    return {
+        "in_channels": VIDEO_LATENT_CHANNELS,
+        "mid_channels": 32,
+        "num_blocks_per_stage": 1,
+        "dims": 3,
+        "spatial_upsample": True,
+        "temporal_upsample": False,
+        "spatial_scale": 2.0,
+        "rational_resampler": False,
+    }
+
+
+# ---------------------------------------------------------------------------
+# Deterministic random initialisation
+# ---------------------------------------------------------------------------
+
+
+def _init_tensor(name: str, shape: torch.Size, generator: torch.Generator) -> torch.Tensor:
+    """A sensible random value for a parameter, chosen by its name and shape."""
+    if "std-of-means" in name:
+        return 0.5 + torch.rand(shape, generator=generator)
+    if "mean-of-means" in name:
+        return 0.1 * torch.randn(shape, generator=generator)
+    if name.endswith("timestep_scale_multiplier"):
+        return torch.full(shape, 1000.0)
+    if name.endswith(".bias") or name.endswith("alpha") or name.endswith("beta"):
+        return 0.01 * torch.randn(shape, generator=generator)
+    if len(shape) == 0:
+        return torch.ones(shape)
+    if len(shape) == 1:  # norm weights
+        return 1.0 + 0.01 * torch.randn(shape, generator=generator)
+    if "scale_shift_table" in name:
+        return 0.1 * torch.randn(shape, generator=generator)
+    fan_in = max(1, shape[1:].numel()) if len(shape) > 1 else shape[0]
+    return torch.randn(shape, generator=generator) / fan_in**0.5
+
+
+def _random_state_dict(module: torch.nn.Module, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    sd = module.state_dict()
+    return {name: _init_tensor(name, value.shape, generator).contiguous() for name, value in sorted(sd.items())}
+
+
+def _bf16(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Real LTX-2 files are stored in bfloat16 (and ltx-core's LoRA fusion expects it)."""
+    return {k: v.to(torch.bfloat16).contiguous() for k, v in tensors.items()}
+
+
+def _meta_build(factory: object, config: dict) -> torch.nn.Module:
+    with torch.device("meta"):
+        return factory.from_config(config)
+
+
+def ltx_checkpoint_tensors(seed: int) -> dict[str, torch.Tensor]:
+    """All tensors of an LTX-2 checkpoint, under the real key prefixes."""
+    from ltx_core.model.audio_vae import AudioDecoderConfigurator, AudioEncoderConfigurator, VocoderConfigurator
+    from ltx_core.model.transformer import LTXModelConfigurator
+    from ltx_core.model.video_vae import VideoDecoderConfigurator, VideoEncoderConfigurator
+    from ltx_core.text_encoders.gemma.embeddings_connector import (
+        AudioEmbeddings1DConnectorConfigurator,
+        Embeddings1DConnectorConfigurator,
+    )
+
+    config = ltx_config()
+    generator = torch.Generator().manual_seed(seed)
+    tensors: dict[str, torch.Tensor] = {}
+
+    def add(prefix: str, module: torch.nn.Module) -> None:
+        for key, value in _random_state_dict(module, generator).items():
+            tensors[prefix + key] = value
+
+    add("model.diffusion_model.", _meta_build(LTXModelConfigurator, config))
+    add("model.diffusion_model.video_embeddings_connector.", _meta_build(Embeddings1DConnectorConfigurator, config))
+    add(
+        "model.diffusion_model.audio_embeddings_connector.",
+        _meta_build(AudioEmbeddings1DConnectorConfigurator, config),
+    )
+    tensors["text_embedding_projection.aggregate_embed.weight"] = torch.randn(
+        GEMMA_HIDDEN, GEMMA_HIDDEN * (GEMMA_LAYERS + 1), generator=generator
+    ) / (GEMMA_HIDDEN * (GEMMA_LAYERS + 1)) ** 0.5
+
+    encoder = _meta_build(VideoEncoderConfigurator, config)
+    decoder = _meta_build(VideoDecoderConfigurator, config)
+    for key, value in _random_state_dict(encoder, generator).items():
+        prefix = "vae." if key.startswith("per_channel_statistics.") else "vae.encoder."
+        tensors[prefix + key] = value
+    for key, value in _random_state_dict(decoder, generator).items():
+        if not key.startswith("per_channel_statistics."):  # shared with the encoder
+            tensors["vae.decoder." + key] = value
+
+    audio_encoder = _meta_build(AudioEncoderConfigurator, config)
+    audio_decoder = _meta_build(AudioDecoderConfigurator, config)
+    for key, value in _random_state_dict(audio_encoder, generator).items():
+        prefix = "audio_vae." if key.startswith("per_channel_statistics.") else "audio_vae.encoder."
+        tensors[prefix + key] = value
+    for key, value in _random_state_dict(audio_decoder, generator).items():
+        if not key.startswith("per_channel_statistics."):
+            tensors["audio_vae.decoder." + key] = value
+
+    add("vocoder.", _meta_build(VocoderConfigurator, config))
+    return tensors
+
+
+def write_ltx_checkpoint(path: Path, seed: int, model_version: str, distilled: bool) -> None:
+    tensors = ltx_checkpoint_tensors(seed)
+    metadata = {
+        "config": json.dumps(ltx_config(), sort_keys=True),
+        "model_version": model_version,
+        "distilled": "true" if distilled else "false",
+        "smoke_model": SMOKE_NOTICE,
+    }
+    save_file(_bf16(tensors), str(path), metadata=metadata)
+
+
+def write_upsampler(path: Path, seed: int) -> None:
+    from ltx_core.model.upsampler import LatentUpsamplerConfigurator
+
+    generator = torch.Generator().manual_seed(seed)
+    module = _meta_build(LatentUpsamplerConfigurator, upsampler_config())
+    metadata = {"config": json.dumps(upsampler_config(), sort_keys=True), "smoke_model": SMOKE_NOTICE}
+    save_file(_bf16(_random_state_dict(module, generator)), str(path), metadata=metadata)
+
+
+LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0", "ff.net.0.proj", "ff.net.2")
+
+
+def write_lora(path: Path, seed: int, scale: float, extra_metadata: dict[str, str] | None = None) -> None:
+    """A LoRA for the smoke transformer, in ComfyUI naming (``diffusion_model.`` prefix)."""
+    from ltx_core.model.transformer import LTXModelConfigurator
+
+    generator = torch.Generator().manual_seed(seed)
+    model = _meta_build(LTXModelConfigurator, ltx_config())
+    tensors: dict[str, torch.Tensor] = {}
+    for name, module in sorted(model.named_modules()):
+        if not isinstance(module, torch.nn.Linear) or not name.startswith("transformer_blocks."):
+            continue
+        if not any(name.endswith(target) for target in LORA_TARGETS):
+            continue
+        out_features, in_features = module.weight.shape
+        tensors[f"diffusion_model.{name}.lora_A.weight"] = torch.randn(
+            LORA_RANK, in_features, generator=generator
+        ) / in_features**0.5
+        tensors[f"diffusion_model.{name}.lora_B.weight"] = scale * torch.randn(
+            out_features, LORA_RANK, generator=generator
+        )
+    metadata = {"smoke_model": SMOKE_NOTICE, **(extra_metadata or {})}
+    save_file(_bf16(tensors), str(path), metadata=metadata)
+
+
+# ---------------------------------------------------------------------------
+# Gemma directory
+# ---------------------------------------------------------------------------
+
+GEMMA_SPECIAL_TOKENS = [
+    "<start_of_turn>",
+    "<end_of_turn>",
+    "<start_of_image>",
+    "<end_of_image>",
+    "<image_soft_token>",
+]
+
+GEMMA_CHAT_TEMPLATE = (
+    "{{ bos_token }}"
+    "{% for message in messages %}"
+    "{% set role = 'model' if message['role'] == 'assistant' else message['role'] %}"
+    "{{ '<start_of_turn>' + role + '\n' }}"
+    "{% if message['content'] is string %}{{ message['content'] | trim }}"
+    "{% else %}{% for item in message['content'] %}"
+    "{% if item['type'] == 'image' %}{{ '<start_of_image>' }}"
+    "{% elif item['type'] == 'text' %}{{ item['text'] | trim }}{% endif %}"
+    "{% endfor %}{% endif %}"
+    "{{ '<end_of_turn>\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<start_of_turn>model\n' }}{% endif %}"
+)
+
+_WORDS = (
+    "a the of and in on with over under beautiful sunset ocean mountain river forest city street night day "
+    "camera slowly pans across zooms into close up wide shot person woman man child dog cat bird car train "
+    "light shadow color red blue green golden warm cold wind rain snow sun moon sky cloud water fire smoke "
+    "music sound voice speaks sings walks runs dances looks smiles background foreground cinematic detailed "
+    "realistic video frame scene motion gentle fast slow quiet loud landscape portrait style soft sharp"
+).split()
+
+
+def _tokenizer_corpus(seed: int) -> str:
+    rng = random.Random(seed)
+    lines = [" ".join(rng.choice(_WORDS) for _ in range(rng.randint(4, 14))) for _ in range(2000)]
+    return "\n".join(lines) + "\n"
+
+
+def train_tokenizer(directory: Path, seed: int) -> None:
+    """Train a tiny sentencepiece model with Gemma's special-token layout."""
+    import sentencepiece as spm
+
+    with tempfile.TemporaryDirectory() as tmp:
+        corpus = Path(tmp) / "corpus.txt"
+        corpus.write_text(_tokenizer_corpus(seed))
+        spm.SentencePieceTrainer.train(
+            input=str(corpus),
+            model_prefix=str(directory / "tokenizer"),
+            vocab_size=400,
+            model_type="bpe",
+            pad_id=0,
+            eos_id=1,
+            bos_id=2,
+            unk_id=3,
+            pad_piece="<pad>",
+            eos_piece="<eos>",
+            bos_piece="<bos>",
+            unk_piece="<unk>",
+            user_defined_symbols=GEMMA_SPECIAL_TOKENS,
+            byte_fallback=True,
+            num_threads=1,
+            minloglevel=2,
+        )
+    (directory / "tokenizer.vocab").unlink(missing_ok=True)
+
+
+def _token_id(directory: Path, piece: str) -> int:
+    import sentencepiece as spm
+
+    processor = spm.SentencePieceProcessor(model_file=str(directory / "tokenizer.model"))
+    return processor.piece_to_id(piece)
+
+
+def gemma_config(directory: Path) -> dict:
+    import sentencepiece as spm
+
+    vocab_size = spm.SentencePieceProcessor(model_file=str(directory / "tokenizer.model")).get_piece_size()
+    return {
+        "architectures": ["Gemma3ForConditionalGeneration"],
+        "model_type": "gemma3",
+        "boi_token_index": _token_id(directory, "<start_of_image>"),
+        "eoi_token_index": _token_id(directory, "<end_of_image>"),
+        "image_token_index": _token_id(directory, "<image_soft_token>"),
+        "eos_token_id": [1, _token_id(directory, "<end_of_turn>")],
+        "mm_tokens_per_image": 256,
+        "initializer_range": 0.02,
+        "torch_dtype": "float32",
+        "text_config": {
+            "model_type": "gemma3_text",
+            "vocab_size": vocab_size,
+            "hidden_size": GEMMA_HIDDEN,
+            "intermediate_size": 128,
+            "num_hidden_layers": GEMMA_LAYERS,
+            "num_attention_heads": 2,
+            "num_key_value_heads": 1,
+            "head_dim": 32,
+            "query_pre_attn_scalar": 32,
+            "sliding_window": 64,
+            "sliding_window_pattern": 2,
+            "max_position_embeddings": 4096,
+            "rope_theta": 1000000.0,
+            "rope_local_base_freq": 10000.0,
+            "rope_scaling": {"rope_type": "linear", "factor": 8.0},
+            "rms_norm_eps": 1e-6,
+            "hidden_activation": "gelu_pytorch_tanh",
+            "attention_bias": False,
+            "attention_dropout": 0.0,
+            "final_logit_softcapping": None,
+            "attn_logit_softcapping": None,
+        },
+        "vision_config": {
+            "model_type": "siglip_vision_model",
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "num_channels": 3,
+            "image_size": 224,
+            "patch_size": 14,
+            "layer_norm_eps": 1e-6,
+            "hidden_act": "gelu_pytorch_tanh",
+            "vision_use_head": False,
+        },
+    }
+
+
+def _legacy_gemma_key(key: str) -> str | None:
+    """Map transformers' in-memory names to the original Gemma-3 checkpoint names."""
+    for new, old in (
+        ("model.language_model.", "language_model.model."),
+        ("model.vision_tower.", "vision_tower."),
+        ("model.multi_modal_projector.", "multi_modal_projector."),
+    ):
+        if key.startswith(new):
+            return old + key[len(new) :]
+    return None  # lm_head is tied to the embeddings and not stored
+
+
+def write_gemma(directory: Path, seed: int) -> None:
+    from transformers import AutoTokenizer, Gemma3Config, Gemma3ForConditionalGeneration
+
+    directory.mkdir(parents=True, exist_ok=True)
+    train_tokenizer(directory, seed)
+    config = gemma_config(directory)
+    (directory / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True))
+
+    torch.manual_seed(seed)
+    model = Gemma3ForConditionalGeneration(Gemma3Config.from_dict(config))
+    tensors = {}
+    for key, value in model.state_dict().items():
+        legacy = _legacy_gemma_key(key)
+        if legacy is not None:
+            tensors[legacy] = value.detach().to(torch.bfloat16).contiguous()
+    save_file(tensors, str(directory / "model.safetensors"), metadata={"format": "pt", "smoke_model": SMOKE_NOTICE})
+
+    tokenizer_config = {
+        "tokenizer_class": "GemmaTokenizer",
+        "bos_token": "<bos>",
+        "eos_token": "<eos>",
+        "pad_token": "<pad>",
+        "unk_token": "<unk>",
+        "add_bos_token": True,
+        "add_eos_token": False,
+        "padding_side": "left",
+        "model_max_length": 1024,
+        "clean_up_tokenization_spaces": False,
+        "chat_template": GEMMA_CHAT_TEMPLATE,
+        "extra_special_tokens": {
+            "boi_token": "<start_of_image>",
+            "eoi_token": "<end_of_image>",
+            "image_token": "<image_soft_token>",
+        },
+    }
+    (directory / "tokenizer_config.json").write_text(json.dumps(tokenizer_config, indent=2))
+    special = {"bos_token": "<bos>", "eos_token": "<eos>", "pad_token": "<pad>", "unk_token": "<unk>"}
+    (directory / "special_tokens_map.json").write_text(json.dumps(special, indent=2))
+    # Convert once to the fast tokenizer so loads do not repeat the conversion (real Gemma ships tokenizer.json).
+    fast = AutoTokenizer.from_pretrained(str(directory), local_files_only=True)
+    fast.save_pretrained(str(directory))
+
+    preprocessor = {
+        "image_processor_type": "Gemma3ImageProcessor",
+        "processor_class": "Gemma3Processor",
+        "do_convert_rgb": True,
+        "do_normalize": True,
+        "do_pan_and_scan": False,
+        "do_rescale": True,
+        "do_resize": True,
+        "image_mean": [0.5, 0.5, 0.5],
+        "image_std": [0.5, 0.5, 0.5],
+        "resample": 2,
+        "rescale_factor": 1 / 255,
+        "size": {"height": 224, "width": 224},
+    }
+    (directory / "preprocessor_config.json").write_text(json.dumps(preprocessor, indent=2))
+    (directory / "processor_config.json").write_text(
+        json.dumps({"image_seq_length": 256, "processor_class": "Gemma3Processor"}, indent=2)
+    )
+    (directory / "SMOKE_MODEL.txt").write_text(SMOKE_NOTICE + "\n")
+
+
+# ---------------------------------------------------------------------------
+# The whole bundle
+# ---------------------------------------------------------------------------
+
+
+def build_smoke_bundle(root: Path | str, seed: int = 0, model_version: str = "2.0.0") -> SmokeBundle:
+    """Write the whole bundle into `root` (created; written to a temp dir and moved in place)."""
+    started = time.perf_counter()
+    bundle = SmokeBundle.at(Path(root))
+    bundle.root.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".smoke-", dir=bundle.root.parent))
+    staging.chmod(0o755)
+    try:
+        staged = SmokeBundle.at(staging)
+        write_ltx_checkpoint(staged.checkpoint, seed, model_version, distilled=False)
+        write_ltx_checkpoint(staged.distilled_checkpoint, seed + 1, model_version, distilled=True)
+        write_upsampler(staged.spatial_upsampler, seed + 2)
+        write_lora(staged.distilled_lora, seed + 3, scale=0.05)
+        write_lora(staged.ic_lora, seed + 4, scale=0.05, extra_metadata={"reference_downscale_factor": "1"})
+        write_gemma(staged.gemma_root, seed + 5)
+        manifest = {
+            "notice": SMOKE_NOTICE,
+            "seed": seed,
+            "model_version": model_version,
+            "checkpoint": staged.checkpoint.name,
+            "distilled_checkpoint": staged.distilled_checkpoint.name,
+            "spatial_upsampler": staged.spatial_upsampler.name,
+            "distilled_lora": staged.distilled_lora.name,
+            "ic_lora": staged.ic_lora.name,
+            "gemma_root": staged.gemma_root.name,
+        }
+        (staging / "bundle.json").write_text(json.dumps(manifest, indent=2))
+        if bundle.root.exists():
+            shutil.rmtree(bundle.root)
+        staging.rename(bundle.root)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    logger.info("Smoke bundle written to %s in %.1f s", bundle.root, time.perf_counter() - started)
+    return bundle
+
+
+def ensure_smoke_bundle(root: Path | str, seed: int = 0) -> SmokeBundle:
+    """Return the bundle at `root`, building it first if it is missing or incomplete."""
+    bundle = SmokeBundle.at(Path(root))
+    return bundle if bundle.exists() else build_smoke_bundle(root, seed)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m ltx_pipelines.smoke_model",
+        description="Write a tiny random-weight LTX-2 bundle in the real file format. " + SMOKE_NOTICE,
+    )
+    parser.add_argument("output_dir", type=Path, help="Folder to write the bundle into (replaced if it exists).")
+    parser.add_argument("--seed", type=int, default=0, help="Seed of the random weights (default: 0).")
+    parser.add_argument(
+        "--model-version", default="2.0.0", help="model_version written into the checkpoint metadata (default: 2.0.0)."
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    bundle = build_smoke_bundle(args.output_dir, args.seed, args.model_version)
+    size = sum(p.stat().st_size for p in bundle.root.rglob("*") if p.is_file())
+    print(f"{SMOKE_NOTICE}\nWrote {bundle.root} ({size / 1e6:.1f} MB)")
+    for field_name in ("checkpoint", "distilled_checkpoint", "spatial_upsampler", "distilled_lora", "ic_lora", "gemma_root"):
+        print(f"  {field_name}: {getattr(bundle, field_name)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,272 @@
+"""The one place that builds model components and decides how long they live.
+
+Every component is built from the files' own config (checkpoint metadata, the
+Gemma directory's config.json) with ltx-core's configurators and loaders. The
+memory policy is the single switch for lifetime:
+
+* ``keep``: build once, keep resident; a second generation reads no file.
+* ``low``: build when needed and free right after use (lowest peak memory).
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from enum import Enum
+from pathlib import Path
+
+import torch
+from ltx_core.loader import (
+    LTXV_LORA_COMFY_RENAMING_MAP,
+    LoraPathStrengthAndSDOps,
+    SDOps,
+    SingleGPUModelBuilder,
+)
+from ltx_core.model.audio_vae import (
+    AUDIO_VAE_DECODER_COMFY_KEYS_FILTER,
+    AUDIO_VAE_ENCODER_COMFY_KEYS_FILTER,
+    VOCODER_COMFY_KEYS_FILTER,
+    AudioDecoderConfigurator,
+    AudioEncoderConfigurator,
+    VocoderConfigurator,
+)
+from ltx_core.model.transformer import LTXV_MODEL_COMFY_RENAMING_MAP, LTXModelConfigurator, X0Model
+from ltx_core.model.upsampler import LatentUpsamplerConfigurator
+from ltx_core.model.video_vae import (
+    VAE_DECODER_COMFY_KEYS_FILTER,
+    VAE_ENCODER_COMFY_KEYS_FILTER,
+    VideoDecoderConfigurator,
+    VideoEncoderConfigurator,
+)
+from ltx_core.quantization import QuantizationPolicy
+from ltx_core.text_encoders.gemma import (
+    EMBEDDINGS_PROCESSOR_KEY_OPS,
+    GEMMA_LLM_KEY_OPS,
+    GEMMA_MODEL_OPS,
+    module_ops_from_gemma_root,
+)
+
+from ltx_pipelines.utils.checkpoints import read_header
+from ltx_pipelines.utils.gemma import (
+    EmbeddingsProcessorFromConfig,
+    GemmaDirectoryLoader,
+    GemmaTextEncoderFromConfig,
+    find_gemma_files,
+)
+
+logger = logging.getLogger(__name__)
+
+
+class MemoryPolicy(str, Enum):
+    KEEP = "keep"
+    LOW = "low"
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+
+
+def default_dtype(device: torch.device) -> torch.dtype:
+    return torch.bfloat16 if device.type == "cuda" else torch.float32
+
+
+def cleanup_memory() -> None:
+    """Return freed memory to the system (and the GPU allocator's cache)."""
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def comfy_lora(path: str | Path, strength: float) -> LoraPathStrengthAndSDOps:
+    """A LoRA entry with ComfyUI key naming, the format LTX LoRAs ship in."""
+    return LoraPathStrengthAndSDOps(str(path), float(strength), LTXV_LORA_COMFY_RENAMING_MAP)
+
+
+@dataclass(frozen=True)
+class LatentFormat:
+    """Latent sizes of this model, read from the checkpoint config (never assumed)."""
+
+    video_channels: int
+    audio_channels: int
+    audio_mel_bins: int
+    audio_sample_rate: int
+    audio_hop_length: int
+
+    @classmethod
+    def from_config(cls, config: dict) -> "LatentFormat":
+        vae = config.get("vae", {})
+        audio = config.get("audio_vae", {})
+        params = audio.get("model", {}).get("params", {})
+        dd = params.get("ddconfig", {})
+        mel_bins = dd.get("mel_bins") or audio.get("preprocessing", {}).get("mel", {}).get("n_mel_channels", 64)
+        downsample = 2 ** (len(dd.get("ch_mult", (1, 2, 4))) - 1)
+        return cls(
+            video_channels=int(vae.get("latent_channels", 128)),
+            audio_channels=int(dd.get("z_channels", 8)),
+            audio_mel_bins=int(mel_bins) // downsample,
+            audio_sample_rate=int(params.get("sampling_rate", 16000)),
+            audio_hop_length=int(audio.get("preprocessing", {}).get("stft", {}).get("hop_length", 160)),
+        )
+
+
+def _merge_sd_ops(base: SDOps, extra: SDOps | None) -> SDOps:
+    if extra is None:
+        return base
+    return replace(base, name=f"{base.name}+{extra.name}", mapping=(*base.mapping, *extra.mapping))
+
+
+class ModelLedger:
+    """Builds each component on request and keeps or frees it by one memory policy."""
+
+    def __init__(
+        self,
+        checkpoint_path: str | Path,
+        gemma_root: str | Path | None = None,
+        spatial_upsampler_path: str | Path | None = None,
+        loras: tuple[LoraPathStrengthAndSDOps, ...] | list[LoraPathStrengthAndSDOps] = (),
+        quantization: QuantizationPolicy | None = None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+        memory_policy: MemoryPolicy | str | None = None,
+    ):
+        self.checkpoint_path = str(checkpoint_path)
+        self.gemma_root = str(gemma_root) if gemma_root is not None else None
+        self.spatial_upsampler_path = str(spatial_upsampler_path) if spatial_upsampler_path else None
+        self.loras = tuple(loras)
+        self.quantization = quantization
+        self.device = torch.device(device) if device is not None else default_device()
+        self.dtype = dtype or default_dtype(self.device)
+        if memory_policy is None:
+            memory_policy = MemoryPolicy.KEEP if self.device.type == "cpu" else MemoryPolicy.LOW
+        self.memory_policy = MemoryPolicy(memory_policy)
+        self.config = read_header(self.checkpoint_path, "checkpoint").config()
+        self.latent_format = LatentFormat.from_config(self.config)
+        self._models: dict[tuple, torch.nn.Module] = {}
+        self.files_loaded: list[str] = []  # every file read, in order (tests check residency)
+
+    # -- lifetime ---------------------------------------------------------------------------
+
+    @contextmanager
+    def use(self, name: str, **kwargs: object) -> Iterator[torch.nn.Module]:
+        """Borrow a component for a block of work; the policy decides whether it stays."""
+        model = self.get(name, **kwargs)
+        try:
+            yield model
+        finally:
+            del model
+            if self.memory_policy is MemoryPolicy.LOW:
+                self.release(name, **kwargs)
+
+    def get(self, name: str, **kwargs: object) -> torch.nn.Module:
+        key = (name, *sorted(kwargs.items()))
+        if key not in self._models:
+            builder = getattr(self, f"_build_{name}")
+            started = time.perf_counter()
+            model = builder(**kwargs)
+            model.eval().requires_grad_(False)
+            self._models[key] = model
+            logger.info("Loaded %s in %.1f s", name.replace("_", " "), time.perf_counter() - started)
+        return self._models[key]
+
+    def release(self, name: str, **kwargs: object) -> None:
+        if self._models.pop((name, *sorted(kwargs.items())), None) is not None:
+            cleanup_memory()
+
+    def release_all(self) -> None:
+        self._models.clear()
+        cleanup_memory()
+
+    # -- builders ---------------------------------------------------------------------------
+
+    def _build(
+        self,
+        builder: SingleGPUModelBuilder,
+        files: list[str],
+        dtype: torch.dtype | None = None,
+    ) -> torch.nn.Module:
+        self.files_loaded.extend(files)
+        return builder.build(device=self.device, dtype=dtype or self.dtype)
+
+    def _build_transformer(self, extra_loras: tuple[LoraPathStrengthAndSDOps, ...] = ()) -> X0Model:
+        quant = self.quantization
+        builder = SingleGPUModelBuilder(
+            model_class_configurator=LTXModelConfigurator,
+            model_path=self.checkpoint_path,
+            model_sd_ops=_merge_sd_ops(LTXV_MODEL_COMFY_RENAMING_MAP, quant.sd_ops if quant else None),
+            module_ops=quant.module_ops if quant else (),
+            loras=(*self.loras, *extra_loras),
+        )
+        files = [self.checkpoint_path, *(lora.path for lora in builder.loras)]
+        self.files_loaded.extend(files)
+        if quant is None:
+            model = builder.build(device=self.device, dtype=self.dtype)
+        else:
+            # Keep the quantized dtypes the policy chose; bring everything else to the compute dtype.
+            model = builder.build(device=self.device, dtype=None)
+            for tensor in (*model.parameters(), *model.buffers()):
+                if tensor.is_floating_point() and tensor.dtype not in (torch.float8_e4m3fn, torch.float8_e5m2):
+                    tensor.data = tensor.data.to(self.dtype)
+        return X0Model(model)
+
+    def _checkpoint_builder(self, configurator: object, sd_ops: SDOps) -> SingleGPUModelBuilder:
+        return SingleGPUModelBuilder(
+            model_class_configurator=configurator, model_path=self.checkpoint_path, model_sd_ops=sd_ops
+        )
+
+    def _build_video_encoder(self) -> torch.nn.Module:
+        builder = self._checkpoint_builder(VideoEncoderConfigurator, VAE_ENCODER_COMFY_KEYS_FILTER)
+        return self._build(builder, [self.checkpoint_path])
+
+    def _build_video_decoder(self) -> torch.nn.Module:
+        builder = self._checkpoint_builder(VideoDecoderConfigurator, VAE_DECODER_COMFY_KEYS_FILTER)
+        return self._build(builder, [self.checkpoint_path])
+
+    def _build_audio_encoder(self) -> torch.nn.Module:
+        builder = self._checkpoint_builder(AudioEncoderConfigurator, AUDIO_VAE_ENCODER_COMFY_KEYS_FILTER)
+        return self._build(builder, [self.checkpoint_path])
+
+    def _build_audio_decoder(self) -> torch.nn.Module:
+        builder = self._checkpoint_builder(AudioDecoderConfigurator, AUDIO_VAE_DECODER_COMFY_KEYS_FILTER)
+        return self._build(builder, [self.checkpoint_path])
+
+    def _build_vocoder(self) -> torch.nn.Module:
+        builder = self._checkpoint_builder(VocoderConfigurator, VOCODER_COMFY_KEYS_FILTER)
+        # The vocoder's mel filters and snake activations are precision-sensitive: keep float32.
+        return self._build(builder, [self.checkpoint_path], dtype=torch.float32)
+
+    def _build_spatial_upsampler(self) -> torch.nn.Module:
+        if self.spatial_upsampler_path is None:
+            raise ValueError("This pipeline was created without a spatial upsampler path.")
+        builder = SingleGPUModelBuilder(
+            model_class_configurator=LatentUpsamplerConfigurator, model_path=self.spatial_upsampler_path
+        )
+        return self._build(builder, [self.spatial_upsampler_path])
+
+    def _build_text_encoder(self) -> torch.nn.Module:
+        files = self._gemma_files()
+        builder = SingleGPUModelBuilder(
+            model_class_configurator=GemmaTextEncoderFromConfig,
+            model_path=files.weights,
+            model_sd_ops=GEMMA_LLM_KEY_OPS,
+            module_ops=(GEMMA_MODEL_OPS, *module_ops_from_gemma_root(str(files.root))),
+            model_loader=GemmaDirectoryLoader(files.config),
+        )
+        return self._build(builder, list(files.weights))
+
+    def _build_embeddings_processor(self) -> torch.nn.Module:
+        files = self._gemma_files()
+        configurator = EmbeddingsProcessorFromConfig(files.hidden_size, files.num_hidden_states)
+        builder = self._checkpoint_builder(configurator, EMBEDDINGS_PROCESSOR_KEY_OPS)
+        return self._build(builder, [self.checkpoint_path])
+
+    def _gemma_files(self):  # noqa: ANN202
+        if self.gemma_root is None:
+            raise ValueError("This pipeline was created without a Gemma directory (gemma_root).")
+        return find_gemma_files(self.gemma_root)
+
+
+ModelFactory = Callable[[], torch.nn.Module]
