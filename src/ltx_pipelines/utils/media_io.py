@@ -375,7 +375,8 @@ def _audio_samples(audio: Audio) -> np.ndarray:
     if waveform.ndim == 1:
         waveform = waveform.unsqueeze(0)
     if waveform.ndim != 2 or waveform.shape[0] not in _AUDIO_LAYOUTS:
-        raise InputError(f"Audio waveform must be [channels, samples] with 1 or 2 channels, got {tuple(waveform.shape)}.")
+        shape = tuple(waveform.shape)
+        raise InputError(f"Audio waveform must be [channels, samples] with 1 or 2 channels, got {shape}.")
     if audio.sampling_rate <= 0:
         raise InputError(f"Audio sampling rate must be positive, got {audio.sampling_rate}.")
     return np.ascontiguousarray(waveform.clamp(-1.0, 1.0).numpy())

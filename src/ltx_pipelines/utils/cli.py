@@ -1,0 +1,220 @@
+"""Command-line flags shared by the pipelines, and the one way every CLI runs."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+from ltx_core.components.guiders import MultiModalGuiderParams
+from ltx_core.loader import LoraPathStrengthAndSDOps
+from ltx_core.quantization import QuantizationPolicy
+
+from ltx_pipelines.utils import constants as C
+from ltx_pipelines.utils.conditioning import ImageConditioningInput
+from ltx_pipelines.utils.errors import InputError
+from ltx_pipelines.utils.model_ledger import comfy_lora
+
+
+def resolve_path(path: str) -> str:
+    return str(Path(path).expanduser().resolve())
+
+
+class _ImageAction(argparse.Action):
+    """--image PATH FRAME_IDX STRENGTH [CRF]"""
+
+    def __call__(self, parser, namespace, values, option_string=None):  # noqa: ANN001
+        if len(values) not in (3, 4):
+            parser.error(f"{option_string} takes PATH FRAME_IDX STRENGTH [CRF], got {len(values)} values")
+        try:
+            crf = int(values[3]) if len(values) == 4 else C.DEFAULT_IMAGE_CRF
+            image = ImageConditioningInput(resolve_path(values[0]), int(values[1]), float(values[2]), crf)
+        except ValueError:
+            parser.error(f"{option_string} {' '.join(values)}: FRAME_IDX and CRF must be integers, STRENGTH a number")
+        getattr(namespace, self.dest).append(image)
+
+
+class _LoraAction(argparse.Action):
+    """--lora PATH [STRENGTH]"""
+
+    default_strength = C.DEFAULT_LORA_STRENGTH
+
+    def __call__(self, parser, namespace, values, option_string=None):  # noqa: ANN001
+        if len(values) not in (1, 2):
+            parser.error(f"{option_string} takes PATH [STRENGTH], got {len(values)} values")
+        try:
+            strength = float(values[1]) if len(values) == 2 else self.default_strength
+        except ValueError:
+            parser.error(f"{option_string} {' '.join(values)}: STRENGTH must be a number")
+        current = getattr(namespace, self.dest, None) or []
+        setattr(namespace, self.dest, [*current, comfy_lora(resolve_path(values[0]), strength)])
+
+
+class _DistilledLoraAction(_LoraAction):
+    default_strength = C.DEFAULT_DISTILLED_LORA_STRENGTH
+
+
+def _help_formatter(prog: str) -> argparse.HelpFormatter:
+    return argparse.ArgumentDefaultsHelpFormatter(prog, max_help_position=36, width=110)
+
+
+def base_parser(description: str, *, height: int, width: int, size_multiple: int) -> argparse.ArgumentParser:
+    """Flags every pipeline takes."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=_help_formatter)
+    parser.add_argument("--checkpoint-path", type=resolve_path, required=True, help="LTX-2 model checkpoint (.safetensors).")
+    parser.add_argument("--gemma-root", type=resolve_path, required=True, help="Folder of the Gemma-3 text encoder.")
+    parser.add_argument("--prompt", required=True, help="What the video should show and sound like.")
+    parser.add_argument("--output-path", type=resolve_path, required=True, help="The .mp4 file to write.")
+    parser.add_argument("--overwrite", action="store_true", help="Replace --output-path if it exists.")
+    parser.add_argument("--seed", type=int, default=C.DEFAULT_SEED, help="Random seed (same seed, same video).")
+    parser.add_argument("--height", type=int, default=height, help=f"Output height; a multiple of {size_multiple}.")
+    parser.add_argument("--width", type=int, default=width, help=f"Output width; a multiple of {size_multiple}.")
+    parser.add_argument("--num-frames", type=int, default=C.DEFAULT_NUM_FRAMES, help="Frames to generate; 8k+1.")
+    parser.add_argument("--frame-rate", type=float, default=C.DEFAULT_FRAME_RATE, help="Frames per second.")
+    parser.add_argument(
+        "--image", dest="images", action=_ImageAction, nargs="+", default=[],
+        metavar="PATH FRAME_IDX STRENGTH [CRF]",
+        help=f"Condition frame FRAME_IDX on an image (repeatable). CRF (default {C.DEFAULT_IMAGE_CRF}) re-compresses "
+        "it like a video frame; 0 keeps it as is.",
+    )  # fmt: skip
+    parser.add_argument(
+        "--lora", dest="loras", action=_LoraAction, nargs="+", default=[], metavar="PATH [STRENGTH]",
+        help=f"A LoRA to apply (repeatable); STRENGTH defaults to {C.DEFAULT_LORA_STRENGTH}.",
+    )  # fmt: skip
+    parser.add_argument(
+        "--quantization", choices=["fp8-cast", "fp8-scaled-mm"], default=None,
+        help="Store transformer linear weights in FP8 (default: no quantization).",
+    )  # fmt: skip
+    parser.add_argument("--device", default=None, help="cuda, cuda:1, cpu, ... (default: cuda if available).")
+    parser.add_argument(
+        "--memory-policy", choices=["keep", "low"], default=None,
+        help="keep: models stay loaded between stages; low: free each model after use "
+        "(default: keep on CPU, low on GPU).",
+    )  # fmt: skip
+    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    return parser
+
+
+def add_guidance_args(parser: argparse.ArgumentParser, steps_help: str | None = None) -> None:
+    """Negative prompt, step count and per-modality multimodal guidance."""
+    v, a = C.DEFAULT_VIDEO_GUIDER_PARAMS, C.DEFAULT_AUDIO_GUIDER_PARAMS
+    parser.add_argument("--negative-prompt", default=C.DEFAULT_NEGATIVE_PROMPT, help="What to steer away from.")
+    parser.add_argument(
+        "--num-inference-steps", type=int, default=None,
+        help=steps_help or f"Denoising steps (default: {C.DEFAULT_NUM_INFERENCE_STEPS}; "
+        f"{C.LTX_2_3_NUM_INFERENCE_STEPS} for LTX-2.3 checkpoints).",
+    )  # fmt: skip
+    parser.add_argument(
+        "--denoising-loop", choices=["euler", "gradient-estimation"], default="euler",
+        help="gradient-estimation reaches similar quality in ~20-30 steps.",
+    )  # fmt: skip
+    parser.add_argument("--ge-gamma", type=float, default=2.0, help="Gradient-estimation coefficient.")
+    blocks_help = f"(default: {C.DEFAULT_STG_BLOCK}; {C.LTX_2_3_STG_BLOCK} for LTX-2.3 checkpoints)"
+    for prefix, p, cross in (("video", v, "a2v"), ("audio", a, "v2a")):
+        parser.add_argument(f"--{prefix}-cfg-guidance-scale", type=float, default=p.cfg_scale, help=f"{prefix} CFG; 1 disables.")
+        parser.add_argument(f"--{prefix}-stg-guidance-scale", type=float, default=p.stg_scale, help=f"{prefix} STG; 0 disables.")
+        parser.add_argument(f"--{prefix}-rescale-scale", type=float, default=p.rescale_scale, help=f"{prefix} rescale; 0 disables.")
+        parser.add_argument(
+            f"--{prefix}-stg-blocks", type=int, nargs="*", default=None, help=f"Transformer blocks perturbed for {prefix} STG {blocks_help}."
+        )
+        parser.add_argument(
+            f"--{cross}-guidance-scale", type=float, default=p.modality_scale,
+            help=f"Modality CFG of the {prefix} ({cross}); 1 disables.",
+        )  # fmt: skip
+        parser.add_argument(f"--{prefix}-skip-step", type=int, default=p.skip_step, help="Guide every N+1-th step only; 0 guides all.")
+
+
+def add_upsampler_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--spatial-upsampler-path", type=resolve_path, required=True, help="x2 latent upsampler (.safetensors).")
+
+
+def add_distilled_lora_arg(parser: argparse.ArgumentParser, required: bool = True) -> None:
+    parser.add_argument(
+        "--distilled-lora", dest="distilled_lora", action=_DistilledLoraAction, nargs="+", required=required,
+        default=[], metavar="PATH [STRENGTH]",
+        help=f"Distilled LoRA used by stage 2; STRENGTH defaults to {C.DEFAULT_DISTILLED_LORA_STRENGTH}.",
+    )  # fmt: skip
+
+
+def guider_params_from_args(args: argparse.Namespace, stg_block: int) -> tuple[MultiModalGuiderParams, MultiModalGuiderParams]:
+    """(video, audio) guider params; unset STG blocks take the checkpoint's default block."""
+
+    def params(prefix: str, cross: str) -> MultiModalGuiderParams:
+        blocks = getattr(args, f"{prefix}_stg_blocks")
+        return MultiModalGuiderParams(
+            cfg_scale=getattr(args, f"{prefix}_cfg_guidance_scale"),
+            stg_scale=getattr(args, f"{prefix}_stg_guidance_scale"),
+            rescale_scale=getattr(args, f"{prefix}_rescale_scale"),
+            modality_scale=getattr(args, f"{cross}_guidance_scale"),
+            skip_step=getattr(args, f"{prefix}_skip_step"),
+            stg_blocks=list(blocks) if blocks is not None else [stg_block],
+        )
+
+    return params("video", "a2v"), params("audio", "v2a")
+
+
+def quantization_from_arg(name: str | None) -> QuantizationPolicy | None:
+    if name is None:
+        return None
+    if name == "fp8-cast":
+        return QuantizationPolicy.fp8_cast()
+    try:
+        return QuantizationPolicy.fp8_scaled_mm()
+    except ImportError as e:
+        raise InputError(f"--quantization fp8-scaled-mm is not available here: {e}. Use --quantization fp8-cast.") from e
+
+
+def loop_from_args(args: argparse.Namespace):  # noqa: ANN201
+    from functools import partial
+
+    from ltx_pipelines.utils.denoising import euler_denoising_loop, gradient_estimating_euler_denoising_loop
+
+    if args.denoising_loop == "gradient-estimation":
+        return partial(gradient_estimating_euler_denoising_loop, ge_gamma=args.ge_gamma)
+    return euler_denoising_loop
+
+
+def run_cli(main: Callable[[list[str] | None], object], argv: list[str] | None = None) -> None:
+    """Run a pipeline's main(); user errors become one clear line and exit code 2."""
+    try:
+        main(argv)
+    except InputError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted: no output was written", file=sys.stderr)
+        sys.exit(130)
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(level=getattr(logging, level), format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    for noisy in ("httpx", "urllib3", "PIL"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def smoke_warning(checkpoint_path: str) -> None:
+    """Tell the user, loudly, when the checkpoint is the random-weight smoke model."""
+    from ltx_pipelines.utils.checkpoints import read_header
+
+    notice = read_header(checkpoint_path).metadata.get("smoke_model")
+    if notice:
+        logging.getLogger("ltx_pipelines").warning(notice)
+
+
+__all__ = [
+    "LoraPathStrengthAndSDOps",
+    "add_distilled_lora_arg",
+    "add_guidance_args",
+    "add_upsampler_arg",
+    "base_parser",
+    "guider_params_from_args",
+    "loop_from_args",
+    "quantization_from_arg",
+    "replace",
+    "run_cli",
+    "setup_logging",
+    "smoke_warning",
+]

@@ -1,0 +1,55 @@
+"""Default values of the LTX-2 pipelines (facts of the model, not tuning of ours)."""
+
+from ltx_core.components.guiders import MultiModalGuiderParams
+
+DEFAULT_SEED = 10
+DEFAULT_NUM_FRAMES = 121
+DEFAULT_FRAME_RATE = 24.0
+DEFAULT_NUM_INFERENCE_STEPS = 40
+LTX_2_3_NUM_INFERENCE_STEPS = 30
+DEFAULT_HQ_NUM_INFERENCE_STEPS = 15
+DEFAULT_IMAGE_CRF = 33
+DEFAULT_LORA_STRENGTH = 1.0
+DEFAULT_DISTILLED_LORA_STRENGTH = 0.8
+
+# One-stage pipelines generate at this size; two-stage pipelines output twice it.
+DEFAULT_1_STAGE_HEIGHT = 512
+DEFAULT_1_STAGE_WIDTH = 768
+DEFAULT_2_STAGE_HEIGHT = 1024
+DEFAULT_2_STAGE_WIDTH = 1536
+DEFAULT_HQ_HEIGHT = 1088
+DEFAULT_HQ_WIDTH = 1920
+
+# The distilled model's fixed schedules.
+DISTILLED_SIGMA_VALUES = [1.0, 0.99375, 0.9875, 0.98125, 0.975, 0.909375, 0.725, 0.421875, 0.0]
+STAGE_2_DISTILLED_SIGMA_VALUES = [0.909375, 0.725, 0.421875, 0.0]
+
+DEFAULT_STG_BLOCK = 29
+LTX_2_3_STG_BLOCK = 28
+
+DEFAULT_VIDEO_GUIDER_PARAMS = MultiModalGuiderParams(
+    cfg_scale=3.0,
+    stg_scale=1.0,
+    rescale_scale=0.7,
+    modality_scale=3.0,
+    skip_step=0,
+    stg_blocks=[DEFAULT_STG_BLOCK],
+)
+DEFAULT_AUDIO_GUIDER_PARAMS = MultiModalGuiderParams(
+    cfg_scale=7.0,
+    stg_scale=1.0,
+    rescale_scale=0.7,
+    modality_scale=3.0,
+    skip_step=0,
+    stg_blocks=[DEFAULT_STG_BLOCK],
+)
+
+# Our own wording: the usual failure modes of video diffusion, to steer away from.
+DEFAULT_NEGATIVE_PROMPT = (
+    "blurry, out of focus, low resolution, pixelated, compression artifacts, noise, grain, "
+    "overexposed, underexposed, washed-out colors, oversaturated, flickering, jittery or stuttering motion, "
+    "warped or melting shapes, distorted faces, extra or missing limbs, deformed hands, unnatural poses, "
+    "morphing objects, inconsistent lighting, frozen frames, abrupt cuts, watermark, logo, subtitles, text overlay, "
+    "static image, cartoonish, low quality, amateur footage, distorted audio, muffled sound, background hiss, "
+    "off-sync speech, silence"
+)

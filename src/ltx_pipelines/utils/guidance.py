@@ -1,0 +1,197 @@
+"""Denoise functions: turn latent states into clean estimates with the transformer.
+
+* :class:`ConditionalDenoiser` - one pass with the prompt (distilled model, stage 2).
+* :class:`MultiModalGuidedDenoiser` - multimodal guidance per modality: CFG against the
+  negative prompt, STG against a pass with self-attention skipped in chosen blocks,
+  modality CFG against a pass with the audio<->video cross-attention cut, then
+  variance rescale; each guider may skip steps. Only the passes some modality needs
+  at this step are run, and small passes can be stacked into one batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from ltx_core.components.guiders import MultiModalGuider, MultiModalGuiderFactory
+from ltx_core.guidance.perturbations import (
+    BatchedPerturbationConfig,
+    Perturbation,
+    PerturbationConfig,
+    PerturbationType,
+)
+from ltx_core.model.transformer import Modality, X0Model
+from ltx_core.types import LatentState
+
+from ltx_pipelines.utils.denoising import Prediction
+
+
+@dataclass(frozen=True)
+class PromptEmbeddings:
+    """A prompt encoded for the transformer: one context per modality."""
+
+    video: torch.Tensor
+    audio: torch.Tensor | None
+
+    def to(self, device: torch.device, dtype: torch.dtype) -> "PromptEmbeddings":
+        audio = self.audio.to(device=device, dtype=dtype) if self.audio is not None else None
+        return PromptEmbeddings(self.video.to(device=device, dtype=dtype), audio)
+
+
+def make_modality(state: LatentState, sigma: torch.Tensor, context: torch.Tensor) -> Modality:
+    """The transformer input for one modality at noise level `sigma`."""
+    batch = state.latent.shape[0]
+    sigma_value = float(sigma)
+    return Modality(
+        latent=state.latent,
+        sigma=torch.full((batch,), sigma_value, device=state.latent.device, dtype=torch.float32),
+        timesteps=state.denoise_mask * sigma_value,
+        positions=state.positions,
+        context=context,
+        attention_mask=state.attention_mask,
+    )
+
+
+@dataclass(frozen=True)
+class GuidancePass:
+    """One transformer evaluation: which prompt, and which attention is cut."""
+
+    name: str
+    prompt: PromptEmbeddings
+    perturbations: PerturbationConfig
+
+
+def _batch_modality(modalities: list[Modality]) -> Modality:
+    first = modalities[0]
+    if len(modalities) == 1:
+        return first
+    mask = first.attention_mask
+
+    def cat(attr: str) -> torch.Tensor:
+        return torch.cat([getattr(m, attr) for m in modalities], dim=0)
+
+    return Modality(
+        latent=cat("latent"),
+        sigma=cat("sigma"),
+        timesteps=cat("timesteps"),
+        positions=cat("positions"),
+        context=cat("context"),
+        attention_mask=torch.cat([mask] * len(modalities), dim=0) if mask is not None else None,
+    )
+
+
+def run_passes(
+    transformer: X0Model,
+    video_state: LatentState,
+    audio_state: LatentState | None,
+    sigma: torch.Tensor,
+    passes: list[GuidancePass],
+    batched: bool = False,
+) -> dict[str, Prediction]:
+    """Evaluate the transformer for each pass, one after another or stacked in one batch."""
+    groups = [passes] if batched else [[p] for p in passes]
+    results: dict[str, Prediction] = {}
+    for group in groups:
+        video = _batch_modality([make_modality(video_state, sigma, p.prompt.video) for p in group])
+        audio = None
+        if audio_state is not None:
+            audio = _batch_modality([make_modality(audio_state, sigma, p.prompt.audio) for p in group])
+        perturbations = BatchedPerturbationConfig([p.perturbations for p in group])
+        video_x0, audio_x0 = transformer(video=video, audio=audio, perturbations=perturbations)
+        for i, p in enumerate(group):
+            results[p.name] = (
+                video_x0[i : i + 1] if video_x0 is not None else None,
+                audio_x0[i : i + 1] if audio_x0 is not None else None,
+            )
+    return results
+
+
+class ConditionalDenoiser:
+    """A single conditional pass: the distilled model needs no guidance."""
+
+    def __init__(self, transformer: X0Model, prompt: PromptEmbeddings):
+        self.transformer = transformer
+        self.prompt = prompt
+
+    def __call__(
+        self, video_state: LatentState, audio_state: LatentState | None, sigmas: torch.Tensor, step: int
+    ) -> Prediction:
+        unperturbed = GuidancePass("cond", self.prompt, PerturbationConfig.empty())
+        return run_passes(self.transformer, video_state, audio_state, sigmas[step], [unperturbed])["cond"]
+
+
+def stg_perturbations(video: MultiModalGuider, audio: MultiModalGuider) -> PerturbationConfig:
+    """Skip self-attention in the STG blocks of each modality that asks for it."""
+    perturbations = []
+    if video.do_perturbed_generation():
+        perturbations.append(Perturbation(PerturbationType.SKIP_VIDEO_SELF_ATTN, list(video.params.stg_blocks or [])))
+    if audio.do_perturbed_generation():
+        perturbations.append(Perturbation(PerturbationType.SKIP_AUDIO_SELF_ATTN, list(audio.params.stg_blocks or [])))
+    return PerturbationConfig(perturbations)
+
+
+ISOLATED_MODALITIES = PerturbationConfig(
+    [
+        Perturbation(PerturbationType.SKIP_A2V_CROSS_ATTN, None),
+        Perturbation(PerturbationType.SKIP_V2A_CROSS_ATTN, None),
+    ]
+)
+
+
+class MultiModalGuidedDenoiser:
+    """CFG + STG + modality CFG + rescale, with independent parameters per modality."""
+
+    def __init__(
+        self,
+        transformer: X0Model,
+        positive: PromptEmbeddings,
+        negative: PromptEmbeddings | None,
+        video_guider: MultiModalGuiderFactory,
+        audio_guider: MultiModalGuiderFactory,
+        batch_passes: bool = False,
+    ):
+        self.transformer = transformer
+        self.positive = positive
+        self.negative = negative
+        self.video_guider = video_guider
+        self.audio_guider = audio_guider
+        self.batch_passes = batch_passes
+
+    def passes_for(self, video: MultiModalGuider, audio: MultiModalGuider, step: int) -> list[GuidancePass]:
+        """The evaluations this step needs: guidance a skipped or disabled guider wants is not run."""
+        active = [g for g in (video, audio) if not g.should_skip_step(step)]
+        passes = [GuidancePass("cond", self.positive, PerturbationConfig.empty())]
+        if any(g.do_unconditional_generation() for g in active):
+            if self.negative is None:
+                raise ValueError("CFG is enabled but no negative prompt was encoded.")
+            passes.append(GuidancePass("uncond", self.negative, PerturbationConfig.empty()))
+        if any(g.do_perturbed_generation() for g in active):
+            passes.append(GuidancePass("perturbed", self.positive, stg_perturbations(video, audio)))
+        if any(g.do_isolated_modality_generation() for g in active):
+            passes.append(GuidancePass("isolated", self.positive, ISOLATED_MODALITIES))
+        return passes
+
+    def __call__(
+        self, video_state: LatentState, audio_state: LatentState | None, sigmas: torch.Tensor, step: int
+    ) -> Prediction:
+        sigma = sigmas[step]
+        video_guider = self.video_guider.build_from_sigma(sigma)
+        audio_guider = self.audio_guider.build_from_sigma(sigma)
+        passes = self.passes_for(video_guider, audio_guider, step)
+        results = run_passes(self.transformer, video_state, audio_state, sigma, passes, self.batch_passes)
+        video = _combine(video_guider, results, 0, step)
+        audio = _combine(audio_guider, results, 1, step) if audio_state is not None else None
+        return video, audio
+
+
+def _combine(guider: MultiModalGuider, results: dict[str, Prediction], index: int, step: int) -> torch.Tensor:
+    cond = results["cond"][index]
+    if guider.should_skip_step(step):
+        return cond
+
+    def other(name: str) -> torch.Tensor:
+        # A pass this modality did not ask for contributes nothing: use cond in its place.
+        return results[name][index] if name in results else cond
+
+    guided = guider.calculate(cond, other("uncond"), other("perturbed"), other("isolated"))
+    return guided.to(cond.dtype)

@@ -1,0 +1,335 @@
+"""What every pipeline shares: file checks, the model ledger, the two kinds of stage, output.
+
+A pipeline subclass only composes these in the order its description gives.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from ltx_core.components.guiders import MultiModalGuiderParams, create_multimodal_guider_factory
+from ltx_core.components.schedulers import LTX2Scheduler
+from ltx_core.conditioning import ConditioningItem
+from ltx_core.loader import LoraPathStrengthAndSDOps
+from ltx_core.model.video_vae import TilingConfig
+from ltx_core.quantization import QuantizationPolicy
+from ltx_core.types import Audio
+
+from ltx_pipelines.utils import constants as C
+from ltx_pipelines.utils.checkpoints import CheckpointInfo, check_lora_matches, inspect_ltx_checkpoint, inspect_upsampler
+from ltx_pipelines.utils.conditioning import (
+    ImageConditioningInput,
+    as_image_inputs,
+    check_image_inputs,
+    image_conditionings_by_replacing_latent,
+)
+from ltx_pipelines.utils.denoising import DenoisingLoop, default_stepper, euler_denoising_loop
+from ltx_pipelines.utils.gemma import find_gemma_files
+from ltx_pipelines.utils.guidance import ConditionalDenoiser, MultiModalGuidedDenoiser, PromptEmbeddings
+from ltx_pipelines.utils.media_io import check_output_path, write_video
+from ltx_pipelines.utils.model_ledger import MemoryPolicy, ModelLedger
+from ltx_pipelines.utils.stages import (
+    StageLatents,
+    VideoGeometry,
+    chunked,
+    decode_audio_waveform,
+    decode_video_frames,
+    denoise_stage,
+)
+from ltx_pipelines.utils.validation import check_generation
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class GenerationResult:
+    """Decoded output of a pipeline call (and where it was written, if anywhere)."""
+
+    frames: torch.Tensor  # uint8 [F, H, W, 3]
+    audio: Audio | None
+    frame_rate: float
+    output_path: Path | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+def _lora_list(loras: object) -> tuple[LoraPathStrengthAndSDOps, ...]:
+    if loras is None:
+        return ()
+    if isinstance(loras, LoraPathStrengthAndSDOps):
+        return (loras,)
+    return tuple(loras)
+
+
+class PipelineBase:
+    """Holds the ledger and the checked file paths; provides the shared stages."""
+
+    #: Height and width must be multiples of this (64 when stage 1 runs at half size).
+    size_multiple: int = 32
+    needs_upsampler: bool = False
+    pipeline_name: str = "ltx"
+
+    def __init__(
+        self,
+        checkpoint_path: str | Path,
+        gemma_root: str | Path,
+        loras: list[LoraPathStrengthAndSDOps] | tuple = (),
+        quantization: QuantizationPolicy | None = None,
+        spatial_upsampler_path: str | Path | None = None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+        memory_policy: MemoryPolicy | str | None = None,
+    ):
+        self.checkpoint: CheckpointInfo = inspect_ltx_checkpoint(checkpoint_path)
+        find_gemma_files(gemma_root)
+        if self.needs_upsampler:
+            if spatial_upsampler_path is None:
+                raise ValueError(f"{type(self).__name__} needs spatial_upsampler_path.")
+            inspect_upsampler(spatial_upsampler_path)
+        self.loras = _lora_list(loras)
+        for lora in self.loras:
+            check_lora_matches(lora.path, checkpoint_path, "LoRA (--lora)")
+        self.ledger = ModelLedger(
+            checkpoint_path=checkpoint_path,
+            gemma_root=gemma_root,
+            spatial_upsampler_path=spatial_upsampler_path,
+            loras=self.loras,
+            quantization=quantization,
+            device=device,
+            dtype=dtype,
+            memory_policy=memory_policy,
+        )
+        logger.info(
+            "%s on %s (%s), checkpoint %s (model version %s)",
+            type(self).__name__, self.device, str(self.dtype).removeprefix("torch."),
+            self.checkpoint.path.name, self.checkpoint.model_version or "unknown",
+        )  # fmt: skip
+
+    @property
+    def device(self) -> torch.device:
+        return self.ledger.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.ledger.dtype
+
+    # -- defaults that depend on the checkpoint -------------------------------------------------
+
+    def default_num_inference_steps(self) -> int:
+        return C.LTX_2_3_NUM_INFERENCE_STEPS if self.checkpoint.is_ltx_2_3 else C.DEFAULT_NUM_INFERENCE_STEPS
+
+    def default_stg_block(self) -> int:
+        return C.LTX_2_3_STG_BLOCK if self.checkpoint.is_ltx_2_3 else C.DEFAULT_STG_BLOCK
+
+    def default_guider_params(self) -> tuple[MultiModalGuiderParams, MultiModalGuiderParams]:
+        from dataclasses import replace
+
+        blocks = [self.default_stg_block()]
+        return (
+            replace(C.DEFAULT_VIDEO_GUIDER_PARAMS, stg_blocks=blocks),
+            replace(C.DEFAULT_AUDIO_GUIDER_PARAMS, stg_blocks=blocks),
+        )
+
+    def resolve_guidance(
+        self,
+        num_inference_steps: int | None,
+        video_guider_params: MultiModalGuiderParams | None,
+        audio_guider_params: MultiModalGuiderParams | None,
+    ) -> tuple[int, MultiModalGuiderParams, MultiModalGuiderParams]:
+        """Fill unset guidance settings with this checkpoint's defaults and check them."""
+        default_video, default_audio = self.default_guider_params()
+        steps = num_inference_steps if num_inference_steps is not None else self.default_num_inference_steps()
+        video = video_guider_params or default_video
+        audio = audio_guider_params or default_audio
+        if steps < 1:
+            from ltx_pipelines.utils.errors import InputError
+
+            raise InputError(f"--num-inference-steps must be at least 1; got {steps}.")
+        self.check_stg_blocks(video, audio)
+        return steps, video, audio
+
+    # -- checks before any model is built --------------------------------------------------------
+
+    def check_request(
+        self,
+        geometry: VideoGeometry,
+        images: list[ImageConditioningInput],
+        output_path: str | Path | None,
+        overwrite: bool,
+    ) -> Path | None:
+        check_generation(geometry.height, geometry.width, geometry.num_frames, geometry.frame_rate, self.size_multiple)
+        check_image_inputs(images, geometry.num_frames)
+        return check_output_path(output_path, overwrite) if output_path is not None else None
+
+    def check_stg_blocks(self, *params: MultiModalGuiderParams) -> None:
+        from ltx_pipelines.utils.errors import InputError
+
+        layers = int(self.checkpoint.config.get("transformer", {}).get("num_layers", 48))
+        for p in params:
+            bad = [b for b in (p.stg_blocks or []) if not 0 <= b < layers]
+            if bad and p.stg_scale != 0:
+                raise InputError(f"STG blocks {bad} do not exist: this transformer has blocks 0..{layers - 1}.")
+
+    # -- shared stages -------------------------------------------------------------------------
+
+    def generator(self, seed: int) -> torch.Generator:
+        return torch.Generator(device=self.device).manual_seed(seed)
+
+    def image_conditionings(
+        self, images: list[ImageConditioningInput], geometry: VideoGeometry, by_guiding_latent: bool = False
+    ) -> list[ConditioningItem]:
+        if not images:
+            return []
+        from ltx_pipelines.utils.conditioning import image_conditionings_by_adding_guiding_latent
+
+        build = image_conditionings_by_adding_guiding_latent if by_guiding_latent else image_conditionings_by_replacing_latent
+        with torch.inference_mode(), self.ledger.use("video_encoder") as encoder:
+            return build(images, geometry.height, geometry.width, encoder)
+
+    def guided_stage(
+        self,
+        *,
+        name: str,
+        geometry: VideoGeometry,
+        positive: PromptEmbeddings,
+        negative: PromptEmbeddings,
+        video_guider_params: MultiModalGuiderParams,
+        audio_guider_params: MultiModalGuiderParams,
+        num_inference_steps: int,
+        conditionings: list[ConditioningItem],
+        generator: torch.Generator,
+        loop: DenoisingLoop = euler_denoising_loop,
+        stepper: object | None = None,
+        audio_conditionings: list[ConditioningItem] = (),
+        initial_audio: torch.Tensor | None = None,
+        initial_video: torch.Tensor | None = None,
+        sigmas: torch.Tensor | None = None,
+    ) -> StageLatents:
+        """Full model, multimodal guidance, LTX-2 sigma schedule."""
+        if sigmas is None:
+            sigmas = LTX2Scheduler().execute(steps=num_inference_steps)
+        with self.ledger.use("transformer") as transformer:
+            denoiser = MultiModalGuidedDenoiser(
+                transformer,
+                positive,
+                negative,
+                create_multimodal_guider_factory(video_guider_params),
+                create_multimodal_guider_factory(audio_guider_params),
+            )
+            return denoise_stage(
+                name=name, geometry=geometry, fmt=self.ledger.latent_format, sigmas=sigmas, denoise_fn=denoiser,
+                stepper=stepper or default_stepper(), generator=generator, device=self.device, dtype=self.dtype,
+                video_conditionings=conditionings, audio_conditionings=audio_conditionings,
+                initial_video=initial_video, initial_audio=initial_audio, loop=loop,
+            )  # fmt: skip
+
+    def distilled_stage(
+        self,
+        *,
+        name: str,
+        geometry: VideoGeometry,
+        prompt: PromptEmbeddings,
+        sigma_values: list[float],
+        conditionings: list[ConditioningItem],
+        generator: torch.Generator,
+        extra_loras: tuple[LoraPathStrengthAndSDOps, ...] = (),
+        initial_video: torch.Tensor | None = None,
+        initial_audio: torch.Tensor | None = None,
+        audio_conditionings: list[ConditioningItem] = (),
+    ) -> StageLatents:
+        """No guidance, fixed distilled sigmas (the distilled model, or the full one + distilled LoRA)."""
+        sigmas = torch.tensor(sigma_values, dtype=torch.float32)
+        with self.ledger.use("transformer", extra_loras=tuple(extra_loras)) as transformer:
+            return denoise_stage(
+                name=name, geometry=geometry, fmt=self.ledger.latent_format, sigmas=sigmas,
+                denoise_fn=ConditionalDenoiser(transformer, prompt), stepper=default_stepper(),
+                generator=generator, device=self.device, dtype=self.dtype, video_conditionings=conditionings,
+                audio_conditionings=audio_conditionings, initial_video=initial_video, initial_audio=initial_audio,
+            )  # fmt: skip
+
+    def upsample_and_refine(
+        self,
+        *,
+        low: StageLatents,
+        geometry: VideoGeometry,
+        prompt: PromptEmbeddings,
+        images: list[ImageConditioningInput],
+        generator: torch.Generator,
+        extra_loras: tuple[LoraPathStrengthAndSDOps, ...] = (),
+        by_guiding_latent: bool = False,
+    ) -> StageLatents:
+        """Stage 2 of every two-stage pipeline: x2 latent upsample, then distilled refinement at full size."""
+        from ltx_pipelines.utils.stages import upsample_video_latent
+
+        upsampled = upsample_video_latent(self.ledger, low.video)
+        return self.distilled_stage(
+            name="stage 2",
+            geometry=geometry,
+            prompt=prompt,
+            sigma_values=C.STAGE_2_DISTILLED_SIGMA_VALUES,
+            conditionings=self.image_conditionings(images, geometry, by_guiding_latent),
+            generator=generator,
+            extra_loras=extra_loras,
+            initial_video=upsampled,
+            initial_audio=low.audio,
+        )
+
+    # -- output --------------------------------------------------------------------------------
+
+    def finish(
+        self,
+        latents: StageLatents,
+        geometry: VideoGeometry,
+        generator: torch.Generator,
+        output_path: Path | None,
+        overwrite: bool,
+        metadata: dict,
+        tiling_config: TilingConfig | None = None,
+        audio: Audio | None = None,
+    ) -> GenerationResult:
+        """Decode video (and audio unless given), then write the mp4 if a path was given."""
+        frames = decode_video_frames(self.ledger, latents.video, generator, tiling_config)
+        if audio is None:
+            audio = decode_audio_waveform(self.ledger, latents.audio)
+        tags = self.output_metadata(metadata, geometry)
+        result = GenerationResult(frames=frames, audio=audio, frame_rate=geometry.frame_rate, metadata=tags)
+        if output_path is not None:
+            started = time.perf_counter()
+            result.output_path = write_video(
+                output_path, chunked(frames), geometry.frame_rate, audio, metadata=tags, overwrite=overwrite
+            )
+            logger.info("Wrote %s in %.1f s", result.output_path, time.perf_counter() - started)
+        return result
+
+    def output_metadata(self, settings: dict, geometry: VideoGeometry) -> dict[str, str]:
+        """Generation parameters stored in the mp4 (readable with ffprobe / PyAV)."""
+        values = {
+            "pipeline": self.pipeline_name,
+            "checkpoint": self.checkpoint.path.name,
+            "model_version": self.checkpoint.model_version,
+            "height": geometry.height,
+            "width": geometry.width,
+            "num_frames": geometry.num_frames,
+            "frame_rate": geometry.frame_rate,
+            "loras": [f"{Path(lora.path).name}:{lora.strength}" for lora in self.loras],
+            **settings,
+        }
+        return {k: v if isinstance(v, str) else json.dumps(v, default=str) for k, v in values.items()}
+
+
+def guider_metadata(params: MultiModalGuiderParams) -> dict:
+    return {
+        "cfg": params.cfg_scale,
+        "stg": params.stg_scale,
+        "stg_blocks": list(params.stg_blocks or []),
+        "rescale": params.rescale_scale,
+        "modality": params.modality_scale,
+        "skip_step": params.skip_step,
+    }
+
+
+__all__ = ["GenerationResult", "ImageConditioningInput", "PipelineBase", "as_image_inputs", "guider_metadata"]

@@ -1,0 +1,32 @@
+"""Prompt encoding: Gemma hidden states -> feature extractor -> per-modality connectors."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import torch
+
+from ltx_pipelines.utils.guidance import PromptEmbeddings
+from ltx_pipelines.utils.model_ledger import ModelLedger
+
+logger = logging.getLogger(__name__)
+
+
+def encode_prompts(ledger: ModelLedger, prompts: list[str]) -> list[PromptEmbeddings]:
+    """Encode each prompt once; the text encoder is released per the ledger's policy."""
+    started = time.perf_counter()
+    with torch.inference_mode():
+        with ledger.use("text_encoder") as text_encoder:
+            hidden = [text_encoder.encode(prompt) for prompt in prompts]
+        with ledger.use("embeddings_processor") as processor:
+            encoded = [processor.process_hidden_states(states, mask) for states, mask in hidden]
+    logger.info("Encoded %d prompt(s) in %.1f s", len(prompts), time.perf_counter() - started)
+    return [
+        PromptEmbeddings(out.video_encoding.to(ledger.dtype), _maybe(out.audio_encoding, ledger.dtype))
+        for out in encoded
+    ]
+
+
+def _maybe(tensor: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
+    return tensor.to(dtype) if tensor is not None else None
