@@ -202,14 +202,13 @@ class ModelLedger:
         )
         files = [self.checkpoint_path, *(lora.path for lora in builder.loras)]
         self.files_loaded.extend(files)
-        if quant is None:
-            model = builder.build(device=self.device, dtype=self.dtype)
-        else:
-            # Keep the quantized dtypes the policy chose; bring everything else to the compute dtype.
-            model = builder.build(device=self.device, dtype=None)
-            for tensor in (*model.parameters(), *model.buffers()):
-                if tensor.is_floating_point() and tensor.dtype not in (torch.float8_e4m3fn, torch.float8_e5m2):
-                    tensor.data = tensor.data.to(self.dtype)
+        # Quantized weights keep the dtype the policy chose, so load without a global cast...
+        model = builder.build(device=self.device, dtype=None if quant else self.dtype)
+        # ...and bring every other tensor to the compute dtype. (ltx-core's LoRA fusion also leaves
+        # the weights no LoRA touches in the file's dtype, so this runs in every case.)
+        for tensor in (*model.parameters(), *model.buffers()):
+            if tensor.is_floating_point() and tensor.dtype not in (torch.float8_e4m3fn, torch.float8_e5m2):
+                tensor.data = tensor.data.to(self.dtype)
         return X0Model(model)
 
     def _checkpoint_builder(self, configurator: object, sd_ops: SDOps) -> SingleGPUModelBuilder:
