@@ -1,0 +1,57 @@
+"""Shared fixtures: the smoke bundle (built once per session) and small helpers.
+
+Set LTX_SMOKE_BUNDLE=/some/dir to reuse a bundle between runs.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ltx_pipelines.smoke_model import SmokeBundle, ensure_smoke_bundle
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def smoke_bundle(tmp_path_factory: pytest.TempPathFactory) -> SmokeBundle:
+    root = os.environ.get("LTX_SMOKE_BUNDLE")
+    return ensure_smoke_bundle(Path(root) if root else tmp_path_factory.mktemp("smoke") / "bundle")
+
+
+@pytest.fixture
+def make_image(tmp_path: Path):
+    """Write a test picture (a colour gradient with a bright square) and return its path."""
+
+    def make(name: str = "image.png", size: tuple[int, int] = (96, 80), seed: int = 0) -> Path:
+        rng = np.random.default_rng(seed)
+        w, h = size
+        pixels = np.zeros((h, w, 3), dtype=np.uint8)
+        pixels[..., 0] = np.linspace(0, 255, w, dtype=np.uint8)[None, :]
+        pixels[..., 1] = np.linspace(255, 0, h, dtype=np.uint8)[:, None]
+        pixels[..., 2] = rng.integers(0, 255)
+        pixels[h // 4 : h // 2, w // 4 : w // 2] = 255
+        path = tmp_path / name
+        Image.fromarray(pixels).save(path)
+        return path
+
+    return make
+
+
+def run_module(module: str, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run `python -m module args...` the way a user would; returns the finished process."""
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    return subprocess.run(
+        [sys.executable, "-m", module, *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        cwd=REPO,
+    )
