@@ -51,6 +51,7 @@ from ltx_core.text_encoders.gemma import (
 )
 
 from ltx_pipelines.utils.checkpoints import read_header
+from ltx_pipelines.utils.lora_swap import LoraSwapper
 from ltx_pipelines.utils.gemma import (
     EmbeddingsProcessorFromConfig,
     GemmaDirectoryLoader,
@@ -147,6 +148,8 @@ class ModelLedger:
         self.latent_format = LatentFormat.from_config(self.config)
         self._models: dict[tuple, torch.nn.Module] = {}
         self.files_loaded: list[str] = []  # every file read, in order (tests check residency)
+        self._lora_swapper = LoraSwapper(on_file_read=self.files_loaded.append)
+        self.prompt_cache: dict[str, object] = {}  # prompt -> encoded embeddings (see prompts.encode_prompts)
 
     # -- lifetime ---------------------------------------------------------------------------
 
@@ -162,19 +165,37 @@ class ModelLedger:
                 self.release(name, **kwargs)
 
     def get(self, name: str, **kwargs: object) -> torch.nn.Module:
+        if name == "transformer" and self._swaps_loras_in_memory():
+            return self._resident_transformer(tuple(kwargs.get("extra_loras", ())))
         key = (name, *sorted(kwargs.items()))
         if key not in self._models:
-            builder = getattr(self, f"_build_{name}")
-            started = time.perf_counter()
-            model = builder(**kwargs)
-            model.eval().requires_grad_(False)
-            self._models[key] = model
-            logger.info("Loaded %s in %.1f s", name.replace("_", " "), time.perf_counter() - started)
+            self._models[key] = self._build_and_log(name, **kwargs)
         return self._models[key]
 
     def release(self, name: str, **kwargs: object) -> None:
+        if name == "transformer" and self._swaps_loras_in_memory():
+            kwargs = {}
         if self._models.pop((name, *sorted(kwargs.items())), None) is not None:
             cleanup_memory()
+
+    def _swaps_loras_in_memory(self) -> bool:
+        """Under `keep`, one resident transformer serves every LoRA set (not with quantized weights)."""
+        return self.memory_policy is MemoryPolicy.KEEP and self.quantization is None
+
+    def _resident_transformer(self, extra_loras: tuple[LoraPathStrengthAndSDOps, ...]) -> torch.nn.Module:
+        model = self._models.get(("transformer",))
+        if model is None:
+            model = self._build_and_log("transformer")
+            self._models[("transformer",)] = model
+        self._lora_swapper.set(model.velocity_model, extra_loras)
+        return model
+
+    def _build_and_log(self, name: str, **kwargs: object) -> torch.nn.Module:
+        started = time.perf_counter()
+        model = getattr(self, f"_build_{name}")(**kwargs)
+        model.eval().requires_grad_(False)
+        logger.info("Loaded %s in %.1f s", name.replace("_", " "), time.perf_counter() - started)
+        return model
 
     def release_all(self) -> None:
         self._models.clear()
