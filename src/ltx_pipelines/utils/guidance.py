@@ -106,6 +106,57 @@ def run_passes(
     return results
 
 
+def _stg_fork_block(perturbations: PerturbationConfig) -> int | None:
+    """First perturbed block when a pass only skips self-attention in listed blocks, else None."""
+    items = perturbations.perturbations or []
+    self_attn = (PerturbationType.SKIP_VIDEO_SELF_ATTN, PerturbationType.SKIP_AUDIO_SELF_ATTN)
+    if not items or any(p.type not in self_attn or not p.blocks for p in items):
+        return None
+    return min(min(p.blocks) for p in items)
+
+
+def run_cond_and_stg(
+    transformer: X0Model,
+    video_state: LatentState,
+    audio_state: LatentState | None,
+    sigma: torch.Tensor,
+    cond: GuidancePass,
+    perturbed: GuidancePass,
+    fork_block: int,
+) -> dict[str, Prediction]:
+    """The STG pass equals the conditional one up to its first perturbed block: compute that prefix once."""
+    model = transformer.velocity_model
+    video = make_modality(video_state, sigma, cond.prompt.video)
+    audio = make_modality(audio_state, sigma, cond.prompt.audio) if audio_state is not None else None
+    v_args = model.video_args_preprocessor.prepare(video, audio)
+    a_args = model.audio_args_preprocessor.prepare(audio, video) if audio is not None else None
+    unperturbed = BatchedPerturbationConfig([PerturbationConfig.empty()])
+    blocks = list(model.transformer_blocks)
+    for block in blocks[:fork_block]:
+        v_args, a_args = block(video=v_args, audio=a_args, perturbations=unperturbed)
+    results: dict[str, Prediction] = {}
+    for p in (cond, perturbed):
+        config = BatchedPerturbationConfig([p.perturbations])
+        v, a = v_args, a_args
+        for block in blocks[fork_block:]:
+            v, a = block(video=v, audio=a, perturbations=config)
+        results[p.name] = _to_x0(model, video, audio, v, a)
+    return results
+
+
+def _to_x0(model: torch.nn.Module, video: Modality, audio: Modality | None, v, a) -> Prediction:  # noqa: ANN001
+    from ltx_core.utils import to_denoised
+
+    vx = model._process_output(model.scale_shift_table, model.norm_out, model.proj_out, v.x, v.embedded_timestep)
+    video_x0 = to_denoised(video.latent, vx, video.timesteps)
+    if audio is None or a is None:
+        return video_x0, None
+    ax = model._process_output(
+        model.audio_scale_shift_table, model.audio_norm_out, model.audio_proj_out, a.x, a.embedded_timestep
+    )
+    return video_x0, to_denoised(audio.latent, ax, audio.timesteps)
+
+
 class ConditionalDenoiser:
     """A single conditional pass: the distilled model needs no guidance."""
 
@@ -149,7 +200,9 @@ class MultiModalGuidedDenoiser:
         video_guider: MultiModalGuiderFactory,
         audio_guider: MultiModalGuiderFactory,
         batch_passes: bool = False,
+        share_stg_prefix: bool = True,
     ):
+        self.share_stg_prefix = share_stg_prefix
         self.transformer = transformer
         self.positive = positive
         self.negative = negative
@@ -178,10 +231,25 @@ class MultiModalGuidedDenoiser:
         video_guider = self.video_guider.build_from_sigma(sigma)
         audio_guider = self.audio_guider.build_from_sigma(sigma)
         passes = self.passes_for(video_guider, audio_guider, step)
-        results = run_passes(self.transformer, video_state, audio_state, sigma, passes, self.batch_passes)
+        results = self._run(video_state, audio_state, sigma, passes)
         video = _combine(video_guider, results, 0, step)
         audio = _combine(audio_guider, results, 1, step) if audio_state is not None else None
         return video, audio
+
+
+    def _run(
+        self, video_state: LatentState, audio_state: LatentState | None, sigma: torch.Tensor, passes: list[GuidancePass]
+    ) -> dict[str, Prediction]:
+        by_name = {p.name: p for p in passes}
+        stg = by_name.get("perturbed")
+        fork = _stg_fork_block(stg.perturbations) if stg is not None and self.share_stg_prefix else None
+        if fork is None or fork == 0:
+            return run_passes(self.transformer, video_state, audio_state, sigma, passes, self.batch_passes)
+        results = run_cond_and_stg(self.transformer, video_state, audio_state, sigma, by_name["cond"], stg, fork)
+        rest = [p for p in passes if p.name not in ("cond", "perturbed")]
+        if rest:
+            results.update(run_passes(self.transformer, video_state, audio_state, sigma, rest, self.batch_passes))
+        return results
 
 
 def _combine(guider: MultiModalGuider, results: dict[str, Prediction], index: int, step: int) -> torch.Tensor:
