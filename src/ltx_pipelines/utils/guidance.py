@@ -181,6 +181,8 @@ def stg_perturbations(video: MultiModalGuider, audio: MultiModalGuider) -> Pertu
     return PerturbationConfig(perturbations)
 
 
+BATCH_PASSES_MAX_TOKENS = 2048
+
 ISOLATED_MODALITIES = PerturbationConfig(
     [
         Perturbation(PerturbationType.SKIP_A2V_CROSS_ATTN, None),
@@ -199,7 +201,7 @@ class MultiModalGuidedDenoiser:
         negative: PromptEmbeddings | None,
         video_guider: MultiModalGuiderFactory,
         audio_guider: MultiModalGuiderFactory,
-        batch_passes: bool = False,
+        batch_passes: bool | None = None,
         share_stg_prefix: bool = True,
     ):
         self.share_stg_prefix = share_stg_prefix
@@ -243,13 +245,20 @@ class MultiModalGuidedDenoiser:
         by_name = {p.name: p for p in passes}
         stg = by_name.get("perturbed")
         fork = _stg_fork_block(stg.perturbations) if stg is not None and self.share_stg_prefix else None
+        batched = self._batched(video_state)
         if fork is None or fork == 0:
-            return run_passes(self.transformer, video_state, audio_state, sigma, passes, self.batch_passes)
+            return run_passes(self.transformer, video_state, audio_state, sigma, passes, batched)
         results = run_cond_and_stg(self.transformer, video_state, audio_state, sigma, by_name["cond"], stg, fork)
         rest = [p for p in passes if p.name not in ("cond", "perturbed")]
         if rest:
-            results.update(run_passes(self.transformer, video_state, audio_state, sigma, rest, self.batch_passes))
+            results.update(run_passes(self.transformer, video_state, audio_state, sigma, rest, batched))
         return results
+
+    def _batched(self, video_state: LatentState) -> bool:
+        """Stack passes in one batch? Measured on an H100: 2x faster at 1 536 video tokens, no gain at 6 144."""
+        if self.batch_passes is not None:
+            return self.batch_passes
+        return video_state.latent.device.type == "cuda" and video_state.latent.shape[1] <= BATCH_PASSES_MAX_TOKENS
 
 
 def _combine(guider: MultiModalGuider, results: dict[str, Prediction], index: int, step: int) -> torch.Tensor:
