@@ -6,6 +6,7 @@ stage 2 refines at full size with the distilled LoRA and the short distilled sch
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 from ltx_core.components.guiders import MultiModalGuiderParams
@@ -29,6 +30,8 @@ class TwoStagePipelineBase(PipelineBase):
 
     size_multiple = 64
     needs_upsampler = True
+    #: Condition on images with appended keyframe tokens in both stages (interpolation) instead of replacing latents.
+    by_guiding_latent = False
 
     def __init__(
         self,
@@ -51,6 +54,64 @@ class TwoStagePipelineBase(PipelineBase):
             raise ValueError(f"{type(self).__name__} needs a distilled LoRA for stage 2.")
         for lora in self.distilled_lora:
             check_lora_matches(lora.path, checkpoint_path, "distilled LoRA (--distilled-lora)")
+
+    def generate(
+        self,
+        *,
+        prompt: str,
+        negative_prompt: str | None,
+        seed: int,
+        geometry: VideoGeometry,
+        num_inference_steps: int | None,
+        video_guider_params: MultiModalGuiderParams | None,
+        audio_guider_params: MultiModalGuiderParams | None,
+        images: list[ImageConditioningInput] | None,
+        output_path: str | Path | None,
+        overwrite: bool,
+        tiling_config: TilingConfig | None = None,
+        stage_1_loop: DenoisingLoop = euler_denoising_loop,
+        stage_2_loop: DenoisingLoop = euler_denoising_loop,
+        stage_1_loras: tuple[LoraPathStrengthAndSDOps, ...] = (),
+        stage_2_loras: tuple[LoraPathStrengthAndSDOps, ...] | None = None,
+        settings: dict | None = None,
+    ) -> GenerationResult:
+        """What every two-stage pipeline runs; they differ in defaults, loops, LoRAs and ``by_guiding_latent``."""
+        images = as_image_inputs(images)
+        output = self.check_request(geometry, images, output_path, overwrite)
+        steps, video_params, audio_params = self.resolve_guidance(num_inference_steps, video_guider_params, audio_guider_params)
+        negative_prompt = C.DEFAULT_NEGATIVE_PROMPT if negative_prompt is None else negative_prompt
+        stage_2_loras = self.distilled_lora if stage_2_loras is None else stage_2_loras
+
+        positive, negative = encode_prompts(self.ledger, [prompt, negative_prompt])
+        generator = self.generator(seed)
+        low_geometry = geometry.halved()
+        low = self.guided_stage(
+            name="stage 1",
+            geometry=low_geometry,
+            positive=positive,
+            negative=negative,
+            video_guider_params=video_params,
+            audio_guider_params=audio_params,
+            num_inference_steps=steps,
+            conditionings=self.image_conditionings(images, low_geometry, self.by_guiding_latent),
+            generator=generator,
+            loop=stage_1_loop,
+            extra_loras=stage_1_loras,
+        )
+        high = self.upsample_and_refine(
+            low=low, geometry=geometry, prompt=positive, images=images, generator=generator,
+            extra_loras=stage_2_loras, by_guiding_latent=self.by_guiding_latent, loop=stage_2_loop,
+        )  # fmt: skip
+        settings = {
+            "prompt": prompt, "negative_prompt": negative_prompt, "seed": seed, "num_inference_steps": steps,
+            "video_guidance": guider_metadata(video_params), "audio_guidance": guider_metadata(audio_params),
+            "images": [list(i) for i in images], "distilled_lora": _lora_names(stage_2_loras), **(settings or {}),
+        }  # fmt: skip
+        return self.finish(high, geometry, generator, output, overwrite, settings, tiling_config)
+
+
+def _lora_names(loras: tuple[LoraPathStrengthAndSDOps, ...]) -> list[str]:
+    return [f"{Path(lora.path).name}:{lora.strength}" for lora in loras]
 
 
 class TI2VidTwoStagesPipeline(TwoStagePipelineBase):
@@ -76,53 +137,40 @@ class TI2VidTwoStagesPipeline(TwoStagePipelineBase):
         tiling_config: TilingConfig | None = None,
         overwrite: bool = False,
     ) -> GenerationResult:
-        geometry = VideoGeometry(height, width, num_frames, frame_rate)
-        images = as_image_inputs(images)
-        output = self.check_request(geometry, images, output_path, overwrite)
-        steps, video_params, audio_params = self.resolve_guidance(num_inference_steps, video_guider_params, audio_guider_params)
-        negative_prompt = C.DEFAULT_NEGATIVE_PROMPT if negative_prompt is None else negative_prompt
-
-        positive, negative = encode_prompts(self.ledger, [prompt, negative_prompt])
-        generator = self.generator(seed)
-        low_geometry = geometry.halved()
-        low = self.guided_stage(
-            name="stage 1",
-            geometry=low_geometry,
-            positive=positive,
-            negative=negative,
-            video_guider_params=video_params,
-            audio_guider_params=audio_params,
-            num_inference_steps=steps,
-            conditionings=self.image_conditionings(images, low_geometry),
-            generator=generator,
-            loop=denoising_loop,
-        )
-        high = self.upsample_and_refine(
-            low=low, geometry=geometry, prompt=positive, images=images, generator=generator,
-            extra_loras=self.distilled_lora,
+        return self.generate(
+            prompt=prompt, negative_prompt=negative_prompt, seed=seed,
+            geometry=VideoGeometry(height, width, num_frames, frame_rate), num_inference_steps=num_inference_steps,
+            video_guider_params=video_guider_params, audio_guider_params=audio_guider_params, images=images,
+            output_path=output_path, overwrite=overwrite, tiling_config=tiling_config, stage_1_loop=denoising_loop,
         )  # fmt: skip
-        settings = {
-            "prompt": prompt, "negative_prompt": negative_prompt, "seed": seed, "num_inference_steps": steps,
-            "video_guidance": guider_metadata(video_params), "audio_guidance": guider_metadata(audio_params),
-            "images": [list(i) for i in images],
-            "distilled_lora": [f"{Path(lora.path).name}:{lora.strength}" for lora in self.distilled_lora],
-        }  # fmt: skip
-        return self.finish(high, geometry, generator, output, overwrite, settings, tiling_config)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = cli.base_parser(
-        "Two-stage text/image-to-video with LTX-2 (recommended): guided half-size stage, x2 upsample, "
-        "distilled-LoRA refinement.",
-        height=C.DEFAULT_2_STAGE_HEIGHT, width=C.DEFAULT_2_STAGE_WIDTH, size_multiple=64,
-    )  # fmt: skip
-    cli.add_guidance_args(parser)
-    cli.add_distilled_lora_arg(parser)
+def two_stage_parser(
+    description: str,
+    *,
+    height: int,
+    width: int,
+    steps_help: str | None = None,
+    video_defaults: MultiModalGuiderParams | None = None,
+    audio_defaults: MultiModalGuiderParams | None = None,
+    loop_default: str = "euler",
+    distilled_lora_help: str | None = None,
+) -> argparse.ArgumentParser:
+    """The flags every two-stage pipeline takes, with that pipeline's defaults."""
+    parser = cli.base_parser(description, height=height, width=width, size_multiple=TwoStagePipelineBase.size_multiple)
+    cli.add_guidance_args(
+        parser, steps_help, video_defaults=video_defaults, audio_defaults=audio_defaults, loop_default=loop_default
+    )
+    cli.add_distilled_lora_arg(parser, help_text=distilled_lora_help)
     cli.add_upsampler_arg(parser)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def run_two_stage_cli(pipeline_cls: type[TwoStagePipelineBase], args: argparse.Namespace, **call_kwargs: object) -> None:
+    """Build a two-stage pipeline from parsed flags and generate once."""
     cli.setup_logging(args.log_level)
     cli.smoke_warning(args.checkpoint_path)
-    pipeline = TI2VidTwoStagesPipeline(
+    pipeline = pipeline_cls(
         checkpoint_path=args.checkpoint_path,
         distilled_lora=args.distilled_lora,
         spatial_upsampler_path=args.spatial_upsampler_path,
@@ -138,8 +186,17 @@ def main(argv: list[str] | None = None) -> None:
         height=args.height, width=args.width, num_frames=args.num_frames, frame_rate=args.frame_rate,
         num_inference_steps=args.num_inference_steps, video_guider_params=video_params,
         audio_guider_params=audio_params, images=args.images, denoising_loop=cli.loop_from_args(args),
-        overwrite=args.overwrite,
+        overwrite=args.overwrite, **call_kwargs,
     )  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = two_stage_parser(
+        "Two-stage text/image-to-video with LTX-2 (recommended): guided half-size stage, x2 upsample, "
+        "distilled-LoRA refinement.",
+        height=C.DEFAULT_2_STAGE_HEIGHT, width=C.DEFAULT_2_STAGE_WIDTH,
+    )  # fmt: skip
+    run_two_stage_cli(TI2VidTwoStagesPipeline, parser.parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -98,9 +98,17 @@ def base_parser(description: str, *, height: int, width: int, size_multiple: int
     return parser
 
 
-def add_guidance_args(parser: argparse.ArgumentParser, steps_help: str | None = None) -> None:
-    """Negative prompt, step count and per-modality multimodal guidance."""
-    v, a = C.DEFAULT_VIDEO_GUIDER_PARAMS, C.DEFAULT_AUDIO_GUIDER_PARAMS
+def add_guidance_args(
+    parser: argparse.ArgumentParser,
+    steps_help: str | None = None,
+    *,
+    video_defaults: MultiModalGuiderParams | None = None,
+    audio_defaults: MultiModalGuiderParams | None = None,
+    loop_default: str = "euler",
+) -> None:
+    """Negative prompt, step count and per-modality multimodal guidance (defaults per pipeline)."""
+    v = video_defaults or C.DEFAULT_VIDEO_GUIDER_PARAMS
+    a = audio_defaults or C.DEFAULT_AUDIO_GUIDER_PARAMS
     parser.add_argument("--negative-prompt", default=C.DEFAULT_NEGATIVE_PROMPT, help="What to steer away from.")
     parser.add_argument(
         "--num-inference-steps", type=int, default=None,
@@ -108,8 +116,9 @@ def add_guidance_args(parser: argparse.ArgumentParser, steps_help: str | None = 
         f"{C.LTX_2_3_NUM_INFERENCE_STEPS} for LTX-2.3 checkpoints).",
     )  # fmt: skip
     parser.add_argument(
-        "--denoising-loop", choices=["euler", "gradient-estimation"], default="euler",
-        help="gradient-estimation reaches similar quality in ~20-30 steps.",
+        "--denoising-loop", choices=["euler", "gradient-estimation", "res2s", "res2s-ode"], default=loop_default,
+        help="gradient-estimation reaches similar quality in ~20-30 steps; res2s is second order (two model "
+        "calls per step) with SDE noise drawn from --seed, res2s-ode the same without noise.",
     )  # fmt: skip
     parser.add_argument("--ge-gamma", type=float, default=2.0, help="Gradient-estimation coefficient.")
     blocks_help = f"(default: {C.DEFAULT_STG_BLOCK}; {C.LTX_2_3_STG_BLOCK} for LTX-2.3 checkpoints)"
@@ -131,11 +140,11 @@ def add_upsampler_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--spatial-upsampler-path", type=resolve_path, required=True, help="x2 latent upsampler (.safetensors).")
 
 
-def add_distilled_lora_arg(parser: argparse.ArgumentParser, required: bool = True) -> None:
+def add_distilled_lora_arg(parser: argparse.ArgumentParser, required: bool = True, help_text: str | None = None) -> None:
     parser.add_argument(
         "--distilled-lora", dest="distilled_lora", action=_DistilledLoraAction, nargs="+", required=required,
         default=[], metavar="PATH [STRENGTH]",
-        help=f"Distilled LoRA used by stage 2; STRENGTH defaults to {C.DEFAULT_DISTILLED_LORA_STRENGTH}.",
+        help=help_text or f"Distilled LoRA used by stage 2; STRENGTH defaults to {C.DEFAULT_DISTILLED_LORA_STRENGTH}.",
     )  # fmt: skip
 
 
@@ -170,8 +179,14 @@ def quantization_from_arg(name: str | None) -> QuantizationPolicy | None:
 def loop_from_args(args: argparse.Namespace):  # noqa: ANN201
     from functools import partial
 
-    from ltx_pipelines.utils.denoising import euler_denoising_loop, gradient_estimating_euler_denoising_loop
+    from ltx_pipelines.utils.denoising import (
+        euler_denoising_loop,
+        gradient_estimating_euler_denoising_loop,
+        seeded_res2s_loop,
+    )
 
+    if args.denoising_loop in ("res2s", "res2s-ode"):
+        return seeded_res2s_loop(args.seed, sde_noise=args.denoising_loop == "res2s")
     if args.denoising_loop == "gradient-estimation":
         return partial(gradient_estimating_euler_denoising_loop, ge_gamma=args.ge_gamma)
     return euler_denoising_loop

@@ -44,6 +44,26 @@ DEFAULT_AUDIO_GUIDER_PARAMS = MultiModalGuiderParams(
     stg_blocks=[DEFAULT_STG_BLOCK],
 )
 
+# The HQ two-stage pipeline (res_2s sampler): no STG, stronger rescale, distilled LoRA in both stages.
+DEFAULT_HQ_VIDEO_GUIDER_PARAMS = MultiModalGuiderParams(
+    cfg_scale=3.0,
+    stg_scale=0.0,
+    rescale_scale=0.45,
+    modality_scale=3.0,
+    skip_step=0,
+    stg_blocks=[],
+)
+DEFAULT_HQ_AUDIO_GUIDER_PARAMS = MultiModalGuiderParams(
+    cfg_scale=7.0,
+    stg_scale=0.0,
+    rescale_scale=1.0,
+    modality_scale=3.0,
+    skip_step=0,
+    stg_blocks=[],
+)
+DEFAULT_HQ_DISTILLED_LORA_STRENGTH_STAGE_1 = 0.25
+DEFAULT_HQ_DISTILLED_LORA_STRENGTH_STAGE_2 = 0.5
+
 # Our own wording: the usual failure modes of video diffusion, to steer away from.
 DEFAULT_NEGATIVE_PROMPT = (
     "blurry, out of focus, low resolution, pixelated, compression artifacts, noise, grain, "

@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Protocol
 
 import torch
@@ -256,6 +257,18 @@ def res2s_denoising_loop(
     return video_state, audio_state
 
 
+#: Keeps the SDE noise stream apart from the initial noise drawn with the same seed.
+RES2S_NOISE_SEED_OFFSET = 1_000_003
+
+
+def seeded_res2s_loop(seed: int, sde_noise: bool = True) -> DenoisingLoop:
+    """res_2s ready for a pipeline; SDE noise comes from a CPU generator so a seed means the same on any device."""
+    if not sde_noise:
+        return res2s_denoising_loop
+    generator = torch.Generator(device="cpu").manual_seed(seed + RES2S_NOISE_SEED_OFFSET)
+    return partial(res2s_denoising_loop, noise_generator=generator)
+
+
 def default_stepper() -> DiffusionStepProtocol:
     return EulerDiffusionStep()
 
@@ -270,4 +283,5 @@ __all__ = [
     "keep_conditioned_tokens",
     "res2s_coefficients",
     "res2s_denoising_loop",
+    "seeded_res2s_loop",
 ]

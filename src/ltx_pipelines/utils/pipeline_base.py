@@ -208,11 +208,12 @@ class PipelineBase:
         initial_audio: torch.Tensor | None = None,
         initial_video: torch.Tensor | None = None,
         sigmas: torch.Tensor | None = None,
+        extra_loras: tuple[LoraPathStrengthAndSDOps, ...] = (),
     ) -> StageLatents:
-        """Full model, multimodal guidance, LTX-2 sigma schedule."""
+        """Full model (plus ``extra_loras``), multimodal guidance, LTX-2 sigma schedule."""
         if sigmas is None:
             sigmas = LTX2Scheduler().execute(steps=num_inference_steps)
-        with self.ledger.use("transformer") as transformer:
+        with self.ledger.use("transformer", extra_loras=tuple(extra_loras)) as transformer:
             denoiser = MultiModalGuidedDenoiser(
                 transformer,
                 positive,
@@ -240,6 +241,7 @@ class PipelineBase:
         initial_video: torch.Tensor | None = None,
         initial_audio: torch.Tensor | None = None,
         audio_conditionings: list[ConditioningItem] = (),
+        loop: DenoisingLoop = euler_denoising_loop,
     ) -> StageLatents:
         """No guidance, fixed distilled sigmas (the distilled model, or the full one + distilled LoRA)."""
         sigmas = torch.tensor(sigma_values, dtype=torch.float32)
@@ -249,6 +251,7 @@ class PipelineBase:
                 denoise_fn=ConditionalDenoiser(transformer, prompt), stepper=default_stepper(),
                 generator=generator, device=self.device, dtype=self.dtype, video_conditionings=conditionings,
                 audio_conditionings=audio_conditionings, initial_video=initial_video, initial_audio=initial_audio,
+                loop=loop,
             )  # fmt: skip
 
     def upsample_and_refine(
@@ -261,6 +264,7 @@ class PipelineBase:
         generator: torch.Generator,
         extra_loras: tuple[LoraPathStrengthAndSDOps, ...] = (),
         by_guiding_latent: bool = False,
+        loop: DenoisingLoop = euler_denoising_loop,
     ) -> StageLatents:
         """Stage 2 of every two-stage pipeline: x2 latent upsample, then distilled refinement at full size."""
         from ltx_pipelines.utils.stages import upsample_video_latent
@@ -276,6 +280,7 @@ class PipelineBase:
             extra_loras=extra_loras,
             initial_video=upsampled,
             initial_audio=low.audio,
+            loop=loop,
         )
 
     # -- output --------------------------------------------------------------------------------
