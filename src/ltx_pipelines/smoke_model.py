@@ -22,15 +22,35 @@ import json
 import logging
 import random
 import shutil
+import struct
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import save_file as _safetensors_save_file
 
 logger = logging.getLogger(__name__)
+
+
+def save_file(tensors: dict[str, torch.Tensor], filename: str, metadata: dict[str, str] | None = None) -> None:
+    """safetensors' save_file, but byte-reproducible: the header's metadata is put in sorted order.
+
+    (safetensors writes the metadata from a hash map, so its order changes from one call to the next.)
+    """
+    _safetensors_save_file(tensors, filename, metadata=metadata)
+    with open(filename, "r+b") as f:
+        (length,) = struct.unpack("<Q", f.read(8))
+        header = json.loads(f.read(length))
+        if "__metadata__" not in header:
+            return
+        ordered = {"__metadata__": dict(sorted(header.pop("__metadata__").items())), **header}
+        text = json.dumps(ordered, separators=(",", ":")).encode()
+        if len(text) > length:  # cannot happen for ASCII metadata; keep safetensors' own header then
+            return
+        f.seek(8)
+        f.write(text.ljust(length, b" "))
 
 SMOKE_NOTICE = (
     "This is the ltx-pipelines SMOKE MODEL: tiny random weights in the real LTX-2 file format. "
