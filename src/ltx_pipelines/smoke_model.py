@@ -52,6 +52,7 @@ def save_file(tensors: dict[str, torch.Tensor], filename: str, metadata: dict[st
         f.seek(8)
         f.write(text.ljust(length, b" "))
 
+
 SMOKE_NOTICE = (
     "This is the ltx-pipelines SMOKE MODEL: tiny random weights in the real LTX-2 file format. "
     "Anything generated with it is random noise; it only proves that the install works."
