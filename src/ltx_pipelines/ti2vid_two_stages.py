@@ -166,7 +166,9 @@ def two_stage_parser(
     return parser
 
 
-def run_two_stage_cli(pipeline_cls: type[TwoStagePipelineBase], args: argparse.Namespace, **call_kwargs: object) -> None:
+def run_two_stage_cli(
+    pipeline_cls: type[TwoStagePipelineBase], args: argparse.Namespace, **call_kwargs: object
+) -> None:
     """Build a two-stage pipeline from parsed flags and generate once."""
     cli.setup_logging(args.log_level)
     cli.smoke_warning(args.checkpoint_path)

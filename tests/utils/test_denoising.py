@@ -24,7 +24,9 @@ def gaussian_x0(x: torch.Tensor, sigma: float) -> torch.Tensor:
     return MEAN + gain * (x - signal * MEAN)
 
 
-def make_state(latent: torch.Tensor, mask: torch.Tensor | None = None, clean: torch.Tensor | None = None) -> LatentState:
+def make_state(
+    latent: torch.Tensor, mask: torch.Tensor | None = None, clean: torch.Tensor | None = None
+) -> LatentState:
     """A [1, tokens, channels] state; mask 1 = denoise, 0 = keep the clean value."""
     tokens = latent.shape[1]
     return LatentState(

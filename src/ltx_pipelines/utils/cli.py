@@ -140,7 +140,9 @@ def add_upsampler_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--spatial-upsampler-path", type=resolve_path, required=True, help="x2 latent upsampler (.safetensors).")
 
 
-def add_distilled_lora_arg(parser: argparse.ArgumentParser, required: bool = True, help_text: str | None = None) -> None:
+def add_distilled_lora_arg(
+    parser: argparse.ArgumentParser, required: bool = True, help_text: str | None = None
+) -> None:
     parser.add_argument(
         "--distilled-lora", dest="distilled_lora", action=_DistilledLoraAction, nargs="+", required=required,
         default=[], metavar="PATH [STRENGTH]",
