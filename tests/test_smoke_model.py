@@ -1,0 +1,101 @@
+"""Tests for ltx_pipelines.smoke_model: the tiny random-weight bundle in the real LTX-2 format."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from safetensors import safe_open
+
+from ltx_pipelines.smoke_model import (
+    SMOKE_NOTICE,
+    TRANSFORMER_LAYERS,
+    SmokeBundle,
+    build_smoke_bundle,
+    ensure_smoke_bundle,
+)
+
+LTX_PREFIXES = (
+    "model.diffusion_model.",
+    "vae.encoder.",
+    "vae.decoder.",
+    "audio_vae.",
+    "vocoder.",
+    "text_embedding_projection.",
+)
+FILE_FIELDS = ("checkpoint", "distilled_checkpoint", "spatial_upsampler", "distilled_lora", "ic_lora")
+
+
+def metadata_and_keys(path: Path) -> tuple[dict[str, str], list[str]]:
+    with safe_open(str(path), framework="pt") as f:
+        return f.metadata() or {}, list(f.keys())
+
+
+def test_bundle_has_all_files(smoke_bundle):
+    assert smoke_bundle.exists()
+    for name in FILE_FIELDS:
+        path = getattr(smoke_bundle, name)
+        assert path.is_file() and path.suffix == ".safetensors", name
+    for name in ("config.json", "model.safetensors", "tokenizer.model", "tokenizer_config.json"):
+        assert (smoke_bundle.gemma_root / name).is_file(), name
+    assert (smoke_bundle.gemma_root / "preprocessor_config.json").is_file()
+    manifest = json.loads((smoke_bundle.root / "bundle.json").read_text())
+    for name in (*FILE_FIELDS, "gemma_root"):
+        assert manifest[name] == getattr(smoke_bundle, name).name
+    assert manifest["notice"] == SMOKE_NOTICE
+
+
+@pytest.mark.parametrize("which", ["checkpoint", "distilled_checkpoint"])
+def test_checkpoint_metadata_and_key_prefixes(smoke_bundle, which):
+    metadata, keys = metadata_and_keys(getattr(smoke_bundle, which))
+    config = json.loads(metadata["config"])
+    assert set(config) >= {"transformer", "vae", "audio_vae", "vocoder"}
+    assert config["transformer"]["num_layers"] == TRANSFORMER_LAYERS > 29  # the default STG block exists
+    assert metadata["model_version"] == "2.0.0"
+    assert metadata["distilled"] == ("true" if which == "distilled_checkpoint" else "false")
+    assert metadata["smoke_model"] == SMOKE_NOTICE
+    for prefix in LTX_PREFIXES:
+        assert any(k.startswith(prefix) for k in keys), prefix
+    assert "vae.per_channel_statistics.std-of-means" in keys
+    assert not [k for k in keys if not k.startswith((*LTX_PREFIXES, "vae.per_channel_statistics."))]
+
+
+def test_upsampler_and_loras_in_real_format(smoke_bundle):
+    metadata, keys = metadata_and_keys(smoke_bundle.spatial_upsampler)
+    assert json.loads(metadata["config"])["spatial_scale"] == 2.0
+    assert any(k.startswith("initial_conv.") for k in keys)
+    for which in ("distilled_lora", "ic_lora"):
+        metadata, keys = metadata_and_keys(getattr(smoke_bundle, which))
+        assert keys and all(k.startswith("diffusion_model.transformer_blocks.") for k in keys)
+        assert {k.rsplit(".", 2)[-2] for k in keys} == {"lora_A", "lora_B"}
+    assert metadata["reference_downscale_factor"] == "1"
+
+
+def test_gemma_config_is_a_gemma3_config(smoke_bundle):
+    config = json.loads((smoke_bundle.gemma_root / "config.json").read_text())
+    assert config["model_type"] == "gemma3" and "text_config" in config and "vision_config" in config
+
+
+def test_bundle_is_small(smoke_bundle):
+    size = sum(p.stat().st_size for p in smoke_bundle.root.rglob("*") if p.is_file())
+    assert size < 50 * 1024 * 1024
+
+
+def test_ensure_reuses_an_existing_bundle(smoke_bundle):
+    before = {p: p.stat().st_mtime_ns for p in smoke_bundle.root.rglob("*") if p.is_file()}
+    assert ensure_smoke_bundle(smoke_bundle.root) == smoke_bundle
+    assert before == {p: p.stat().st_mtime_ns for p in smoke_bundle.root.rglob("*") if p.is_file()}
+
+
+def test_same_seed_builds_byte_identical_weights(smoke_bundle, tmp_path):
+    first = build_smoke_bundle(tmp_path / "a", seed=3)
+    second = build_smoke_bundle(tmp_path / "b", seed=3)
+    assert first == SmokeBundle.at(tmp_path / "a") and first.exists() and second.exists()
+    for name in FILE_FIELDS:
+        assert getattr(first, name).read_bytes() == getattr(second, name).read_bytes(), name
+    for name in ("model.safetensors", "config.json"):
+        assert (first.gemma_root / name).read_bytes() == (second.gemma_root / name).read_bytes(), name
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".smoke-")], "staging folder left behind"
+    if json.loads((smoke_bundle.root / "bundle.json").read_text())["seed"] != 3:
+        assert first.checkpoint.read_bytes() != smoke_bundle.checkpoint.read_bytes()
