@@ -51,6 +51,7 @@ from ltx_core.text_encoders.gemma import (
 )
 
 from ltx_pipelines.utils.checkpoints import read_header
+from ltx_pipelines.utils.fp8 import prepare_quantization
 from ltx_pipelines.utils.lora_swap import LoraSwapper
 from ltx_pipelines.utils.gemma import (
     EmbeddingsProcessorFromConfig,
@@ -149,7 +150,23 @@ class ModelLedger:
         self._models: dict[tuple, torch.nn.Module] = {}
         self.files_loaded: list[str] = []  # every file read, in order (tests check residency)
         self._lora_swapper = LoraSwapper(on_file_read=self.files_loaded.append)
+        self.timings: dict[str, float] = {}  # seconds per step of the last generation
         self.prompt_cache: dict[str, object] = {}  # prompt -> encoded embeddings (see prompts.encode_prompts)
+
+    # -- timings ---------------------------------------------------------------------------
+
+    @contextmanager
+    def timed(self, label: str) -> Iterator[None]:
+        """Add the wall time of a block to `timings[label]` (a per-generation breakdown)."""
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            self.timings[label] = self.timings.get(label, 0.0) + time.perf_counter() - started
 
     # -- lifetime ---------------------------------------------------------------------------
 
@@ -213,7 +230,7 @@ class ModelLedger:
         return builder.build(device=self.device, dtype=dtype or self.dtype)
 
     def _build_transformer(self, extra_loras: tuple[LoraPathStrengthAndSDOps, ...] = ()) -> X0Model:
-        quant = self.quantization
+        quant = prepare_quantization(self.quantization, self.device, (*self.loras, *extra_loras))
         builder = SingleGPUModelBuilder(
             model_class_configurator=LTXModelConfigurator,
             model_path=self.checkpoint_path,
@@ -227,7 +244,9 @@ class ModelLedger:
         model = builder.build(device=self.device, dtype=None if quant else self.dtype)
         # ...and bring every other tensor to the compute dtype. (ltx-core's LoRA fusion also leaves
         # the weights no LoRA touches in the file's dtype, so this runs in every case.)
-        for tensor in (*model.parameters(), *model.buffers()):
+        for name, tensor in (*model.named_parameters(), *model.named_buffers()):
+            if name.endswith(".weight_scale"):  # FP8 dequantization scales stay float32
+                continue
             if tensor.is_floating_point() and tensor.dtype not in (torch.float8_e4m3fn, torch.float8_e5m2):
                 tensor.data = tensor.data.to(self.dtype)
         return X0Model(model)

@@ -55,6 +55,7 @@ class GenerationResult:
     frame_rate: float
     output_path: Path | None = None
     metadata: dict[str, str] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage of this generation
 
 
 def _lora_list(loras: object) -> tuple[LoraPathStrengthAndSDOps, ...]:
@@ -161,6 +162,7 @@ class PipelineBase:
         output_path: str | Path | None,
         overwrite: bool,
     ) -> Path | None:
+        self.ledger.timings.clear()  # a new generation starts: its own time breakdown
         check_generation(geometry.height, geometry.width, geometry.num_frames, geometry.frame_rate, self.size_multiple)
         check_image_inputs(images, geometry.num_frames)
         return check_output_path(output_path, overwrite) if output_path is not None else None
@@ -213,7 +215,7 @@ class PipelineBase:
         """Full model (plus ``extra_loras``), multimodal guidance, LTX-2 sigma schedule."""
         if sigmas is None:
             sigmas = LTX2Scheduler().execute(steps=num_inference_steps)
-        with self.ledger.use("transformer", extra_loras=tuple(extra_loras)) as transformer:
+        with self.ledger.timed(name), self.ledger.use("transformer", extra_loras=tuple(extra_loras)) as transformer:
             denoiser = MultiModalGuidedDenoiser(
                 transformer,
                 positive,
@@ -245,7 +247,7 @@ class PipelineBase:
     ) -> StageLatents:
         """No guidance, fixed distilled sigmas (the distilled model, or the full one + distilled LoRA)."""
         sigmas = torch.tensor(sigma_values, dtype=torch.float32)
-        with self.ledger.use("transformer", extra_loras=tuple(extra_loras)) as transformer:
+        with self.ledger.timed(name), self.ledger.use("transformer", extra_loras=tuple(extra_loras)) as transformer:
             return denoise_stage(
                 name=name, geometry=geometry, fmt=self.ledger.latent_format, sigmas=sigmas,
                 denoise_fn=ConditionalDenoiser(transformer, prompt), stepper=default_stepper(),
@@ -265,6 +267,7 @@ class PipelineBase:
         extra_loras: tuple[LoraPathStrengthAndSDOps, ...] = (),
         by_guiding_latent: bool = False,
         loop: DenoisingLoop = euler_denoising_loop,
+        audio_conditionings: list[ConditioningItem] = (),
     ) -> StageLatents:
         """Stage 2 of every two-stage pipeline: x2 latent upsample, then distilled refinement at full size."""
         from ltx_pipelines.utils.stages import upsample_video_latent
@@ -281,6 +284,7 @@ class PipelineBase:
             initial_video=upsampled,
             initial_audio=low.audio,
             loop=loop,
+            audio_conditionings=audio_conditionings,
         )
 
     # -- output --------------------------------------------------------------------------------
@@ -302,11 +306,13 @@ class PipelineBase:
             audio = decode_audio_waveform(self.ledger, latents.audio)
         tags = self.output_metadata(metadata, geometry)
         result = GenerationResult(frames=frames, audio=audio, frame_rate=geometry.frame_rate, metadata=tags)
+        result.timings = self.ledger.timings  # filled in as the stages ran (write time added below)
         if output_path is not None:
             started = time.perf_counter()
-            result.output_path = write_video(
-                output_path, chunked(frames), geometry.frame_rate, audio, metadata=tags, overwrite=overwrite
-            )
+            with self.ledger.timed("write mp4"):
+                result.output_path = write_video(
+                    output_path, chunked(frames), geometry.frame_rate, audio, metadata=tags, overwrite=overwrite
+                )
             logger.info("Wrote %s in %.1f s", result.output_path, time.perf_counter() - started)
         return result
 

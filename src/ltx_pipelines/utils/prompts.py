@@ -16,11 +16,12 @@ logger = logging.getLogger(__name__)
 def encode_prompts(ledger: ModelLedger, prompts: list[str]) -> list[PromptEmbeddings]:
     """Encode each prompt once per ledger: repeated prompts skip Gemma entirely."""
     missing = [p for p in dict.fromkeys(prompts) if p not in ledger.prompt_cache]
-    if missing:
-        started = time.perf_counter()
-        for prompt, embeddings in zip(missing, _encode(ledger, missing), strict=True):
-            ledger.prompt_cache[prompt] = embeddings
-        logger.info("Encoded %d prompt(s) in %.1f s", len(missing), time.perf_counter() - started)
+    with ledger.timed("text encoding"):
+        if missing:
+            started = time.perf_counter()
+            for prompt, embeddings in zip(missing, _encode(ledger, missing), strict=True):
+                ledger.prompt_cache[prompt] = embeddings
+            logger.info("Encoded %d prompt(s) in %.1f s", len(missing), time.perf_counter() - started)
     return [ledger.prompt_cache[p] for p in prompts]
 
 

@@ -140,7 +140,9 @@ def denoise_stage(
 def upsample_video_latent(ledger: ModelLedger, latent: torch.Tensor) -> torch.Tensor:
     """x2 spatial upsampling in latent space (in the encoder's un-normalised units)."""
     started = time.perf_counter()
-    with torch.inference_mode(), ledger.use("video_encoder") as encoder, ledger.use("spatial_upsampler") as upsampler:
+    with ledger.timed("upsample"), torch.inference_mode(), ledger.use("video_encoder") as encoder, ledger.use(
+        "spatial_upsampler"
+    ) as upsampler:
         upsampled = upsample_video(latent=latent, video_encoder=encoder, upsampler=upsampler)
     logger.info("Upsampled latent %s -> %s in %.1f s", tuple(latent.shape), tuple(upsampled.shape), time.perf_counter() - started)
     return upsampled
@@ -151,7 +153,7 @@ def decode_video_frames(
 ) -> torch.Tensor:
     """Latent -> uint8 frames [F, H, W, 3] on the CPU."""
     started = time.perf_counter()
-    with torch.inference_mode(), ledger.use("video_decoder") as decoder:
+    with ledger.timed("decode video"), torch.inference_mode(), ledger.use("video_decoder") as decoder:
         chunks = [chunk.cpu() for chunk in decode_video(latent, decoder, tiling, generator=generator)]
     logger.info("Decoded video in %.1f s", time.perf_counter() - started)
     return torch.cat(chunks, dim=0)
@@ -160,7 +162,9 @@ def decode_video_frames(
 def decode_audio_waveform(ledger: ModelLedger, latent: torch.Tensor) -> Audio:
     """Audio latent -> stereo waveform (vocoder sample rate) on the CPU."""
     started = time.perf_counter()
-    with torch.inference_mode(), ledger.use("audio_decoder") as decoder, ledger.use("vocoder") as vocoder:
+    with ledger.timed("decode audio"), torch.inference_mode(), ledger.use("audio_decoder") as decoder, ledger.use(
+        "vocoder"
+    ) as vocoder:
         audio = decode_audio(latent.to(next(decoder.parameters()).dtype), decoder, _FloatInput(vocoder))
     logger.info("Decoded audio in %.1f s", time.perf_counter() - started)
     return Audio(waveform=audio.waveform.cpu().float(), sampling_rate=audio.sampling_rate)
