@@ -144,6 +144,7 @@ def main() -> None:
     parser.add_argument("--batch-max-tokens", type=int, default=2048, help="Stack passes in one batch up to this many video tokens.")
     parser.add_argument("--backends", default="default,flash,cudnn,efficient", help="SDPA backends to try (GPU).")
     parser.add_argument("--json", default=None, help="Also write the results as JSON here.")
+    parser.add_argument("--fp8", action="store_true", help="Then convert the model to fp8-scaled-mm and time the optimised step again.")
     args = parser.parse_args()
 
     device = torch.device(args.device)
@@ -216,6 +217,25 @@ def main() -> None:
         }  # fmt: skip
         results.append(row)
         print(json.dumps(row), flush=True)
+
+    if args.fp8:
+        from ltx_pipelines.utils.fp8 import convert_to_fp8_scaled_mm
+
+        convert_to_fp8_scaled_mm(model.velocity_model)
+        for row, size in zip(results, args.sizes.split(","), strict=True):
+            height, width = map(int, size.split("x"))
+            video, audio, positive, negative = make_inputs(height, width, args.frames, 24.0, caption, device, dtype, seed=1)
+            denoiser = MultiModalGuidedDenoiser(
+                model, positive, negative,
+                create_multimodal_guider_factory(video_params), create_multimodal_guider_factory(audio_params),
+                batch_passes=video.latent.shape[1] <= args.batch_max_tokens,
+            )  # fmt: skip
+            single = ConditionalDenoiser(model, positive)
+            with torch.inference_mode(), sdpa_backend_context(row["sdpa_backend"]):
+                step_s, fp8_out = timed(lambda: denoiser(video, audio, sigmas, 0), args.repeats, args.warmup, device)  # noqa: B023
+                pass_s, _ = timed(lambda: single(video, audio, sigmas, 0), args.repeats, args.warmup, device)  # noqa: B023
+            row["fp8_step_s"], row["fp8_pass_s"] = round(step_s, 4), round(pass_s, 4)
+            print(json.dumps({"size": size, "fp8_step_s": row["fp8_step_s"], "fp8_pass_s": row["fp8_pass_s"]}), flush=True)
 
     print("\n| stage-1 size | video tokens | plain step (s) | optimised step (s) | plain pass (s) | opt pass (s) | TFLOP/s plain/opt | peak GiB | max abs diff |")
     print("|---|---|---|---|---|---|---|---|---|")

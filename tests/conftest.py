@@ -12,11 +12,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from ltx_pipelines.smoke_model import SmokeBundle, ensure_smoke_bundle
 
 REPO = Path(__file__).resolve().parents[1]
+
+# The smoke model's tensors are tiny: thread start-up costs more than it saves (measured up to
+# 20x slower per step with two threads on a loaded 2-core machine).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")
@@ -46,7 +52,7 @@ def make_image(tmp_path: Path):
 
 def run_module(module: str, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     """Run `python -m module args...` the way a user would; returns the finished process."""
-    env = {**os.environ, "PYTHONPATH": str(REPO / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
     return subprocess.run(
         [sys.executable, "-m", module, *map(str, args)],
         capture_output=True,
