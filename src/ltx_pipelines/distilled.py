@@ -13,6 +13,7 @@ from ltx_pipelines.utils import cli
 from ltx_pipelines.utils import constants as C
 from ltx_pipelines.utils.conditioning import ImageConditioningInput, as_image_inputs
 from ltx_pipelines.utils.pipeline_base import GenerationResult, PipelineBase
+from ltx_pipelines.utils.prompt_enhancement import maybe_enhance_prompt
 from ltx_pipelines.utils.prompts import encode_prompts
 from ltx_pipelines.utils.stages import VideoGeometry
 
@@ -36,12 +37,14 @@ class DistilledPipeline(PipelineBase):
         images: list[ImageConditioningInput] | None = None,
         tiling_config: TilingConfig | None = None,
         overwrite: bool = False,
+        enhance_prompt: bool = False,
     ) -> GenerationResult:
         geometry = VideoGeometry(height, width, num_frames, frame_rate)
         images = as_image_inputs(images)
         output = self.check_request(geometry, images, output_path, overwrite)
 
-        (positive,) = encode_prompts(self.ledger, [prompt])
+        prompt_used, enhancement = maybe_enhance_prompt(self.ledger, prompt, enhance_prompt, images, seed)
+        (positive,) = encode_prompts(self.ledger, [prompt_used])
         generator = self.generator(seed)
         low_geometry = geometry.halved()
         low = self.distilled_stage(
@@ -54,6 +57,7 @@ class DistilledPipeline(PipelineBase):
         )
         high = self.upsample_and_refine(low=low, geometry=geometry, prompt=positive, images=images, generator=generator)
         settings = {"prompt": prompt, "seed": seed, "sigmas": C.DISTILLED_SIGMA_VALUES, "images": [list(i) for i in images]}
+        settings.update(enhancement)
         return self.finish(high, geometry, generator, output, overwrite, settings, tiling_config)
 
 
@@ -83,6 +87,7 @@ def main(argv: list[str] | None = None) -> None:
     pipeline(
         prompt=args.prompt, output_path=args.output_path, seed=args.seed, height=args.height, width=args.width,
         num_frames=args.num_frames, frame_rate=args.frame_rate, images=args.images, overwrite=args.overwrite,
+        enhance_prompt=args.enhance_prompt,
     )  # fmt: skip
 
 

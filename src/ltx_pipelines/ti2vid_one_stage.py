@@ -15,6 +15,7 @@ from ltx_pipelines.utils import cli
 from ltx_pipelines.utils.conditioning import ImageConditioningInput, as_image_inputs
 from ltx_pipelines.utils.denoising import DenoisingLoop, euler_denoising_loop
 from ltx_pipelines.utils.pipeline_base import GenerationResult, PipelineBase, guider_metadata
+from ltx_pipelines.utils.prompt_enhancement import maybe_enhance_prompt
 from ltx_pipelines.utils.prompts import encode_prompts
 from ltx_pipelines.utils.stages import VideoGeometry
 
@@ -41,6 +42,7 @@ class TI2VidOneStagePipeline(PipelineBase):
         denoising_loop: DenoisingLoop = euler_denoising_loop,
         tiling_config: TilingConfig | None = None,
         overwrite: bool = False,
+        enhance_prompt: bool = False,
     ) -> GenerationResult:
         geometry = VideoGeometry(height, width, num_frames, frame_rate)
         images = as_image_inputs(images)
@@ -48,7 +50,8 @@ class TI2VidOneStagePipeline(PipelineBase):
         steps, video_params, audio_params = self.resolve_guidance(num_inference_steps, video_guider_params, audio_guider_params)
         negative_prompt = C.DEFAULT_NEGATIVE_PROMPT if negative_prompt is None else negative_prompt
 
-        positive, negative = encode_prompts(self.ledger, [prompt, negative_prompt])
+        prompt_used, enhancement = maybe_enhance_prompt(self.ledger, prompt, enhance_prompt, images, seed)
+        positive, negative = encode_prompts(self.ledger, [prompt_used, negative_prompt])
         generator = self.generator(seed)
         latents = self.guided_stage(
             name="stage 1",
@@ -65,7 +68,7 @@ class TI2VidOneStagePipeline(PipelineBase):
         settings = {
             "prompt": prompt, "negative_prompt": negative_prompt, "seed": seed, "num_inference_steps": steps,
             "video_guidance": guider_metadata(video_params), "audio_guidance": guider_metadata(audio_params),
-            "images": [list(i) for i in images],
+            "images": [list(i) for i in images], **enhancement,
         }  # fmt: skip
         return self.finish(latents, geometry, generator, output, overwrite, settings, tiling_config)
 
@@ -93,7 +96,7 @@ def main(argv: list[str] | None = None) -> None:
         height=args.height, width=args.width, num_frames=args.num_frames, frame_rate=args.frame_rate,
         num_inference_steps=args.num_inference_steps, video_guider_params=video_params,
         audio_guider_params=audio_params, images=args.images, denoising_loop=cli.loop_from_args(args),
-        overwrite=args.overwrite,
+        overwrite=args.overwrite, enhance_prompt=args.enhance_prompt,
     )  # fmt: skip
 
 

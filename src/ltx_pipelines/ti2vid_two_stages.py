@@ -21,6 +21,7 @@ from ltx_pipelines.utils.conditioning import ImageConditioningInput, as_image_in
 from ltx_pipelines.utils.denoising import DenoisingLoop, euler_denoising_loop
 from ltx_pipelines.utils.model_ledger import MemoryPolicy
 from ltx_pipelines.utils.pipeline_base import GenerationResult, PipelineBase, _lora_list, guider_metadata
+from ltx_pipelines.utils.prompt_enhancement import maybe_enhance_prompt
 from ltx_pipelines.utils.prompts import encode_prompts
 from ltx_pipelines.utils.stages import VideoGeometry
 
@@ -74,6 +75,7 @@ class TwoStagePipelineBase(PipelineBase):
         stage_1_loras: tuple[LoraPathStrengthAndSDOps, ...] = (),
         stage_2_loras: tuple[LoraPathStrengthAndSDOps, ...] | None = None,
         settings: dict | None = None,
+        enhance_prompt: bool = False,
     ) -> GenerationResult:
         """What every two-stage pipeline runs; they differ in defaults, loops, LoRAs and ``by_guiding_latent``."""
         images = as_image_inputs(images)
@@ -82,7 +84,8 @@ class TwoStagePipelineBase(PipelineBase):
         negative_prompt = C.DEFAULT_NEGATIVE_PROMPT if negative_prompt is None else negative_prompt
         stage_2_loras = self.distilled_lora if stage_2_loras is None else stage_2_loras
 
-        positive, negative = encode_prompts(self.ledger, [prompt, negative_prompt])
+        prompt_used, enhancement = maybe_enhance_prompt(self.ledger, prompt, enhance_prompt, images, seed)
+        positive, negative = encode_prompts(self.ledger, [prompt_used, negative_prompt])
         generator = self.generator(seed)
         low_geometry = geometry.halved()
         low = self.guided_stage(
@@ -105,7 +108,8 @@ class TwoStagePipelineBase(PipelineBase):
         settings = {
             "prompt": prompt, "negative_prompt": negative_prompt, "seed": seed, "num_inference_steps": steps,
             "video_guidance": guider_metadata(video_params), "audio_guidance": guider_metadata(audio_params),
-            "images": [list(i) for i in images], "distilled_lora": _lora_names(stage_2_loras), **(settings or {}),
+            "images": [list(i) for i in images], "distilled_lora": _lora_names(stage_2_loras), **enhancement,
+            **(settings or {}),
         }  # fmt: skip
         return self.finish(high, geometry, generator, output, overwrite, settings, tiling_config)
 
@@ -136,12 +140,14 @@ class TI2VidTwoStagesPipeline(TwoStagePipelineBase):
         denoising_loop: DenoisingLoop = euler_denoising_loop,
         tiling_config: TilingConfig | None = None,
         overwrite: bool = False,
+        enhance_prompt: bool = False,
     ) -> GenerationResult:
         return self.generate(
             prompt=prompt, negative_prompt=negative_prompt, seed=seed,
             geometry=VideoGeometry(height, width, num_frames, frame_rate), num_inference_steps=num_inference_steps,
             video_guider_params=video_guider_params, audio_guider_params=audio_guider_params, images=images,
             output_path=output_path, overwrite=overwrite, tiling_config=tiling_config, stage_1_loop=denoising_loop,
+            enhance_prompt=enhance_prompt,
         )  # fmt: skip
 
 
@@ -198,7 +204,8 @@ def main(argv: list[str] | None = None) -> None:
         "distilled-LoRA refinement.",
         height=C.DEFAULT_2_STAGE_HEIGHT, width=C.DEFAULT_2_STAGE_WIDTH,
     )  # fmt: skip
-    run_two_stage_cli(TI2VidTwoStagesPipeline, parser.parse_args(argv))
+    args = parser.parse_args(argv)
+    run_two_stage_cli(TI2VidTwoStagesPipeline, args, enhance_prompt=args.enhance_prompt)
 
 
 if __name__ == "__main__":

@@ -95,6 +95,10 @@ def base_parser(description: str, *, height: int, width: int, size_multiple: int
         "(default: keep on CPU, low on GPU).",
     )  # fmt: skip
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument(
+        "--enhance-prompt", action="store_true",
+        help="Let Gemma rewrite the prompt in detail first (seeded by --seed; stored as enhanced_prompt in the mp4).",
+    )  # fmt: skip
     return parser
 
 

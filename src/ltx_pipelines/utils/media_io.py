@@ -382,6 +382,11 @@ def _audio_samples(audio: Audio) -> np.ndarray:
     return np.ascontiguousarray(waveform.clamp(-1.0, 1.0).numpy())
 
 
+# veryfast + CRF 18: measured 4-5x faster than libx264's default (medium, CRF 23) on a 121-frame
+# 768x512 clip, at visually lossless quality; encoding had been ~half of a warm distilled run on an H100.
+H264_OPTIONS = {"preset": "veryfast", "crf": "18"}
+
+
 class _Mp4Writer:
     """Encodes H.264 video and AAC audio into an open container, interleaving audio as video advances."""
 
@@ -408,6 +413,8 @@ class _Mp4Writer:
             )
         stream = self.container.add_stream("libx264", rate=self.rate)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.options = dict(H264_OPTIONS)
+        stream.thread_type = "AUTO"  # frame + slice threads: encoding was the slowest step of a warm run
         self.video_stream = stream
         if self.audio is not None and self.samples is not None:
             layout = _AUDIO_LAYOUTS[self.samples.shape[0]]

@@ -1,0 +1,175 @@
+"""Audio-to-video, two stages: the given soundtrack stays fixed while the video is generated to it.
+
+The audio window is read (any format PyAV decodes, mono or stereo, any rate), encoded with the
+audio VAE and pinned as the audio latent (denoise mask 0) in both stages, so the video tokens
+attend to the real soundtrack throughout. Stage 1 is guided at half size, stage 2 upsamples x2
+and refines with the distilled LoRA. The mp4 carries the original waveform of the window, not
+a VAE round trip of it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from ltx_core.components.guiders import MultiModalGuiderParams
+from ltx_core.model.video_vae import TilingConfig
+from ltx_core.types import Audio
+
+from ltx_pipelines.ti2vid_two_stages import TwoStagePipelineBase
+from ltx_pipelines.utils import cli
+from ltx_pipelines.utils import constants as C
+from ltx_pipelines.utils.conditioning import ImageConditioningInput, as_image_inputs
+from ltx_pipelines.utils.denoising import DenoisingLoop, euler_denoising_loop
+from ltx_pipelines.utils.errors import InputError
+from ltx_pipelines.utils.media_io import probe_media, read_audio
+from ltx_pipelines.utils.media_latents import MaskedLatent, as_stereo, encode_audio_latent
+from ltx_pipelines.utils.pipeline_base import GenerationResult, guider_metadata
+from ltx_pipelines.utils.prompt_enhancement import maybe_enhance_prompt
+from ltx_pipelines.utils.prompts import encode_prompts
+from ltx_pipelines.utils.stages import VideoGeometry, audio_latent_tools
+
+
+def read_audio_window(
+    audio_path: str | Path, start_time: float, max_duration: float | None, geometry: VideoGeometry
+) -> Audio:
+    """The soundtrack for the video: [start, start + video duration) of the file, checked up front.
+
+    ``max_duration`` caps how much of the file may be used (default: the video's duration); a
+    window shorter than the video is refused, naming both durations. A shortfall of under one
+    video frame (codec padding) is filled with silence.
+    """
+    video_duration = geometry.num_frames / geometry.frame_rate
+    allowed = video_duration if max_duration is None else min(max_duration, video_duration)
+    info = probe_media(audio_path)
+    if not info.has_audio:
+        raise InputError(f"'{info.path}' has no audio track; --audio-path needs an audio file or a video with sound.")
+    audio = read_audio(info.path, start_time=start_time, max_duration=allowed)
+    have = audio.waveform.shape[-1] / audio.sampling_rate
+    if have + 1.0 / geometry.frame_rate <= video_duration:
+        limit = f" (--audio-max-duration {max_duration:g} s)" if max_duration is not None and max_duration < video_duration else ""
+        raise InputError(
+            f"The audio from {start_time:g} s in '{info.path.name}' gives {have:.3f} s{limit}, but the video needs "
+            f"{video_duration:.3f} s ({geometry.num_frames} frames at {geometry.frame_rate:g} fps). Use fewer "
+            "frames, an earlier --audio-start-time or a longer audio file."
+        )
+    samples = round(video_duration * audio.sampling_rate)
+    waveform = torch.nn.functional.pad(audio.waveform, (0, max(0, samples - audio.waveform.shape[-1])))
+    audio = Audio(waveform=waveform[..., :samples], sampling_rate=audio.sampling_rate)
+    return audio if audio.waveform.shape[0] <= 2 else as_stereo(audio)
+
+
+class A2VidPipelineTwoStage(TwoStagePipelineBase):
+    """Video generated to a fixed soundtrack: guided half-size stage, x2 upsample, distilled-LoRA refinement."""
+
+    pipeline_name = "a2vid_two_stage"
+
+    def __call__(
+        self,
+        prompt: str,
+        audio_path: str | Path,
+        output_path: str | Path | None = None,
+        audio_start_time: float = 0.0,
+        audio_max_duration: float | None = None,
+        negative_prompt: str | None = None,
+        seed: int = C.DEFAULT_SEED,
+        height: int = C.DEFAULT_2_STAGE_HEIGHT,
+        width: int = C.DEFAULT_2_STAGE_WIDTH,
+        num_frames: int = C.DEFAULT_NUM_FRAMES,
+        frame_rate: float = C.DEFAULT_FRAME_RATE,
+        num_inference_steps: int | None = None,
+        video_guider_params: MultiModalGuiderParams | None = None,
+        audio_guider_params: MultiModalGuiderParams | None = None,
+        images: list[ImageConditioningInput] | None = None,
+        enhance_prompt: bool = False,
+        denoising_loop: DenoisingLoop = euler_denoising_loop,
+        tiling_config: TilingConfig | None = None,
+        overwrite: bool = False,
+    ) -> GenerationResult:
+        geometry = VideoGeometry(height, width, num_frames, frame_rate)
+        images = as_image_inputs(images)
+        output = self.check_request(geometry, images, output_path, overwrite)
+        audio = read_audio_window(audio_path, audio_start_time, audio_max_duration, geometry)
+        steps, video_params, audio_params = self.resolve_guidance(num_inference_steps, video_guider_params, audio_guider_params)
+        negative_prompt = C.DEFAULT_NEGATIVE_PROMPT if negative_prompt is None else negative_prompt
+
+        prompt_used, enhancement = maybe_enhance_prompt(self.ledger, prompt, enhance_prompt, images, seed)
+        positive, negative = encode_prompts(self.ledger, [prompt_used, negative_prompt])
+        audio_frames = audio_latent_tools(geometry, self.ledger.latent_format).target_shape.frames
+        fixed_audio = [MaskedLatent.frozen(encode_audio_latent(self.ledger, audio, audio_frames))]
+        generator = self.generator(seed)
+        low_geometry = geometry.halved()
+        low = self.guided_stage(
+            name="stage 1",
+            geometry=low_geometry,
+            positive=positive,
+            negative=negative,
+            video_guider_params=video_params,
+            audio_guider_params=audio_params,
+            num_inference_steps=steps,
+            conditionings=self.image_conditionings(images, low_geometry),
+            audio_conditionings=fixed_audio,
+            generator=generator,
+            loop=denoising_loop,
+        )
+        high = self.upsample_and_refine(
+            low=low, geometry=geometry, prompt=positive, images=images, generator=generator,
+            extra_loras=self.distilled_lora, audio_conditionings=fixed_audio,
+        )  # fmt: skip
+        settings = {
+            "prompt": prompt, **enhancement, "negative_prompt": negative_prompt, "seed": seed,
+            "num_inference_steps": steps, "video_guidance": guider_metadata(video_params),
+            "audio_guidance": guider_metadata(audio_params), "images": [list(i) for i in images],
+            "distilled_lora": [f"{Path(lora.path).name}:{lora.strength}" for lora in self.distilled_lora],
+            "audio_path": Path(audio_path).name, "audio_start_time": audio_start_time,
+            "audio_duration": round(audio.waveform.shape[-1] / audio.sampling_rate, 3),
+        }  # fmt: skip
+        return self.finish(high, geometry, generator, output, overwrite, settings, tiling_config, audio=audio)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = cli.base_parser(
+        "Audio-to-video with LTX-2: the video is generated to a fixed soundtrack (guided half-size stage, "
+        "x2 upsample, distilled-LoRA refinement); the output keeps the original audio.",
+        height=C.DEFAULT_2_STAGE_HEIGHT, width=C.DEFAULT_2_STAGE_WIDTH, size_multiple=64,
+    )  # fmt: skip
+    parser.add_argument(
+        "--audio-path", type=cli.resolve_path, required=True,
+        help="Soundtrack: wav/mp3/flac/m4a, or a video whose audio track is used; mono or stereo, any rate.",
+    )  # fmt: skip
+    parser.add_argument("--audio-start-time", type=float, default=0.0, help="Where in the file the soundtrack starts, seconds.")
+    parser.add_argument(
+        "--audio-max-duration", type=float, default=None,
+        help="Use at most this many seconds of audio (default: the video's duration, num_frames / frame_rate); "
+        "less audio than the video needs is an error.",
+    )  # fmt: skip
+    cli.add_guidance_args(parser)
+    cli.add_distilled_lora_arg(parser)
+    cli.add_upsampler_arg(parser)
+    args = parser.parse_args(argv)
+    cli.setup_logging(args.log_level)
+    cli.smoke_warning(args.checkpoint_path)
+    pipeline = A2VidPipelineTwoStage(
+        checkpoint_path=args.checkpoint_path,
+        distilled_lora=args.distilled_lora,
+        spatial_upsampler_path=args.spatial_upsampler_path,
+        gemma_root=args.gemma_root,
+        loras=args.loras,
+        quantization=cli.quantization_from_arg(args.quantization),
+        device=args.device,
+        memory_policy=args.memory_policy,
+    )
+    video_params, audio_params = cli.guider_params_from_args(args, pipeline.default_stg_block())
+    pipeline(
+        prompt=args.prompt, audio_path=args.audio_path, output_path=args.output_path,
+        audio_start_time=args.audio_start_time, audio_max_duration=args.audio_max_duration,
+        negative_prompt=args.negative_prompt, seed=args.seed, height=args.height, width=args.width,
+        num_frames=args.num_frames, frame_rate=args.frame_rate, num_inference_steps=args.num_inference_steps,
+        video_guider_params=video_params, audio_guider_params=audio_params, images=args.images,
+        enhance_prompt=args.enhance_prompt, denoising_loop=cli.loop_from_args(args),
+        overwrite=args.overwrite,
+    )  # fmt: skip
+
+
+if __name__ == "__main__":
+    cli.run_cli(main)

@@ -1,0 +1,295 @@
+"""IC-LoRA: video-to-video control (depth, pose, edges, ...) with the distilled model.
+
+An IC-LoRA ("in-context" LoRA) was trained on sequences where clean reference tokens (the
+control video) sit next to the noisy target tokens; it learned to read the reference through
+attention. Inference rebuilds that layout: each ``--video-conditioning`` clip is encoded and
+appended to the video tokens with ltx-core's ``VideoConditionByReferenceLatent``.
+
+Why the reference-latent item and not ``VideoConditionByKeyframeIndex(frame_idx=0)``: both
+append clean tokens that start at time 0, but only the reference item knows the LoRA's
+``reference_downscale_factor``. IC-LoRAs may be trained with references at 1/d of the target
+size; the item then multiplies the reference's spatial positions by d so that reference and
+target share one coordinate frame, as in training. The factor is read from the LoRA file's
+metadata (1 if absent), and the reference is encoded at 1/d of the stage's size.
+
+Stages: stage 1 runs the distilled model + IC-LoRA at half size with the references (and any
+``--image`` conditioning); the latent is upsampled x2; stage 2 refines at full size with the
+plain distilled model and the images only -- the structure is set by then, refinement adds
+detail, and the IC-LoRA without its reference tokens would only get in the way (it would also
+double the full-size sequence). ``skip_stage_2`` instead runs the single IC-LoRA stage at the
+requested size (no upsampler pass); sizes then need only be multiples of 32.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+from typing import NamedTuple
+
+from ltx_core.conditioning import (
+    ConditioningItem,
+    ConditioningItemAttentionStrengthWrapper,
+    VideoConditionByReferenceLatent,
+)
+from ltx_core.loader import LoraPathStrengthAndSDOps
+from ltx_core.model.video_vae import TilingConfig
+from ltx_core.quantization import QuantizationPolicy
+
+from ltx_pipelines.utils import cli
+from ltx_pipelines.utils import constants as C
+from ltx_pipelines.utils.checkpoints import check_lora_matches, inspect_ltx_checkpoint, read_header
+from ltx_pipelines.utils.conditioning import ImageConditioningInput, as_image_inputs, check_image_inputs
+from ltx_pipelines.utils.errors import InputError
+from ltx_pipelines.utils.media_io import check_output_path, probe_media, read_video
+from ltx_pipelines.utils.media_latents import encode_video_frames, fit_frame_count
+from ltx_pipelines.utils.model_ledger import MemoryPolicy
+from ltx_pipelines.utils.pipeline_base import GenerationResult, PipelineBase, _lora_list
+from ltx_pipelines.utils.prompt_enhancement import maybe_enhance_prompt
+from ltx_pipelines.utils.prompts import encode_prompts
+from ltx_pipelines.utils.stages import VideoGeometry
+from ltx_pipelines.utils.validation import check_generation
+
+logger = logging.getLogger(__name__)
+
+#: LoRA metadata key: target size / reference size the IC-LoRA was trained with.
+REFERENCE_DOWNSCALE_KEY = "reference_downscale_factor"
+
+
+class VideoConditioningInput(NamedTuple):
+    """A reference (control) video and how strictly it is kept (1 = clean reference tokens)."""
+
+    path: str
+    strength: float = 1.0
+
+
+def as_video_inputs(videos: list | tuple | None) -> list[VideoConditioningInput]:
+    """Accept VideoConditioningInput objects or plain (path, strength) tuples."""
+    return [v if isinstance(v, VideoConditioningInput) else VideoConditioningInput(*v) for v in videos or []]
+
+
+def reference_downscale_factor(loras: tuple[LoraPathStrengthAndSDOps, ...]) -> int:
+    """The factor the IC-LoRA(s) declare; 1 when none does. Disagreeing LoRAs are refused."""
+    factors = {}
+    for lora in loras:
+        raw = read_header(lora.path, "LoRA (--lora)").metadata.get(REFERENCE_DOWNSCALE_KEY)
+        if raw is not None:
+            try:
+                factors[Path(lora.path).name] = int(float(raw))
+            except ValueError as e:
+                raise InputError(f"LoRA {lora.path} has {REFERENCE_DOWNSCALE_KEY}={raw!r}; expected an integer.") from e
+    if len(set(factors.values())) > 1:
+        raise InputError(f"The IC-LoRAs disagree on {REFERENCE_DOWNSCALE_KEY}: {factors}; use them one at a time.")
+    factor = next(iter(factors.values()), 1)
+    if factor < 1:
+        raise InputError(f"{REFERENCE_DOWNSCALE_KEY} must be at least 1; the LoRA says {factor}.")
+    if not factors:
+        logger.info("No LoRA declares %s; references are used at the target size.", REFERENCE_DOWNSCALE_KEY)
+    return factor
+
+
+class ICLoraPipeline(PipelineBase):
+    """Distilled model + IC-LoRA guided by reference videos; x2 upsample; plain distilled refinement."""
+
+    pipeline_name = "ic_lora"
+    size_multiple = 64
+    needs_upsampler = True
+
+    def __init__(
+        self,
+        checkpoint_path: str | Path,
+        gemma_root: str | Path,
+        spatial_upsampler_path: str | Path,
+        loras: list[LoraPathStrengthAndSDOps] | tuple,
+        quantization: QuantizationPolicy | None = None,
+        device: object | None = None,
+        dtype: object | None = None,
+        memory_policy: MemoryPolicy | str | None = None,
+    ):
+        if not inspect_ltx_checkpoint(checkpoint_path).distilled:
+            raise InputError(
+                f"IC-LoRA inference runs the distilled model, but {Path(checkpoint_path).name} is not a distilled "
+                "checkpoint. Pass the distilled LTX-2 weights with --checkpoint-path."
+            )
+        ic_loras = _lora_list(loras)
+        if not ic_loras:
+            raise InputError("ICLoraPipeline needs an IC-LoRA: pass it with --lora PATH [STRENGTH].")
+        for lora in ic_loras:
+            check_lora_matches(lora.path, checkpoint_path, "IC-LoRA (--lora)")
+        # The ledger holds the plain distilled model; the IC-LoRA is added for stage 1 only (extra_loras).
+        super().__init__(
+            checkpoint_path=checkpoint_path, gemma_root=gemma_root, loras=(), quantization=quantization,
+            spatial_upsampler_path=spatial_upsampler_path, device=device, dtype=dtype, memory_policy=memory_policy,
+        )  # fmt: skip
+        self.loras = ic_loras  # listed in the output metadata
+        self.reference_downscale_factor = reference_downscale_factor(ic_loras)
+
+    def __call__(
+        self,
+        prompt: str,
+        video_conditioning: list[VideoConditioningInput],
+        output_path: str | Path | None = None,
+        seed: int = C.DEFAULT_SEED,
+        height: int = C.DEFAULT_2_STAGE_HEIGHT,
+        width: int = C.DEFAULT_2_STAGE_WIDTH,
+        num_frames: int = C.DEFAULT_NUM_FRAMES,
+        frame_rate: float = C.DEFAULT_FRAME_RATE,
+        images: list[ImageConditioningInput] | None = None,
+        conditioning_attention_mask: float | None = None,
+        skip_stage_2: bool = False,
+        enhance_prompt: bool = False,
+        tiling_config: TilingConfig | None = None,
+        overwrite: bool = False,
+    ) -> GenerationResult:
+        geometry = VideoGeometry(height, width, num_frames, frame_rate)
+        references = as_video_inputs(video_conditioning)
+        images = as_image_inputs(images)
+        stage_1 = geometry if skip_stage_2 else geometry.halved()
+        output = self.check_ic_request(
+            geometry, stage_1, references, images, conditioning_attention_mask, skip_stage_2, output_path, overwrite
+        )
+
+        prompt_used, enhancement = maybe_enhance_prompt(self.ledger, prompt, enhance_prompt, images, seed)
+        (positive,) = encode_prompts(self.ledger, [prompt_used])
+        generator = self.generator(seed)
+        latents = self.distilled_stage(
+            name="stage 1",
+            geometry=stage_1,
+            prompt=positive,
+            sigma_values=C.DISTILLED_SIGMA_VALUES,
+            conditionings=[
+                *self.image_conditionings(images, stage_1),
+                *self.reference_conditionings(references, stage_1, conditioning_attention_mask),
+            ],
+            generator=generator,
+            extra_loras=self.loras,
+        )
+        if not skip_stage_2:
+            latents = self.upsample_and_refine(low=latents, geometry=geometry, prompt=positive, images=images, generator=generator)
+        settings = {
+            "prompt": prompt, **enhancement, "seed": seed, "sigmas": C.DISTILLED_SIGMA_VALUES,
+            "stage_2_sigmas": None if skip_stage_2 else C.STAGE_2_DISTILLED_SIGMA_VALUES,
+            "video_conditioning": [[Path(r.path).name, r.strength] for r in references],
+            "reference_downscale_factor": self.reference_downscale_factor,
+            "conditioning_attention_mask": conditioning_attention_mask, "skip_stage_2": skip_stage_2,
+            "images": [list(i) for i in images],
+        }  # fmt: skip
+        return self.finish(latents, geometry, generator, output, overwrite, settings, tiling_config)
+
+    # -- checks (before any model is built) ------------------------------------------------------
+
+    def check_ic_request(
+        self,
+        geometry: VideoGeometry,
+        stage_1: VideoGeometry,
+        references: list[VideoConditioningInput],
+        images: list[ImageConditioningInput],
+        attention_mask: float | None,
+        skip_stage_2: bool,
+        output_path: str | Path | None,
+        overwrite: bool,
+    ) -> Path | None:
+        """Sizes, references, attention mask and output path; skip_stage_2 relaxes sizes to multiples of 32."""
+        check_generation(geometry.height, geometry.width, geometry.num_frames, geometry.frame_rate, 32 if skip_stage_2 else 64)
+        check_image_inputs(images, geometry.num_frames)
+        if not references:
+            raise InputError("IC-LoRA needs at least one reference video: --video-conditioning PATH STRENGTH.")
+        if attention_mask is not None and not 0.0 <= attention_mask <= 1.0:
+            raise InputError(f"--conditioning-attention-mask must be between 0 and 1; got {attention_mask}.")
+        factor = self.reference_downscale_factor
+        if factor > 1 and (stage_1.height % (32 * factor) or stage_1.width % (32 * factor)):
+            raise InputError(
+                f"This IC-LoRA takes references at 1/{factor} of the size; {stage_1.width}x{stage_1.height} (the "
+                f"{'output' if skip_stage_2 else 'stage-1'} size) must then be a multiple of {32 * factor}."
+            )
+        for reference in references:
+            self._check_reference(reference, geometry.num_frames)
+        return check_output_path(output_path, overwrite) if output_path is not None else None
+
+    @staticmethod
+    def _check_reference(reference: VideoConditioningInput, num_frames: int) -> None:
+        if not 0.0 <= reference.strength <= 1.0:
+            raise InputError(f"Reference video {reference.path} has strength {reference.strength}; use 0 to 1.")
+        info = probe_media(reference.path)
+        if not info.has_video:
+            raise InputError(f"Reference video {reference.path} has no video stream.")
+        if info.num_frames > num_frames:
+            logger.info("Reference video %s has %d frames; only the first %d are used.", reference.path, info.num_frames, num_frames)
+
+    # -- conditioning ------------------------------------------------------------------------------
+
+    def reference_conditionings(
+        self, references: list[VideoConditioningInput], geometry: VideoGeometry, attention_mask: float | None
+    ) -> list[ConditioningItem]:
+        """Each reference, read at 1/d of the stage size, fitted to its frame count, as appended clean tokens."""
+        factor = self.reference_downscale_factor
+        height, width = geometry.height // factor, geometry.width // factor
+        items: list[ConditioningItem] = []
+        for reference in references:
+            clip = read_video(reference.path, height, width, max_frames=geometry.num_frames, with_audio=False)
+            frames = fit_frame_count(clip.frames, geometry.num_frames, f"Reference video {Path(reference.path).name}")
+            latent = encode_video_frames(self.ledger, frames)
+            item: ConditioningItem = VideoConditionByReferenceLatent(
+                latent=latent, downscale_factor=factor, strength=reference.strength
+            )
+            if attention_mask is not None:
+                item = ConditioningItemAttentionStrengthWrapper(item, attention_mask=attention_mask)
+            items.append(item)
+        return items
+
+
+class _VideoConditioningAction(argparse.Action):
+    """--video-conditioning PATH STRENGTH"""
+
+    def __call__(self, parser, namespace, values, option_string=None):  # noqa: ANN001
+        try:
+            reference = VideoConditioningInput(cli.resolve_path(values[0]), float(values[1]))
+        except ValueError:
+            parser.error(f"{option_string} {' '.join(values)}: STRENGTH must be a number")
+        getattr(namespace, self.dest).append(reference)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = cli.base_parser(
+        "IC-LoRA video-to-video with the distilled LTX-2 model: reference (control) videos steer stage 1, "
+        "then x2 upsample and distilled refinement.",
+        height=C.DEFAULT_2_STAGE_HEIGHT, width=C.DEFAULT_2_STAGE_WIDTH, size_multiple=64,
+    )  # fmt: skip
+    parser.add_argument(
+        "--video-conditioning", dest="video_conditioning", action=_VideoConditioningAction, nargs=2, default=[],
+        metavar=("PATH", "STRENGTH"), required=True,
+        help="Reference video for the IC-LoRA (repeatable); trimmed or padded to --num-frames, read at the stage's "
+        "size (divided by the LoRA's reference_downscale_factor). STRENGTH 1 keeps it clean.",
+    )  # fmt: skip
+    parser.add_argument(
+        "--conditioning-attention-mask", type=float, default=None, metavar="WEIGHT",
+        help="Attention weight (0..1) between the reference tokens and the generated ones (default: full attention).",
+    )  # fmt: skip
+    parser.add_argument(
+        "--skip-stage-2", action="store_true",
+        help="One IC-LoRA stage at the requested size (multiples of 32), no upsampling or refinement.",
+    )
+    cli.add_upsampler_arg(parser)
+    args = parser.parse_args(argv)
+    cli.setup_logging(args.log_level)
+    cli.smoke_warning(args.checkpoint_path)
+    pipeline = ICLoraPipeline(
+        checkpoint_path=args.checkpoint_path,
+        gemma_root=args.gemma_root,
+        spatial_upsampler_path=args.spatial_upsampler_path,
+        loras=args.loras,
+        quantization=cli.quantization_from_arg(args.quantization),
+        device=args.device,
+        memory_policy=args.memory_policy,
+    )
+    pipeline(
+        prompt=args.prompt, video_conditioning=args.video_conditioning, output_path=args.output_path,
+        seed=args.seed, height=args.height, width=args.width, num_frames=args.num_frames,
+        frame_rate=args.frame_rate, images=args.images, conditioning_attention_mask=args.conditioning_attention_mask,
+        skip_stage_2=args.skip_stage_2, enhance_prompt=args.enhance_prompt,
+        overwrite=args.overwrite,
+    )  # fmt: skip
+
+
+if __name__ == "__main__":
+    cli.run_cli(main)
