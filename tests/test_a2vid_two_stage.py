@@ -86,7 +86,12 @@ def test_audio_is_held_fixed_and_written_unchanged(smoke_bundle, tmp_path: Path)
      (1.0, 0.0, 0.25, r"gives 0\.250 s \(--audio-max-duration 0\.25 s\), but the video needs 0\.375 s")],
 )  # fmt: skip
 def test_short_audio_is_refused_before_any_model_loads(
-    smoke_bundle, tmp_path: Path, seconds: float, start: float, max_duration: float | None, expected: str  # noqa: ANN001
+    smoke_bundle,  # noqa: ANN001
+    tmp_path: Path,
+    seconds: float,
+    start: float,
+    max_duration: float | None,
+    expected: str,
 ) -> None:
     pipeline = make_pipeline(smoke_bundle)
     wav = write_wav(tmp_path / "short.wav", seconds)
@@ -138,7 +143,8 @@ def test_cli_error_is_one_line(smoke_bundle, tmp_path: Path) -> None:  # noqa: A
     with pytest.raises(SystemExit) as exit_info:
         cli.run_cli(main, [
             "--checkpoint-path", str(smoke_bundle.checkpoint), "--distilled-lora", str(smoke_bundle.distilled_lora),
-            "--spatial-upsampler-path", str(smoke_bundle.spatial_upsampler), "--gemma-root", str(smoke_bundle.gemma_root),
+            "--spatial-upsampler-path", str(smoke_bundle.spatial_upsampler),
+            "--gemma-root", str(smoke_bundle.gemma_root),
             "--prompt", "x", "--output-path", str(tmp_path / "o.mp4"), "--audio-path", str(wav),
             "--height", "128", "--width", "128", "--num-frames", "9",
         ])  # fmt: skip

@@ -55,7 +55,8 @@ def pipeline(smoke_bundle) -> RetakePipeline:  # noqa: ANN001
 
 
 def cheap_retake(pipeline: RetakePipeline, clip: Path, start: float, end: float, **kwargs: object):  # noqa: ANN201
-    source = pipeline.check_source(clip, start, end, kwargs.get("regenerate_video", True), kwargs.get("regenerate_audio", True))
+    flags = (kwargs.get("regenerate_video", True), kwargs.get("regenerate_audio", True))
+    source = pipeline.check_source(clip, start, end, *flags)
     return pipeline.retake_latents(
         source, "a red kite over a beach", seed=3, num_inference_steps=kwargs.pop("steps", 2),
         video_guider_params=CHEAP, audio_guider_params=CHEAP, **kwargs,
@@ -134,7 +135,9 @@ def test_refuses_retaking_nothing(pipeline: RetakePipeline, clip: Path) -> None:
 # --------------------------------------------------------------------------- end to end
 
 
-def test_retake_of_a_generated_clip_api_then_cli(pipeline: RetakePipeline, clip: Path, smoke_bundle, tmp_path: Path) -> None:  # noqa: ANN001
+def test_retake_of_a_generated_clip_api_then_cli(
+    pipeline: RetakePipeline, clip: Path, smoke_bundle, tmp_path: Path  # noqa: ANN001
+) -> None:
     first = tmp_path / "first.mp4"
     pipeline(
         clip, 0.0, 0.3, "a red kite", output_path=first, seed=5, num_inference_steps=1,

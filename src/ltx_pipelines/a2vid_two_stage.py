@@ -47,7 +47,8 @@ def read_audio_window(
     audio = read_audio(info.path, start_time=start_time, max_duration=allowed)
     have = audio.waveform.shape[-1] / audio.sampling_rate
     if have + 1.0 / geometry.frame_rate <= video_duration:
-        limit = f" (--audio-max-duration {max_duration:g} s)" if max_duration is not None and max_duration < video_duration else ""
+        capped = max_duration is not None and max_duration < video_duration
+        limit = f" (--audio-max-duration {max_duration:g} s)" if capped else ""
         raise InputError(
             f"The audio from {start_time:g} s in '{info.path.name}' gives {have:.3f} s{limit}, but the video needs "
             f"{video_duration:.3f} s ({geometry.num_frames} frames at {geometry.frame_rate:g} fps). Use fewer "
@@ -90,7 +91,9 @@ class A2VidPipelineTwoStage(TwoStagePipelineBase):
         images = as_image_inputs(images)
         output = self.check_request(geometry, images, output_path, overwrite)
         audio = read_audio_window(audio_path, audio_start_time, audio_max_duration, geometry)
-        steps, video_params, audio_params = self.resolve_guidance(num_inference_steps, video_guider_params, audio_guider_params)
+        steps, video_params, audio_params = self.resolve_guidance(
+            num_inference_steps, video_guider_params, audio_guider_params
+        )
         negative_prompt = C.DEFAULT_NEGATIVE_PROMPT if negative_prompt is None else negative_prompt
 
         prompt_used, enhancement = maybe_enhance_prompt(self.ledger, prompt, enhance_prompt, images, seed)
@@ -137,7 +140,9 @@ def main(argv: list[str] | None = None) -> None:
         "--audio-path", type=cli.resolve_path, required=True,
         help="Soundtrack: wav/mp3/flac/m4a, or a video whose audio track is used; mono or stereo, any rate.",
     )  # fmt: skip
-    parser.add_argument("--audio-start-time", type=float, default=0.0, help="Where in the file the soundtrack starts, seconds.")
+    parser.add_argument(
+        "--audio-start-time", type=float, default=0.0, help="Where in the file the soundtrack starts, seconds."
+    )
     parser.add_argument(
         "--audio-max-duration", type=float, default=None,
         help="Use at most this many seconds of audio (default: the video's duration, num_frames / frame_rate); "

@@ -165,7 +165,9 @@ class ICLoraPipeline(PipelineBase):
             extra_loras=self.loras,
         )
         if not skip_stage_2:
-            latents = self.upsample_and_refine(low=latents, geometry=geometry, prompt=positive, images=images, generator=generator)
+            latents = self.upsample_and_refine(
+                low=latents, geometry=geometry, prompt=positive, images=images, generator=generator
+            )
         settings = {
             "prompt": prompt, **enhancement, "seed": seed, "sigmas": C.DISTILLED_SIGMA_VALUES,
             "stage_2_sigmas": None if skip_stage_2 else C.STAGE_2_DISTILLED_SIGMA_VALUES,
@@ -190,7 +192,8 @@ class ICLoraPipeline(PipelineBase):
         overwrite: bool,
     ) -> Path | None:
         """Sizes, references, attention mask and output path; skip_stage_2 relaxes sizes to multiples of 32."""
-        check_generation(geometry.height, geometry.width, geometry.num_frames, geometry.frame_rate, 32 if skip_stage_2 else 64)
+        multiple = 32 if skip_stage_2 else self.size_multiple
+        check_generation(geometry.height, geometry.width, geometry.num_frames, geometry.frame_rate, multiple)
         check_image_inputs(images, geometry.num_frames)
         if not references:
             raise InputError("IC-LoRA needs at least one reference video: --video-conditioning PATH STRENGTH.")
@@ -214,7 +217,10 @@ class ICLoraPipeline(PipelineBase):
         if not info.has_video:
             raise InputError(f"Reference video {reference.path} has no video stream.")
         if info.num_frames > num_frames:
-            logger.info("Reference video %s has %d frames; only the first %d are used.", reference.path, info.num_frames, num_frames)
+            logger.info(
+                "Reference video %s has %d frames; only the first %d are used.",
+                reference.path, info.num_frames, num_frames,
+            )  # fmt: skip
 
     # -- conditioning ------------------------------------------------------------------------------
 

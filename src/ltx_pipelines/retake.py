@@ -223,7 +223,9 @@ def _check_source_shape(path: Path, num_frames: int, height: int, width: int, mu
         )
     bad = [(name, value) for name, value in (("height", height), ("width", width)) if value % multiple or not value]
     if bad:
-        hints = ", ".join(f"{name} {value} -> {' or '.join(map(str, nearest_multiples(value, multiple)))}" for name, value in bad)
+        hints = ", ".join(
+            f"{name} {value} -> {' or '.join(map(str, nearest_multiples(value, multiple)))}" for name, value in bad
+        )
         raise InputError(
             f"Source video '{path.name}' is {width}x{height}; retake needs a size that is a multiple of "
             f"{multiple} ({hints}). Resize or crop it first."
@@ -234,7 +236,7 @@ def _check_window(start_time: float, end_time: float, duration: float, frame_rat
     """The pixel frames of [start_time, end_time); refuse windows that are empty or leave the clip."""
     span = f"[{start_time:g}, {end_time:g}) s"
     if not (math.isfinite(start_time) and math.isfinite(end_time)) or start_time < 0 or end_time > duration + 1e-6:
-        raise InputError(f"The retake window {span} is outside the clip, which lasts {duration:.3f} s (0 to {duration:.3f}).")
+        raise InputError(f"The retake window {span} is outside the clip, which lasts {duration:.3f} s.")
     if end_time <= start_time:
         raise InputError(f"The retake window {span} is empty: --end-time must be greater than --start-time.")
     frames = pixel_frames_in_window(start_time, end_time, frame_rate, num_frames)
@@ -263,7 +265,9 @@ def build_parser() -> argparse.ArgumentParser:
         if set(action.option_strings) & _SOURCE_DEFINED_FLAGS.keys():
             action.help = argparse.SUPPRESS
             action.default = [] if action.dest == "images" else None
-    parser.add_argument("--video-path", type=cli.resolve_path, required=True, help="Clip to edit (8k+1 frames, sides multiples of 32).")
+    parser.add_argument(
+        "--video-path", type=cli.resolve_path, required=True, help="Clip to edit (8k+1 frames, sides multiples of 32)."
+    )
     parser.add_argument("--start-time", type=float, required=True, help="Start of the window to regenerate, seconds.")
     parser.add_argument("--end-time", type=float, required=True, help="End of the window (exclusive), seconds.")
     parser.add_argument(

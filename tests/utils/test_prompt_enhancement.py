@@ -8,7 +8,12 @@ import pytest
 
 from ltx_pipelines.utils import cli, prompt_enhancement
 from ltx_pipelines.utils.model_ledger import ModelLedger
-from ltx_pipelines.utils.prompt_enhancement import I2V_SYSTEM_PROMPT, T2V_SYSTEM_PROMPT, enhance_prompt, maybe_enhance_prompt
+from ltx_pipelines.utils.prompt_enhancement import (
+    I2V_SYSTEM_PROMPT,
+    T2V_SYSTEM_PROMPT,
+    enhance_prompt,
+    maybe_enhance_prompt,
+)
 
 PROMPT = "a fox crosses a snowy road at dusk"
 
@@ -51,12 +56,15 @@ def test_length_is_bounded_by_max_new_tokens(ledger: ModelLedger, generated_leng
         enhance_prompt(ledger, PROMPT, max_new_tokens=0)
 
 
-def test_our_system_prompts_are_used(ledger: ModelLedger, monkeypatch: pytest.MonkeyPatch, make_image) -> None:  # noqa: ANN001
+def test_our_system_prompts_are_used(
+    ledger: ModelLedger, monkeypatch: pytest.MonkeyPatch, make_image  # noqa: ANN001
+) -> None:
     encoder = ledger.get("text_encoder")
     seen: list[tuple[str, str | None]] = []
-    t2v, i2v = encoder.enhance_t2v, encoder.enhance_i2v
-    monkeypatch.setattr(encoder, "enhance_t2v", lambda p, **kw: seen.append(("t2v", kw["system_prompt"])) or t2v(p, **kw))
-    monkeypatch.setattr(encoder, "enhance_i2v", lambda p, **kw: seen.append(("i2v", kw["system_prompt"])) or i2v(p, **kw))
+    for kind in ("t2v", "i2v"):
+        original = getattr(encoder, f"enhance_{kind}")
+        spy = lambda p, _k=kind, _f=original, **kw: seen.append((_k, kw["system_prompt"])) or _f(p, **kw)  # noqa: E731
+        monkeypatch.setattr(encoder, f"enhance_{kind}", spy)
     enhance_prompt(ledger, PROMPT, seed=1, max_new_tokens=4)
     with_image = enhance_prompt(ledger, PROMPT, image_path=make_image(), seed=1, max_new_tokens=4)
     assert seen == [("t2v", T2V_SYSTEM_PROMPT), ("i2v", I2V_SYSTEM_PROMPT)]
@@ -75,11 +83,14 @@ def test_disabled_enhancement_loads_nothing(smoke_bundle) -> None:  # noqa: ANN0
     assert fresh.files_loaded == []
 
 
-def test_earliest_conditioning_image_is_shown(ledger: ModelLedger, monkeypatch: pytest.MonkeyPatch, make_image) -> None:  # noqa: ANN001
+def test_earliest_conditioning_image_is_shown(
+    ledger: ModelLedger, monkeypatch: pytest.MonkeyPatch, make_image  # noqa: ANN001
+) -> None:
     from ltx_pipelines.utils.conditioning import ImageConditioningInput
 
     shown: list[Path | None] = []
-    monkeypatch.setattr(prompt_enhancement, "enhance_prompt", lambda _l, p, image_path, seed, max_new_tokens: shown.append(image_path) or "x")
+    fake = lambda _ledger, _prompt, image_path, seed, max_new_tokens: shown.append(image_path) or "x"  # noqa: E731
+    monkeypatch.setattr(prompt_enhancement, "enhance_prompt", fake)
     late, early = make_image("late.png"), make_image("early.png")
     images = [ImageConditioningInput(str(late), 8, 1.0), ImageConditioningInput(str(early), 0, 1.0)]
     assert maybe_enhance_prompt(ledger, PROMPT, True, images, seed=1) == ("x", {"enhanced_prompt": "x"})
