@@ -86,7 +86,8 @@ def base_parser(description: str, *, height: int, width: int, size_multiple: int
     )  # fmt: skip
     parser.add_argument(
         "--quantization", choices=["fp8-cast", "fp8-scaled-mm"], default=None,
-        help="Store transformer linear weights in FP8 (default: no quantization).",
+        help="Store transformer linear weights in FP8 (default: no quantization). fp8-scaled-mm also runs the "
+        "matmuls in FP8 (torch._scaled_mm, GPUs of compute capability >= 8.9; elsewhere a slower fallback).",
     )  # fmt: skip
     parser.add_argument("--device", default=None, help="cuda, cuda:1, cpu, ... (default: cuda if available).")
     parser.add_argument(
@@ -176,10 +177,10 @@ def quantization_from_arg(name: str | None) -> QuantizationPolicy | None:
         return None
     if name == "fp8-cast":
         return QuantizationPolicy.fp8_cast()
-    try:
-        return QuantizationPolicy.fp8_scaled_mm()
-    except ImportError as e:
-        raise InputError(f"--quantization fp8-scaled-mm is not available here: {e}. Use --quantization fp8-cast.") from e
+    # Our own torch._scaled_mm policy: no TensorRT-LLM needed (falls back, with a warning, without FP8 matmul).
+    from ltx_pipelines.utils.fp8 import fp8_scaled_mm_policy
+
+    return fp8_scaled_mm_policy()
 
 
 def loop_from_args(args: argparse.Namespace):  # noqa: ANN201
