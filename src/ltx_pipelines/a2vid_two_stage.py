@@ -152,28 +152,19 @@ def main(argv: list[str] | None = None) -> None:
     cli.add_distilled_lora_arg(parser)
     cli.add_upsampler_arg(parser)
     args = parser.parse_args(argv)
-    cli.setup_logging(args.log_level)
-    cli.smoke_warning(args.checkpoint_path)
+    cli.start(args)
     pipeline = A2VidPipelineTwoStage(
-        checkpoint_path=args.checkpoint_path,
+        **cli.model_kwargs(args),
         distilled_lora=args.distilled_lora,
         spatial_upsampler_path=args.spatial_upsampler_path,
-        gemma_root=args.gemma_root,
-        loras=args.loras,
-        quantization=cli.quantization_from_arg(args.quantization),
-        device=args.device,
-        memory_policy=args.memory_policy,
     )
-    video_params, audio_params = cli.guider_params_from_args(args, pipeline.default_stg_block())
     pipeline(
-        prompt=args.prompt, audio_path=args.audio_path, output_path=args.output_path,
-        audio_start_time=args.audio_start_time, audio_max_duration=args.audio_max_duration,
-        negative_prompt=args.negative_prompt, seed=args.seed, height=args.height, width=args.width,
-        num_frames=args.num_frames, frame_rate=args.frame_rate, num_inference_steps=args.num_inference_steps,
-        video_guider_params=video_params, audio_guider_params=audio_params, images=args.images,
-        enhance_prompt=args.enhance_prompt, denoising_loop=cli.loop_from_args(args),
-        overwrite=args.overwrite,
-    )  # fmt: skip
+        **cli.request_kwargs(args),
+        **cli.guidance_kwargs(args, pipeline.default_stg_block()),
+        audio_path=args.audio_path,
+        audio_start_time=args.audio_start_time,
+        audio_max_duration=args.audio_max_duration,
+    )
 
 
 if __name__ == "__main__":

@@ -73,22 +73,9 @@ def main(argv: list[str] | None = None) -> None:
             action.help = "Distilled LTX-2 checkpoint (.safetensors); also accepted as --distilled-checkpoint-path."
     cli.add_upsampler_arg(parser)
     args = parser.parse_args(argv)
-    cli.setup_logging(args.log_level)
-    cli.smoke_warning(args.checkpoint_path)
-    pipeline = DistilledPipeline(
-        checkpoint_path=args.checkpoint_path,
-        gemma_root=args.gemma_root,
-        spatial_upsampler_path=args.spatial_upsampler_path,
-        loras=args.loras,
-        quantization=cli.quantization_from_arg(args.quantization),
-        device=args.device,
-        memory_policy=args.memory_policy,
-    )
-    pipeline(
-        prompt=args.prompt, output_path=args.output_path, seed=args.seed, height=args.height, width=args.width,
-        num_frames=args.num_frames, frame_rate=args.frame_rate, images=args.images, overwrite=args.overwrite,
-        enhance_prompt=args.enhance_prompt,
-    )  # fmt: skip
+    cli.start(args)
+    pipeline = DistilledPipeline(**cli.model_kwargs(args), spatial_upsampler_path=args.spatial_upsampler_path)
+    pipeline(**cli.request_kwargs(args))
 
 
 if __name__ == "__main__":

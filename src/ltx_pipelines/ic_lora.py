@@ -277,24 +277,14 @@ def main(argv: list[str] | None = None) -> None:
     )
     cli.add_upsampler_arg(parser)
     args = parser.parse_args(argv)
-    cli.setup_logging(args.log_level)
-    cli.smoke_warning(args.checkpoint_path)
-    pipeline = ICLoraPipeline(
-        checkpoint_path=args.checkpoint_path,
-        gemma_root=args.gemma_root,
-        spatial_upsampler_path=args.spatial_upsampler_path,
-        loras=args.loras,
-        quantization=cli.quantization_from_arg(args.quantization),
-        device=args.device,
-        memory_policy=args.memory_policy,
-    )
+    cli.start(args)
+    pipeline = ICLoraPipeline(**cli.model_kwargs(args), spatial_upsampler_path=args.spatial_upsampler_path)
     pipeline(
-        prompt=args.prompt, video_conditioning=args.video_conditioning, output_path=args.output_path,
-        seed=args.seed, height=args.height, width=args.width, num_frames=args.num_frames,
-        frame_rate=args.frame_rate, images=args.images, conditioning_attention_mask=args.conditioning_attention_mask,
-        skip_stage_2=args.skip_stage_2, enhance_prompt=args.enhance_prompt,
-        overwrite=args.overwrite,
-    )  # fmt: skip
+        **cli.request_kwargs(args),
+        video_conditioning=args.video_conditioning,
+        conditioning_attention_mask=args.conditioning_attention_mask,
+        skip_stage_2=args.skip_stage_2,
+    )
 
 
 if __name__ == "__main__":

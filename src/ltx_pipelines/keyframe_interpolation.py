@@ -44,13 +44,15 @@ class KeyframeInterpolationPipeline(TwoStagePipelineBase):
         denoising_loop: DenoisingLoop = euler_denoising_loop,
         tiling_config: TilingConfig | None = None,
         overwrite: bool = False,
+        enhance_prompt: bool = False,
     ) -> GenerationResult:
         """``images``: the keyframes as (path, frame index, strength[, crf])."""
         return self.generate(
             prompt=prompt, negative_prompt=negative_prompt, seed=seed,
             geometry=VideoGeometry(height, width, num_frames, frame_rate), num_inference_steps=num_inference_steps,
             video_guider_params=video_guider_params, audio_guider_params=audio_guider_params, images=images,
-            output_path=output_path, overwrite=overwrite, tiling_config=tiling_config, stage_1_loop=denoising_loop,
+            output_path=output_path, overwrite=overwrite, enhance_prompt=enhance_prompt, tiling_config=tiling_config,
+            stage_1_loop=denoising_loop,
         )  # fmt: skip
 
 

@@ -290,24 +290,13 @@ def main(argv: list[str] | None = None) -> None:
     given = [flag for flag, dest in _SOURCE_DEFINED_FLAGS.items() if getattr(args, dest) not in (None, [])]
     if given:
         parser.error(f"{', '.join(given)}: a retake keeps the source clip's size, length and frame rate.")
-    cli.setup_logging(args.log_level)
-    cli.smoke_warning(args.checkpoint_path)
-    pipeline = RetakePipeline(
-        checkpoint_path=args.checkpoint_path,
-        gemma_root=args.gemma_root,
-        loras=args.loras,
-        quantization=cli.quantization_from_arg(args.quantization),
-        device=args.device,
-        memory_policy=args.memory_policy,
-    )
-    video_params, audio_params = cli.guider_params_from_args(args, pipeline.default_stg_block())
+    cli.start(args)
+    pipeline = RetakePipeline(**cli.model_kwargs(args))
     pipeline(
+        **cli.guidance_kwargs(args, pipeline.default_stg_block()),
         video_path=args.video_path, start_time=args.start_time, end_time=args.end_time, prompt=args.prompt,
-        output_path=args.output_path, negative_prompt=args.negative_prompt, seed=args.seed,
-        num_inference_steps=args.num_inference_steps, video_guider_params=video_params,
-        audio_guider_params=audio_params, regenerate_video=args.regenerate_video,
-        regenerate_audio=args.regenerate_audio, enhance_prompt=args.enhance_prompt,
-        denoising_loop=cli.loop_from_args(args), overwrite=args.overwrite,
+        output_path=args.output_path, seed=args.seed, regenerate_video=args.regenerate_video,
+        regenerate_audio=args.regenerate_audio, enhance_prompt=args.enhance_prompt, overwrite=args.overwrite,
     )  # fmt: skip
 
 

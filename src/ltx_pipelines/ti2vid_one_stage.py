@@ -80,24 +80,9 @@ def main(argv: list[str] | None = None) -> None:
     )  # fmt: skip
     cli.add_guidance_args(parser)
     args = parser.parse_args(argv)
-    cli.setup_logging(args.log_level)
-    cli.smoke_warning(args.checkpoint_path)
-    pipeline = TI2VidOneStagePipeline(
-        checkpoint_path=args.checkpoint_path,
-        gemma_root=args.gemma_root,
-        loras=args.loras,
-        quantization=cli.quantization_from_arg(args.quantization),
-        device=args.device,
-        memory_policy=args.memory_policy,
-    )
-    video_params, audio_params = cli.guider_params_from_args(args, pipeline.default_stg_block())
-    pipeline(
-        prompt=args.prompt, output_path=args.output_path, negative_prompt=args.negative_prompt, seed=args.seed,
-        height=args.height, width=args.width, num_frames=args.num_frames, frame_rate=args.frame_rate,
-        num_inference_steps=args.num_inference_steps, video_guider_params=video_params,
-        audio_guider_params=audio_params, images=args.images, denoising_loop=cli.loop_from_args(args),
-        overwrite=args.overwrite, enhance_prompt=args.enhance_prompt,
-    )  # fmt: skip
+    cli.start(args)
+    pipeline = TI2VidOneStagePipeline(**cli.model_kwargs(args))
+    pipeline(**cli.request_kwargs(args), **cli.guidance_kwargs(args, pipeline.default_stg_block()))
 
 
 if __name__ == "__main__":

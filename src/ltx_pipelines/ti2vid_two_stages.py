@@ -176,26 +176,13 @@ def run_two_stage_cli(
     pipeline_cls: type[TwoStagePipelineBase], args: argparse.Namespace, **call_kwargs: object
 ) -> None:
     """Build a two-stage pipeline from parsed flags and generate once."""
-    cli.setup_logging(args.log_level)
-    cli.smoke_warning(args.checkpoint_path)
+    cli.start(args)
     pipeline = pipeline_cls(
-        checkpoint_path=args.checkpoint_path,
+        **cli.model_kwargs(args),
         distilled_lora=args.distilled_lora,
         spatial_upsampler_path=args.spatial_upsampler_path,
-        gemma_root=args.gemma_root,
-        loras=args.loras,
-        quantization=cli.quantization_from_arg(args.quantization),
-        device=args.device,
-        memory_policy=args.memory_policy,
     )
-    video_params, audio_params = cli.guider_params_from_args(args, pipeline.default_stg_block())
-    pipeline(
-        prompt=args.prompt, output_path=args.output_path, negative_prompt=args.negative_prompt, seed=args.seed,
-        height=args.height, width=args.width, num_frames=args.num_frames, frame_rate=args.frame_rate,
-        num_inference_steps=args.num_inference_steps, video_guider_params=video_params,
-        audio_guider_params=audio_params, images=args.images, denoising_loop=cli.loop_from_args(args),
-        overwrite=args.overwrite, **call_kwargs,
-    )  # fmt: skip
+    pipeline(**cli.request_kwargs(args), **cli.guidance_kwargs(args, pipeline.default_stg_block()), **call_kwargs)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -205,7 +192,7 @@ def main(argv: list[str] | None = None) -> None:
         height=C.DEFAULT_2_STAGE_HEIGHT, width=C.DEFAULT_2_STAGE_WIDTH,
     )  # fmt: skip
     args = parser.parse_args(argv)
-    run_two_stage_cli(TI2VidTwoStagesPipeline, args, enhance_prompt=args.enhance_prompt)
+    run_two_stage_cli(TI2VidTwoStagesPipeline, args)
 
 
 if __name__ == "__main__":

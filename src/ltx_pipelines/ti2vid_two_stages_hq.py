@@ -65,6 +65,7 @@ class TI2VidTwoStagesHQPipeline(TwoStagePipelineBase):
         denoising_loop: DenoisingLoop | None = None,
         tiling_config: TilingConfig | None = None,
         overwrite: bool = False,
+        enhance_prompt: bool = False,
         distilled_lora_strength_stage_1: float = C.DEFAULT_HQ_DISTILLED_LORA_STRENGTH_STAGE_1,
         distilled_lora_strength_stage_2: float = C.DEFAULT_HQ_DISTILLED_LORA_STRENGTH_STAGE_2,
     ) -> GenerationResult:
@@ -78,7 +79,7 @@ class TI2VidTwoStagesHQPipeline(TwoStagePipelineBase):
             prompt=prompt, negative_prompt=negative_prompt, seed=seed,
             geometry=VideoGeometry(height, width, num_frames, frame_rate), num_inference_steps=num_inference_steps,
             video_guider_params=video_params, audio_guider_params=audio_params, images=images,
-            output_path=output_path, overwrite=overwrite, tiling_config=tiling_config,
+            output_path=output_path, overwrite=overwrite, enhance_prompt=enhance_prompt, tiling_config=tiling_config,
             stage_1_loop=loop, stage_2_loop=loop, stage_1_loras=stage_1_loras,
             stage_2_loras=at_strength(self.distilled_lora, distilled_lora_strength_stage_2),
             settings={"stage_1_distilled_lora": [f"{Path(lo.path).name}:{lo.strength}" for lo in stage_1_loras]},

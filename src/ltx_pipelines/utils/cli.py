@@ -199,6 +199,52 @@ def loop_from_args(args: argparse.Namespace):  # noqa: ANN201
     return euler_denoising_loop
 
 
+def start(args: argparse.Namespace) -> None:
+    """Logging, and the smoke-model warning, before anything else happens."""
+    setup_logging(args.log_level)
+    smoke_warning(args.checkpoint_path)
+
+
+def model_kwargs(args: argparse.Namespace) -> dict[str, object]:
+    """Constructor arguments every pipeline takes, from the shared flags."""
+    return {
+        "checkpoint_path": args.checkpoint_path,
+        "gemma_root": args.gemma_root,
+        "loras": args.loras,
+        "quantization": quantization_from_arg(args.quantization),
+        "device": args.device,
+        "memory_policy": args.memory_policy,
+    }
+
+
+def request_kwargs(args: argparse.Namespace) -> dict[str, object]:
+    """Call arguments of a generation request, from the shared flags."""
+    return {
+        "prompt": args.prompt,
+        "output_path": args.output_path,
+        "seed": args.seed,
+        "height": args.height,
+        "width": args.width,
+        "num_frames": args.num_frames,
+        "frame_rate": args.frame_rate,
+        "images": args.images,
+        "overwrite": args.overwrite,
+        "enhance_prompt": args.enhance_prompt,
+    }
+
+
+def guidance_kwargs(args: argparse.Namespace, stg_block: int) -> dict[str, object]:
+    """Call arguments of the guided pipelines, from the guidance flags."""
+    video_params, audio_params = guider_params_from_args(args, stg_block)
+    return {
+        "negative_prompt": args.negative_prompt,
+        "num_inference_steps": args.num_inference_steps,
+        "video_guider_params": video_params,
+        "audio_guider_params": audio_params,
+        "denoising_loop": loop_from_args(args),
+    }
+
+
 def run_cli(main: Callable[[list[str] | None], object], argv: list[str] | None = None) -> None:
     """Run a pipeline's main(); user errors become one clear line and exit code 2."""
     try:
