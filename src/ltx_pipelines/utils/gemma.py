@@ -15,14 +15,11 @@ from pathlib import Path
 
 import torch
 from ltx_core.loader import SafetensorsModelStateDictLoader
-from ltx_core.text_encoders.gemma import EmbeddingsProcessor, GemmaTextEncoder
-from ltx_core.text_encoders.gemma.embeddings_connector import (
-    AudioEmbeddings1DConnectorConfigurator,
-    Embeddings1DConnectorConfigurator,
-)
-from ltx_core.text_encoders.gemma.feature_extractor import FeatureExtractorV1, FeatureExtractorV2
 
 from ltx_pipelines.utils.errors import InputError
+
+# ltx_core.text_encoders imports transformers (over a second): it is imported where a model is
+# built, so `--help` and the input checks stay fast.
 
 # Config keys that mark the LTX-2.3 ("V2") text path: projection before the connector.
 _V2_KEYS = {
@@ -88,7 +85,8 @@ class GemmaTextEncoderFromConfig:
     """Configurator: a meta-device GemmaTextEncoder shaped by the directory's config.json."""
 
     @classmethod
-    def from_config(cls, config: dict) -> GemmaTextEncoder:
+    def from_config(cls, config: dict) -> torch.nn.Module:
+        from ltx_core.text_encoders.gemma import GemmaTextEncoder
         from transformers import Gemma3Config, Gemma3ForConditionalGeneration
 
         model = Gemma3ForConditionalGeneration(Gemma3Config.from_dict(config))
@@ -102,7 +100,13 @@ class EmbeddingsProcessorFromConfig:
     gemma_hidden_size: int
     gemma_hidden_states: int
 
-    def from_config(self, config: dict) -> EmbeddingsProcessor:
+    def from_config(self, config: dict) -> torch.nn.Module:
+        from ltx_core.text_encoders.gemma import EmbeddingsProcessor
+        from ltx_core.text_encoders.gemma.embeddings_connector import (
+            AudioEmbeddings1DConnectorConfigurator,
+            Embeddings1DConnectorConfigurator,
+        )
+
         return EmbeddingsProcessor(
             feature_extractor=self._feature_extractor(config.get("transformer", {})),
             video_connector=Embeddings1DConnectorConfigurator.from_config(config),
@@ -110,6 +114,8 @@ class EmbeddingsProcessorFromConfig:
         )
 
     def _feature_extractor(self, transformer_config: dict) -> torch.nn.Module:
+        from ltx_core.text_encoders.gemma.feature_extractor import FeatureExtractorV1, FeatureExtractorV2
+
         flat_dim = self.gemma_hidden_size * self.gemma_hidden_states
         present = {k: transformer_config[k] for k in _V2_KEYS if k in transformer_config}
         if not present:  # LTX-2 (19B): one aggregate projection, shared by video and audio

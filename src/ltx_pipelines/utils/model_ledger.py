@@ -43,12 +43,6 @@ from ltx_core.model.video_vae import (
     VideoEncoderConfigurator,
 )
 from ltx_core.quantization import QuantizationPolicy
-from ltx_core.text_encoders.gemma import (
-    EMBEDDINGS_PROCESSOR_KEY_OPS,
-    GEMMA_LLM_KEY_OPS,
-    GEMMA_MODEL_OPS,
-    module_ops_from_gemma_root,
-)
 
 from ltx_pipelines.utils.checkpoints import read_header
 from ltx_pipelines.utils.fp8 import prepare_quantization
@@ -286,6 +280,8 @@ class ModelLedger:
         return self._build(builder, [self.spatial_upsampler_path])
 
     def _build_text_encoder(self) -> torch.nn.Module:
+        from ltx_core.text_encoders.gemma import GEMMA_LLM_KEY_OPS, GEMMA_MODEL_OPS, module_ops_from_gemma_root
+
         files = self._gemma_files()
         builder = SingleGPUModelBuilder(
             model_class_configurator=GemmaTextEncoderFromConfig,
@@ -297,6 +293,8 @@ class ModelLedger:
         return self._build(builder, list(files.weights))
 
     def _build_embeddings_processor(self) -> torch.nn.Module:
+        from ltx_core.text_encoders.gemma import EMBEDDINGS_PROCESSOR_KEY_OPS
+
         files = self._gemma_files()
         configurator = EmbeddingsProcessorFromConfig(files.hidden_size, files.num_hidden_states)
         builder = self._checkpoint_builder(configurator, EMBEDDINGS_PROCESSOR_KEY_OPS)
