@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import torch
@@ -24,6 +25,8 @@ from ltx_core.model.transformer import Modality, X0Model
 from ltx_core.types import LatentState
 
 from ltx_pipelines.utils.denoising import Prediction
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -157,18 +160,65 @@ def _to_x0(model: torch.nn.Module, video: Modality, audio: Modality | None, v, a
     return video_x0, to_denoised(audio.latent, ax, audio.timesteps)
 
 
+class _TransformerRunner:
+    """Chooses how passes run: CUDA-graph replay for small (launch-bound) inputs on a GPU, else eager.
+
+    Graph capture that fails (an op that cannot be captured, e.g. in a custom layer) falls back to
+    eager for the rest of the stage, with a warning.
+    """
+
+    def __init__(self, transformer: X0Model, cuda_graphs: bool | None):
+        self.transformer = transformer
+        self.cuda_graphs = cuda_graphs
+        self._graphed = None
+        self._graphs_failed = False
+
+    def wants_graphs(self, video_state: LatentState) -> bool:
+        if self._graphs_failed or self.cuda_graphs is False:
+            return False
+        on_gpu = video_state.latent.device.type == "cuda"
+        return on_gpu and (self.cuda_graphs or video_state.latent.shape[1] <= BATCH_PASSES_MAX_TOKENS)
+
+    def run(
+        self,
+        video_state: LatentState,
+        audio_state: LatentState | None,
+        sigma: torch.Tensor,
+        passes: list[GuidancePass],
+        batched: bool,
+    ) -> dict[str, Prediction] | None:
+        """Run the passes through CUDA graphs; None when graphs are not used (the caller runs eager)."""
+        if not self.wants_graphs(video_state):
+            return None
+        from ltx_pipelines.utils.cuda_graphs import GraphedTransformer
+
+        if self._graphed is None:
+            self._graphed = GraphedTransformer(self.transformer)
+        try:
+            return run_passes(self._graphed, video_state, audio_state, sigma, passes, batched)
+        except RuntimeError as e:
+            logger.warning("CUDA graph capture failed (%s); running eagerly.", str(e).splitlines()[0])
+            self._graphs_failed = True
+            self._graphed = None
+            return None
+
+
 class ConditionalDenoiser:
     """A single conditional pass: the distilled model needs no guidance."""
 
-    def __init__(self, transformer: X0Model, prompt: PromptEmbeddings):
+    def __init__(self, transformer: X0Model, prompt: PromptEmbeddings, cuda_graphs: bool | None = None):
         self.transformer = transformer
         self.prompt = prompt
+        self._runner = _TransformerRunner(transformer, cuda_graphs)
 
     def __call__(
         self, video_state: LatentState, audio_state: LatentState | None, sigmas: torch.Tensor, step: int
     ) -> Prediction:
-        unperturbed = GuidancePass("cond", self.prompt, PerturbationConfig.empty())
-        return run_passes(self.transformer, video_state, audio_state, sigmas[step], [unperturbed])["cond"]
+        passes = [GuidancePass("cond", self.prompt, PerturbationConfig.empty())]
+        results = self._runner.run(video_state, audio_state, sigmas[step], passes, batched=False)
+        if results is None:
+            results = run_passes(self.transformer, video_state, audio_state, sigmas[step], passes)
+        return results["cond"]
 
 
 def stg_perturbations(video: MultiModalGuider, audio: MultiModalGuider) -> PerturbationConfig:
@@ -203,8 +253,10 @@ class MultiModalGuidedDenoiser:
         audio_guider: MultiModalGuiderFactory,
         batch_passes: bool | None = None,
         share_stg_prefix: bool = True,
+        cuda_graphs: bool | None = None,
     ):
         self.share_stg_prefix = share_stg_prefix
+        self._runner = _TransformerRunner(transformer, cuda_graphs)
         self.transformer = transformer
         self.positive = positive
         self.negative = negative
@@ -242,6 +294,9 @@ class MultiModalGuidedDenoiser:
     def _run(
         self, video_state: LatentState, audio_state: LatentState | None, sigma: torch.Tensor, passes: list[GuidancePass]
     ) -> dict[str, Prediction]:
+        graphed = self._runner.run(video_state, audio_state, sigma, passes, self._batched(video_state))
+        if graphed is not None:  # small inputs on a GPU: all passes replayed from captured graphs
+            return graphed
         by_name = {p.name: p for p in passes}
         stg = by_name.get("perturbed")
         fork = _stg_fork_block(stg.perturbations) if stg is not None and self.share_stg_prefix else None

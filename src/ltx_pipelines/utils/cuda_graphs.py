@@ -1,0 +1,154 @@
+"""Replaying the transformer blocks as CUDA graphs, for small (launch-bound) passes.
+
+At ~1.5k video tokens one pass of the 48-block transformer launches thousands of small
+kernels and the GPU waits on Python: measured 0.23 s per pass on an H100 against a
+fraction of that in GPU time. Capturing the block stack once per input shape and
+perturbation set, and replaying it every step, removes that overhead. The input
+preparation (patchify, timestep and positional embeddings) and the output projection
+stay eager: they run once per pass and hold the host-side work graphs cannot capture.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field, fields, replace
+
+import torch
+from ltx_core.guidance.perturbations import BatchedPerturbationConfig
+from ltx_core.model.transformer import Modality, X0Model
+from ltx_core.model.transformer.transformer_args import TransformerArgs
+from ltx_core.utils import to_denoised
+
+logger = logging.getLogger(__name__)
+
+
+def _tensors(args: TransformerArgs | None) -> list[torch.Tensor]:
+    """The tensors of a TransformerArgs, in a fixed order (tuples flattened)."""
+    if args is None:
+        return []
+    out: list[torch.Tensor] = []
+    for f in fields(args):
+        value = getattr(args, f.name)
+        if isinstance(value, torch.Tensor):
+            out.append(value)
+        elif isinstance(value, tuple):
+            out.extend(v for v in value if isinstance(v, torch.Tensor))
+    return out
+
+
+def _signature(args: TransformerArgs | None) -> tuple:
+    """What must match for a captured graph to be replayed: shapes, dtypes and non-tensor fields."""
+    if args is None:
+        return ()
+    parts = []
+    for f in fields(args):
+        value = getattr(args, f.name)
+        if isinstance(value, torch.Tensor):
+            parts.append((f.name, tuple(value.shape), value.dtype))
+        elif isinstance(value, tuple):
+            parts.append((f.name, tuple((tuple(v.shape), v.dtype) for v in value)))
+        else:
+            parts.append((f.name, value if value is None or isinstance(value, bool) else repr(value)))
+    return tuple(parts)
+
+
+def _with_tensors(args: TransformerArgs | None, tensors: list[torch.Tensor]) -> TransformerArgs | None:
+    """A copy of `args` whose tensors are taken, in order, from `tensors`."""
+    if args is None:
+        return None
+    it = iter(tensors)
+    changes = {}
+    for f in fields(args):
+        value = getattr(args, f.name)
+        if isinstance(value, torch.Tensor):
+            changes[f.name] = next(it)
+        elif isinstance(value, tuple):
+            changes[f.name] = tuple(next(it) if isinstance(v, torch.Tensor) else v for v in value)
+    return replace(args, **changes)
+
+
+def _perturbation_key(perturbations: BatchedPerturbationConfig) -> str:
+    return repr(perturbations.perturbations)
+
+
+@dataclass(frozen=True)
+class _MaskCachingPerturbations(BatchedPerturbationConfig):
+    """Builds each attention mask once (in the warm-up run) and reuses it.
+
+    ltx-core fills masks element by element from the host, a copy a CUDA graph cannot capture.
+    """
+
+    _masks: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def mask(self, perturbation_type: object, block: int, device: object, dtype: torch.dtype) -> torch.Tensor:
+        key = (perturbation_type, block, str(device), dtype)
+        if key not in self._masks:
+            self._masks[key] = super().mask(perturbation_type, block, device, dtype)
+        return self._masks[key]
+
+
+class _CapturedBlocks:
+    """One captured run of the block stack with static input and output buffers."""
+
+    def __init__(self, blocks: torch.nn.ModuleList, video: TransformerArgs, audio: TransformerArgs | None,
+                 perturbations: BatchedPerturbationConfig, pool: object) -> None:  # fmt: skip
+        self.static_in = [t.clone() for t in (*_tensors(video), *_tensors(audio))]
+        n_video = len(_tensors(video))
+        self.video = _with_tensors(video, self.static_in[:n_video])
+        self.audio = _with_tensors(audio, self.static_in[n_video:])
+        self.blocks = blocks
+        self.perturbations = _MaskCachingPerturbations(perturbations.perturbations)
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):  # warm up outside the capture (allocator, lazy inits)
+            self._run()
+        torch.cuda.current_stream().wait_stream(stream)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph, pool=pool):
+            self.out_video, self.out_audio = self._run()
+
+    def _run(self) -> tuple[TransformerArgs | None, TransformerArgs | None]:
+        video, audio = self.video, self.audio
+        for block in self.blocks:
+            video, audio = block(video=video, audio=audio, perturbations=self.perturbations)
+        return video, audio
+
+    def replay(self, video: TransformerArgs, audio: TransformerArgs | None) -> tuple:
+        for static, fresh in zip(self.static_in, (*_tensors(video), *_tensors(audio)), strict=True):
+            static.copy_(fresh)
+        self.graph.replay()
+        return self.out_video, self.out_audio
+
+
+class GraphedTransformer:
+    """Drop-in for an X0Model call, ``(video, audio, perturbations) -> (video_x0, audio_x0)``.
+
+    The block stack of each (input shape, perturbation set) is captured on first use and
+    replayed afterwards; outputs are copied out before the next replay can overwrite them.
+    """
+
+    def __init__(self, transformer: X0Model):
+        self.transformer = transformer
+        self.velocity_model = transformer.velocity_model
+        self._graphs: dict[tuple, _CapturedBlocks] = {}
+        self._pool = torch.cuda.graph_pool_handle()
+
+    def __call__(
+        self, video: Modality, audio: Modality | None, perturbations: BatchedPerturbationConfig
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        model = self.velocity_model
+        v_args = model.video_args_preprocessor.prepare(video, audio)
+        a_args = model.audio_args_preprocessor.prepare(audio, video) if audio is not None else None
+        key = (_signature(v_args), _signature(a_args), _perturbation_key(perturbations))
+        if key not in self._graphs:
+            logger.info("Capturing a CUDA graph of the transformer blocks (%d so far)", len(self._graphs) + 1)
+            self._graphs[key] = _CapturedBlocks(model.transformer_blocks, v_args, a_args, perturbations, self._pool)
+        v_out, a_out = self._graphs[key].replay(v_args, a_args)
+        vx = model._process_output(model.scale_shift_table, model.norm_out, model.proj_out, v_out.x, v_out.embedded_timestep)
+        video_x0 = to_denoised(video.latent, vx, video.timesteps).clone()
+        if audio is None or a_out is None:
+            return video_x0, None
+        ax = model._process_output(
+            model.audio_scale_shift_table, model.audio_norm_out, model.audio_proj_out, a_out.x, a_out.embedded_timestep
+        )
+        return video_x0, to_denoised(audio.latent, ax, audio.timesteps).clone()
