@@ -298,3 +298,18 @@ def test_cli_fp8_scaled_mm_end_to_end(
     info = probe_mp4(out)
     assert info["frames"] == 9 and (info["width"], info["height"]) == (64, 64) and info["has_audio"]
     assert result.stderr.count("native FP8 matmul (torch._scaled_mm) is not available") == 1
+
+
+def test_seed_api_quantization_policy_fp8_scaled_mm_works_without_tensorrt() -> None:
+    """`QuantizationPolicy.fp8_scaled_mm()` (the documented API) gives our policy when TensorRT-LLM is absent."""
+    import importlib.util
+
+    import ltx_pipelines.ti2vid_two_stages  # noqa: F401 - importing a pipeline installs the route
+    from ltx_core.quantization import QuantizationPolicy
+
+    from ltx_pipelines.utils.fp8 import is_fp8_scaled_mm_policy
+
+    if importlib.util.find_spec("tensorrt_llm") is not None:
+        pytest.skip("TensorRT-LLM is installed: ltx-core's own policy is used")
+    policy = QuantizationPolicy.fp8_scaled_mm()
+    assert is_fp8_scaled_mm_policy(policy)

@@ -25,6 +25,8 @@ them into the bf16 weights first and quantizes once, while each layer loads.
 
 from __future__ import annotations
 
+import importlib.util
+
 import logging
 from dataclasses import replace
 from functools import lru_cache
@@ -396,8 +398,29 @@ def prepare_quantization(
     return policy
 
 
+def route_ltx_core_fp8_scaled_mm_to_ours() -> None:
+    """Make ``QuantizationPolicy.fp8_scaled_mm()`` work without TensorRT-LLM.
+
+    The documented Python API passes ``quantization=QuantizationPolicy.fp8_scaled_mm()``;
+    ltx-core's classmethod raises ImportError when TensorRT-LLM is missing, before any of our
+    code runs. Where TensorRT-LLM is absent, the classmethod returns our policy instead (where it
+    is installed, ltx-core's policy is left alone and the ledger still swaps in ours).
+    """
+    if importlib.util.find_spec("tensorrt_llm") is not None:
+        return
+    if getattr(QuantizationPolicy.fp8_scaled_mm, "_ltx_pipelines", False):
+        return
+
+    def fp8_scaled_mm(cls: type[QuantizationPolicy]) -> QuantizationPolicy:  # noqa: ARG001
+        return fp8_scaled_mm_policy()
+
+    fp8_scaled_mm._ltx_pipelines = True
+    QuantizationPolicy.fp8_scaled_mm = classmethod(fp8_scaled_mm)
+
+
 __all__ = [
     "FP8ScaledLinear",
+    "route_ltx_core_fp8_scaled_mm_to_ours",
     "convert_to_fp8_scaled_mm",
     "fp8_matmul_supported",
     "fp8_scaled_mm_policy",

@@ -45,7 +45,7 @@ from ltx_core.model.video_vae import (
 from ltx_core.quantization import QuantizationPolicy
 
 from ltx_pipelines.utils.checkpoints import read_header
-from ltx_pipelines.utils.fp8 import prepare_quantization
+from ltx_pipelines.utils.fp8 import prepare_quantization, route_ltx_core_fp8_scaled_mm_to_ours
 from ltx_pipelines.utils.lora_swap import LoraSwapper
 from ltx_pipelines.utils.gemma import (
     EmbeddingsProcessorFromConfig,
@@ -55,6 +55,10 @@ from ltx_pipelines.utils.gemma import (
 )
 
 logger = logging.getLogger(__name__)
+
+# The seed's Python API uses QuantizationPolicy.fp8_scaled_mm(); without TensorRT-LLM that must
+# give our torch._scaled_mm policy rather than an ImportError (see route_ltx_core_fp8_scaled_mm_to_ours).
+route_ltx_core_fp8_scaled_mm_to_ours()
 
 
 class MemoryPolicy(str, Enum):
