@@ -13,7 +13,7 @@ from __future__ import annotations
 import gc
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from enum import Enum
@@ -309,5 +309,3 @@ class ModelLedger:
             raise ValueError("This pipeline was created without a Gemma directory (gemma_root).")
         return find_gemma_files(self.gemma_root)
 
-
-ModelFactory = Callable[[], torch.nn.Module]

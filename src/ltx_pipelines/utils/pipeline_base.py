@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -21,14 +21,21 @@ from ltx_core.quantization import QuantizationPolicy
 from ltx_core.types import Audio
 
 from ltx_pipelines.utils import constants as C
-from ltx_pipelines.utils.checkpoints import CheckpointInfo, check_lora_matches, inspect_ltx_checkpoint, inspect_upsampler
+from ltx_pipelines.utils.checkpoints import (
+    CheckpointInfo,
+    check_lora_matches,
+    inspect_ltx_checkpoint,
+    inspect_upsampler,
+)
 from ltx_pipelines.utils.conditioning import (
     ImageConditioningInput,
     as_image_inputs,
     check_image_inputs,
+    image_conditionings_by_adding_guiding_latent,
     image_conditionings_by_replacing_latent,
 )
 from ltx_pipelines.utils.denoising import DenoisingLoop, default_stepper, euler_denoising_loop
+from ltx_pipelines.utils.errors import InputError
 from ltx_pipelines.utils.gemma import find_gemma_files
 from ltx_pipelines.utils.guidance import ConditionalDenoiser, MultiModalGuidedDenoiser, PromptEmbeddings
 from ltx_pipelines.utils.media_io import check_output_path, write_video
@@ -40,6 +47,7 @@ from ltx_pipelines.utils.stages import (
     decode_audio_waveform,
     decode_video_frames,
     denoise_stage,
+    upsample_video_latent,
 )
 from ltx_pipelines.utils.validation import check_generation
 
@@ -127,8 +135,6 @@ class PipelineBase:
         return C.LTX_2_3_STG_BLOCK if self.checkpoint.is_ltx_2_3 else C.DEFAULT_STG_BLOCK
 
     def default_guider_params(self) -> tuple[MultiModalGuiderParams, MultiModalGuiderParams]:
-        from dataclasses import replace
-
         blocks = [self.default_stg_block()]
         return (
             replace(C.DEFAULT_VIDEO_GUIDER_PARAMS, stg_blocks=blocks),
@@ -147,8 +153,6 @@ class PipelineBase:
         video = video_guider_params or default_video
         audio = audio_guider_params or default_audio
         if steps < 1:
-            from ltx_pipelines.utils.errors import InputError
-
             raise InputError(f"--num-inference-steps must be at least 1; got {steps}.")
         self.check_stg_blocks(video, audio)
         return steps, video, audio
@@ -168,8 +172,6 @@ class PipelineBase:
         return check_output_path(output_path, overwrite) if output_path is not None else None
 
     def check_stg_blocks(self, *params: MultiModalGuiderParams) -> None:
-        from ltx_pipelines.utils.errors import InputError
-
         layers = int(self.checkpoint.config.get("transformer", {}).get("num_layers", 48))
         for p in params:
             bad = [b for b in (p.stg_blocks or []) if not 0 <= b < layers]
@@ -186,8 +188,6 @@ class PipelineBase:
     ) -> list[ConditioningItem]:
         if not images:
             return []
-        from ltx_pipelines.utils.conditioning import image_conditionings_by_adding_guiding_latent
-
         build = image_conditionings_by_adding_guiding_latent if by_guiding_latent else image_conditionings_by_replacing_latent
         with torch.inference_mode(), self.ledger.use("video_encoder") as encoder:
             return build(images, geometry.height, geometry.width, encoder)
@@ -270,8 +270,6 @@ class PipelineBase:
         audio_conditionings: list[ConditioningItem] = (),
     ) -> StageLatents:
         """Stage 2 of every two-stage pipeline: x2 latent upsample, then distilled refinement at full size."""
-        from ltx_pipelines.utils.stages import upsample_video_latent
-
         upsampled = upsample_video_latent(self.ledger, low.video)
         return self.distilled_stage(
             name="stage 2",
