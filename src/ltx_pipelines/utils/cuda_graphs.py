@@ -90,7 +90,7 @@ class _MaskCachingPerturbations(BatchedPerturbationConfig):
 class _CapturedBlocks:
     """One captured run of the block stack with static input and output buffers."""
 
-    def __init__(self, blocks: torch.nn.ModuleList, video: TransformerArgs, audio: TransformerArgs | None,
+    def __init__(self, blocks: list[torch.nn.Module], video: TransformerArgs, audio: TransformerArgs | None,
                  perturbations: BatchedPerturbationConfig, pool: object) -> None:  # fmt: skip
         self.static_in = [t.clone() for t in (*_tensors(video), *_tensors(audio))]
         n_video = len(_tensors(video))
@@ -133,22 +133,60 @@ class GraphedTransformer:
         self._graphs: dict[tuple, _CapturedBlocks] = {}
         self._pool = torch.cuda.graph_pool_handle()
 
+    def blocks(
+        self,
+        video: TransformerArgs,
+        audio: TransformerArgs | None,
+        perturbations: BatchedPerturbationConfig,
+        start: int = 0,
+        stop: int | None = None,
+    ) -> tuple[TransformerArgs, TransformerArgs | None]:
+        """Blocks ``start:stop`` on these inputs, replayed from a graph captured on first use.
+
+        The returned args live in the graph's static buffers: use them before the same graph replays.
+        """
+        blocks = list(self.velocity_model.transformer_blocks)[start:stop]
+        key = (_signature(video), _signature(audio), _perturbation_key(perturbations), start, stop)
+        if key not in self._graphs:
+            logger.info("Capturing a CUDA graph of transformer blocks %d-%d (%d so far)", start,
+                        start + len(blocks) - 1, len(self._graphs) + 1)  # fmt: skip
+            self._graphs[key] = _CapturedBlocks(blocks, video, audio, perturbations, self._pool)
+        return self._graphs[key].replay(video, audio)
+
     def __call__(
         self, video: Modality, audio: Modality | None, perturbations: BatchedPerturbationConfig
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         model = self.velocity_model
         v_args = model.video_args_preprocessor.prepare(video, audio)
         a_args = model.audio_args_preprocessor.prepare(audio, video) if audio is not None else None
-        key = (_signature(v_args), _signature(a_args), _perturbation_key(perturbations))
-        if key not in self._graphs:
-            logger.info("Capturing a CUDA graph of the transformer blocks (%d so far)", len(self._graphs) + 1)
-            self._graphs[key] = _CapturedBlocks(model.transformer_blocks, v_args, a_args, perturbations, self._pool)
-        v_out, a_out = self._graphs[key].replay(v_args, a_args)
-        vx = model._process_output(model.scale_shift_table, model.norm_out, model.proj_out, v_out.x, v_out.embedded_timestep)
-        video_x0 = to_denoised(video.latent, vx, video.timesteps).clone()
-        if audio is None or a_out is None:
-            return video_x0, None
-        ax = model._process_output(
-            model.audio_scale_shift_table, model.audio_norm_out, model.audio_proj_out, a_out.x, a_out.embedded_timestep
-        )
-        return video_x0, to_denoised(audio.latent, ax, audio.timesteps).clone()
+        v_out, a_out = self.blocks(v_args, a_args, perturbations)
+        return denoised_outputs(model, video, audio, v_out, a_out)
+
+
+def denoised_outputs(
+    model: torch.nn.Module, video: Modality, audio: Modality | None, v_out: TransformerArgs, a_out: TransformerArgs | None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Output projection of the last block's states, turned into clean (x0) estimates."""
+    vx = model._process_output(model.scale_shift_table, model.norm_out, model.proj_out, v_out.x, v_out.embedded_timestep)
+    video_x0 = to_denoised(video.latent, vx, video.timesteps)
+    if audio is None or a_out is None:
+        return video_x0, None
+    ax = model._process_output(
+        model.audio_scale_shift_table, model.audio_norm_out, model.audio_proj_out, a_out.x, a_out.embedded_timestep
+    )
+    return video_x0, to_denoised(audio.latent, ax, audio.timesteps)
+
+
+def stack_args(args: list[TransformerArgs | None]) -> TransformerArgs | None:
+    """Concatenate transformer states along the batch (every tensor field is batch-first)."""
+    if args[0] is None:
+        return None
+    columns = zip(*(_tensors(a) for a in args), strict=True)
+    return _with_tensors(args[0], [torch.cat(column, dim=0) for column in columns])
+
+
+def pick_args(args: TransformerArgs | None, index: int) -> TransformerArgs | None:
+    """One sample of a batched transformer state."""
+    if args is None:
+        return None
+    return _with_tensors(args, [t[index : index + 1] for t in _tensors(args)])

@@ -160,6 +160,58 @@ def _to_x0(model: torch.nn.Module, video: Modality, audio: Modality | None, v, a
     return video_x0, to_denoised(audio.latent, ax, audio.timesteps)
 
 
+class EagerBlocks:
+    """The transformer blocks run eagerly; the same interface as the CUDA-graph runner's ``blocks``."""
+
+    def __init__(self, transformer: X0Model):
+        self.velocity_model = transformer.velocity_model
+
+    def blocks(self, video, audio, perturbations: BatchedPerturbationConfig, start: int = 0, stop: int | None = None):  # noqa: ANN001, ANN201
+        for block in list(self.velocity_model.transformer_blocks)[start:stop]:
+            video, audio = block(video=video, audio=audio, perturbations=perturbations)
+        return video, audio
+
+
+def run_passes_sharing_prefix(
+    engine: object,
+    video_state: LatentState,
+    audio_state: LatentState | None,
+    sigma: torch.Tensor,
+    passes: list[GuidancePass],
+    fork_block: int,
+) -> dict[str, Prediction]:
+    """All passes in one batch; the STG pass joins it at its first perturbed block as a copy of "cond".
+
+    Blocks before the fork run for the other passes only, so the STG pass costs
+    (blocks - fork) / blocks of a pass instead of a whole one.
+    """
+    from ltx_pipelines.utils.cuda_graphs import denoised_outputs, pick_args, stack_args
+
+    head = [p for p in passes if p.name != "perturbed"]
+    everyone = [*head, next(p for p in passes if p.name == "perturbed")]
+    cond = next(i for i, p in enumerate(head) if p.name == "cond")
+    model = engine.velocity_model
+
+    def modalities(group: list[GuidancePass]) -> tuple[Modality, Modality | None]:
+        video = _batch_modality([make_modality(video_state, sigma, p.prompt.video) for p in group])
+        if audio_state is None:
+            return video, None
+        return video, _batch_modality([make_modality(audio_state, sigma, p.prompt.audio) for p in group])
+
+    video, audio = modalities(head)
+    v = model.video_args_preprocessor.prepare(video, audio)
+    a = model.audio_args_preprocessor.prepare(audio, video) if audio is not None else None
+    v, a = engine.blocks(v, a, BatchedPerturbationConfig([p.perturbations for p in head]), 0, fork_block)
+    v = stack_args([v, pick_args(v, cond)])
+    a = stack_args([a, pick_args(a, cond)]) if a is not None else None
+    v, a = engine.blocks(v, a, BatchedPerturbationConfig([p.perturbations for p in everyone]), fork_block, None)
+    video_x0, audio_x0 = denoised_outputs(model, *modalities(everyone), v, a)
+    return {
+        p.name: (video_x0[i : i + 1], audio_x0[i : i + 1] if audio_x0 is not None else None)
+        for i, p in enumerate(everyone)
+    }
+
+
 class _TransformerRunner:
     """Chooses how passes run: CUDA-graph replay for small (launch-bound) inputs on a GPU, else eager.
 
@@ -186,6 +238,7 @@ class _TransformerRunner:
         sigma: torch.Tensor,
         passes: list[GuidancePass],
         batched: bool,
+        share_stg_prefix: bool = False,
     ) -> dict[str, Prediction] | None:
         """Run the passes through CUDA graphs; None when graphs are not used (the caller runs eager)."""
         if not self.wants_graphs(video_state):
@@ -194,7 +247,11 @@ class _TransformerRunner:
 
         if self._graphed is None:
             self._graphed = GraphedTransformer(self.transformer)
+        stg = next((p for p in passes if p.name == "perturbed"), None)
+        fork = _stg_fork_block(stg.perturbations) if stg is not None and share_stg_prefix and batched else None
         try:
+            if fork:
+                return run_passes_sharing_prefix(self._graphed, video_state, audio_state, sigma, passes, fork)
             return run_passes(self._graphed, video_state, audio_state, sigma, passes, batched)
         except RuntimeError as e:
             logger.warning("CUDA graph capture failed (%s); running eagerly.", str(e).splitlines()[0])
@@ -294,7 +351,9 @@ class MultiModalGuidedDenoiser:
     def _run(
         self, video_state: LatentState, audio_state: LatentState | None, sigma: torch.Tensor, passes: list[GuidancePass]
     ) -> dict[str, Prediction]:
-        graphed = self._runner.run(video_state, audio_state, sigma, passes, self._batched(video_state))
+        graphed = self._runner.run(
+            video_state, audio_state, sigma, passes, self._batched(video_state), self.share_stg_prefix
+        )
         if graphed is not None:  # small inputs on a GPU: all passes replayed from captured graphs
             return graphed
         by_name = {p.name: p for p in passes}
