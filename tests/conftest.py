@@ -5,6 +5,7 @@ Set LTX_SMOKE_BUNDLE=/some/dir to reuse a bundle between runs.
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from ltx_core.loader import SingleGPUModelBuilder
 from PIL import Image
 
 from ltx_pipelines.smoke_model import SmokeBundle, ensure_smoke_bundle
@@ -29,6 +31,36 @@ torch.set_num_threads(1)
 def smoke_bundle(tmp_path_factory: pytest.TempPathFactory) -> SmokeBundle:
     root = os.environ.get("LTX_SMOKE_BUNDLE")
     return ensure_smoke_bundle(Path(root) if root else tmp_path_factory.mktemp("smoke") / "bundle")
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny tensors: one thread is fastest, and avoids OpenMP spin-waits when other jobs share the cores.
+
+    Modules use it for all their tests with `pytestmark = pytest.mark.usefixtures("one_thread")`."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def cli_env(monkeypatch):
+    """The same for `python -m` subprocesses (run_module passes os.environ on)."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+
+
+@pytest.fixture
+def no_model_builds(monkeypatch, caplog):
+    """Fail the test if any model is built; capture the log to check no 'Loaded' line appears."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a model was built before the input was checked")
+
+    monkeypatch.setattr(SingleGPUModelBuilder, "build", refuse)
+    caplog.set_level(logging.INFO)
+    yield caplog
+    assert not [r for r in caplog.records if r.getMessage().startswith("Loaded")]
 
 
 @pytest.fixture

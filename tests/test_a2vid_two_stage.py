@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import run_module
-from helpers import probe_mp4
+from helpers import probe_mp4, two_stage_files
 from ltx_core.components.guiders import MultiModalGuiderParams
 from ltx_core.types import Audio
 
@@ -18,7 +18,6 @@ from ltx_pipelines.a2vid_two_stage import A2VidPipelineTwoStage
 from ltx_pipelines.utils.errors import InputError
 from ltx_pipelines.utils.media_io import read_audio, write_video
 from ltx_pipelines.utils.media_latents import encode_audio_latent
-from ltx_pipelines.utils.model_ledger import comfy_lora
 
 NUM_FRAMES, FPS = 9, 24.0  # 0.375 s of video
 CHEAP = MultiModalGuiderParams(cfg_scale=3.0, stg_scale=0.0, rescale_scale=0.0, modality_scale=1.0, stg_blocks=[])
@@ -38,12 +37,7 @@ def write_wav(path: Path, seconds: float, rate: int = 22050, channels: int = 1) 
 
 
 def make_pipeline(bundle) -> A2VidPipelineTwoStage:  # noqa: ANN001
-    return A2VidPipelineTwoStage(
-        checkpoint_path=bundle.checkpoint,
-        distilled_lora=comfy_lora(bundle.distilled_lora, 0.8),
-        spatial_upsampler_path=bundle.spatial_upsampler,
-        gemma_root=bundle.gemma_root,
-    )
+    return A2VidPipelineTwoStage(**two_stage_files(bundle, 0.8))
 
 
 def test_audio_is_held_fixed_and_written_unchanged(smoke_bundle, tmp_path: Path) -> None:  # noqa: ANN001

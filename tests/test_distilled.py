@@ -7,24 +7,27 @@ The smoke weights are random: these tests check mechanics, never picture quality
 from __future__ import annotations
 
 import json
-import logging
 import re
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from conftest import run_module
-from helpers import probe_mp4
-from ltx_core.loader import SingleGPUModelBuilder
-from PIL import Image
-from safetensors.torch import save_file
+from helpers import (
+    assert_api_keeps_existing_output,
+    assert_api_refuses_request,
+    assert_cli_keeps_existing_output,
+    assert_cli_refuses,
+    call_overrides,
+    check_mp4,
+    write_picture,
+    write_unmatched_lora,
+)
 
 from ltx_pipelines import DistilledPipeline, ImageConditioningInput
 from ltx_pipelines.distilled import main
-from ltx_pipelines.utils import cli
 from ltx_pipelines.utils import constants as C
-from ltx_pipelines.utils.errors import InputError, OutputExistsError
+from ltx_pipelines.utils.errors import InputError
 from ltx_pipelines.utils.model_ledger import comfy_lora
 
 MODULE = "ltx_pipelines.distilled"
@@ -38,19 +41,7 @@ PROMPT = "a street musician plays the violin in the rain"
 # --------------------------------------------------------------------------- shared runs
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny tensors: one thread is fastest, and avoids OpenMP spin-waits when other jobs share the cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture
-def cli_env(monkeypatch):
-    """The same for `python -m` subprocesses (run_module passes os.environ on)."""
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -73,26 +64,7 @@ def written(pipeline, tmp_path_factory):
     return generate(pipeline, output_path=tmp_path_factory.mktemp("distilled") / "violin.mp4")
 
 
-def write_picture(path: Path) -> Path:
-    pixels = np.zeros((100, 140, 3), dtype=np.uint8)
-    pixels[..., 1] = np.linspace(0, 255, 140, dtype=np.uint8)[None, :]
-    pixels[..., 2] = np.linspace(255, 0, 100, dtype=np.uint8)[:, None]
-    pixels[30:70, 50:100] = 255
-    Image.fromarray(pixels).save(path)
-    return path
-
-
-def check_mp4(path: Path, *, frames: int, fps: float, width: int, height: int, prompt: str, seed: int) -> dict:
-    info = probe_mp4(path)
-    assert info["frames"] == frames
-    assert info["fps"] == pytest.approx(fps)
-    assert (info["width"], info["height"]) == (width, height)
-    assert (info["codec"], info["pix_fmt"]) == ("h264", "yuv420p")
-    assert info["has_audio"] and info["audio_codec"] == "aac"
-    assert info["audio_duration"] == pytest.approx(frames / fps, abs=0.15)
-    assert info["metadata"]["prompt"] == prompt
-    assert info["metadata"]["seed"] == str(seed)
-    return info
+PICTURE = dict(width=140, height=100, across=1, down=2, box=(30, 70, 50, 100))  # write_picture(path, **PICTURE)
 
 
 # --------------------------------------------------------------------------- API
@@ -146,7 +118,7 @@ def base_argv(bundle, output: Path) -> list[str]:
 
 def test_cli_end_to_end(smoke_bundle, tmp_path, cli_env):
     output = tmp_path / "cli.mp4"
-    image = write_picture(tmp_path / "first.png")
+    image = write_picture(tmp_path / "first.png", **PICTURE)
     done = run_module(
         MODULE, "--checkpoint-path", smoke_bundle.distilled_checkpoint, *base_argv(smoke_bundle, output)[2:],
         "--num-frames", "9", "--frame-rate", "30", "--image", image, "0", "1.0", "0",
@@ -187,38 +159,18 @@ def test_cli_subprocess_refuses_upsampler_as_checkpoint(smoke_bundle, tmp_path, 
 def paths(smoke_bundle, tmp_path_factory) -> dict[str, Path]:
     """The bundle's files plus missing and wrong ones, by name (for `{name}` in CLI arguments)."""
     folder = tmp_path_factory.mktemp("bad_inputs")
-    unmatched_lora = folder / "unmatched-lora.safetensors"
-    save_file(
-        {
-            "diffusion_model.nonexistent.lora_A.weight": torch.zeros(4, 8, dtype=torch.bfloat16),
-            "diffusion_model.nonexistent.lora_B.weight": torch.zeros(8, 4, dtype=torch.bfloat16),
-        },
-        str(unmatched_lora),
-    )
+    unmatched_lora = write_unmatched_lora(folder / "unmatched-lora.safetensors")
     return {
         "checkpoint": smoke_bundle.distilled_checkpoint,
         "spatial_upsampler": smoke_bundle.spatial_upsampler,
         "distilled_lora": smoke_bundle.distilled_lora,
         "ic_lora": smoke_bundle.ic_lora,
-        "image": write_picture(folder / "image.png"),
+        "image": write_picture(folder / "image.png", **PICTURE),
         "unmatched_lora": unmatched_lora,
         "missing": folder / "missing.safetensors",
         "missing_dir": folder / "no-gemma-here",
         "missing_image": folder / "missing.png",
     }
-
-
-@pytest.fixture
-def no_model_builds(monkeypatch, caplog):
-    """Fail the test if any model is built; capture the log to check no 'Loaded' line appears."""
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("a model was built before the input was checked")
-
-    monkeypatch.setattr(SingleGPUModelBuilder, "build", refuse)
-    caplog.set_level(logging.INFO)
-    yield caplog
-    assert not [r for r in caplog.records if r.getMessage().startswith("Loaded")]
 
 
 def make_pipeline(bundle, **overrides) -> DistilledPipeline:
@@ -239,36 +191,16 @@ CALL_ERRORS = {
 }
 
 
-def call_overrides(case, paths) -> dict:
-    if case == "missing_image":
-        return dict(images=[ImageConditioningInput(str(paths["missing_image"]), 0, 1.0)])
-    if isinstance(case, str) and case.startswith("image_frame_"):
-        return dict(images=[ImageConditioningInput(str(paths["image"]), int(case.rsplit("_", 1)[1]), 1.0)])
-    return case
-
-
 @pytest.mark.parametrize("name", CALL_ERRORS)
 def test_api_bad_request_refused_before_loading(name, smoke_bundle, paths, tmp_path, no_model_builds):
     case, fragment = CALL_ERRORS[name]
     fresh = make_pipeline(smoke_bundle)
-    output = tmp_path / "out.mp4"
-    with pytest.raises(InputError, match=re.escape(fragment)):
-        generate(fresh, output_path=output, **call_overrides(case, paths))
-    assert fresh.ledger.files_loaded == []
-    assert not output.exists()
+    assert_api_refuses_request(generate, fresh, tmp_path, fragment, call_overrides(case, paths))
 
 
 def test_api_existing_output_untouched(smoke_bundle, tmp_path, no_model_builds):
     fresh = make_pipeline(smoke_bundle)
-    output = tmp_path / "taken.mp4"
-    output.write_bytes(b"precious")
-    with pytest.raises(OutputExistsError, match="exists"):
-        generate(fresh, output_path=output)
-    with pytest.raises(InputError, match=r"must end in \.mp4"):
-        generate(fresh, output_path=tmp_path / "out")
-    assert output.read_bytes() == b"precious"
-    assert fresh.ledger.files_loaded == []
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["taken.mp4"]
+    assert_api_keeps_existing_output(generate, fresh, tmp_path, not_mp4="out")
 
 
 INIT_ERRORS = {
@@ -313,22 +245,10 @@ CLI_ERRORS = {
 def test_cli_bad_input_exit_2_before_loading(name, smoke_bundle, paths, tmp_path, capsys, no_model_builds):
     extra, fragment = CLI_ERRORS[name]
     extra = [arg.format(**paths, out_txt=tmp_path / "out.txt") for arg in extra]
-    output = tmp_path / "out.mp4"
-    with pytest.raises(SystemExit) as exited:
-        cli.run_cli(main, [*base_argv(smoke_bundle, output), *extra])
-    assert exited.value.code == 2
-    err = capsys.readouterr().err
-    error_lines = [line for line in err.splitlines() if line.startswith("error: ")]
-    assert len(error_lines) == 1 and fragment in error_lines[0], err
-    assert "Traceback" not in err
-    assert list(tmp_path.iterdir()) == []
+    argv = [*base_argv(smoke_bundle, tmp_path / "out.mp4"), *extra]
+    assert_cli_refuses(main, argv, fragment, tmp_path, capsys)
 
 
 def test_cli_existing_output_untouched(smoke_bundle, tmp_path, capsys, no_model_builds):
     output = tmp_path / "taken.mp4"
-    output.write_bytes(b"precious")
-    with pytest.raises(SystemExit) as exited:
-        cli.run_cli(main, base_argv(smoke_bundle, output))
-    assert exited.value.code == 2
-    assert "error: Output file" in capsys.readouterr().err
-    assert output.read_bytes() == b"precious"
+    assert_cli_keeps_existing_output(main, base_argv(smoke_bundle, output), output, capsys)

@@ -17,12 +17,11 @@ import json
 import pytest
 import torch
 from conftest import run_module
-from helpers import probe_mp4
+from helpers import probe_mp4, two_stage_files
 from ltx_core.types import LatentState
 
 from ltx_pipelines.keyframe_interpolation import KeyframeInterpolationPipeline
 from ltx_pipelines.utils.denoising import euler_denoising_loop
-from ltx_pipelines.utils.model_ledger import comfy_lora
 
 SMALL = {"height": 128, "width": 128, "num_frames": 9, "num_inference_steps": 2, "frame_rate": 24.0}
 MAIN_TOKENS = 2 * 2 * 2  # stage 1: 64x64 px, 9 frames -> 2 latent frames of 2x2
@@ -44,13 +43,7 @@ class RecordingLoop:
 
 @pytest.fixture(scope="module")
 def pipeline(smoke_bundle) -> KeyframeInterpolationPipeline:  # noqa: ANN001
-    return KeyframeInterpolationPipeline(
-        checkpoint_path=smoke_bundle.checkpoint,
-        distilled_lora=comfy_lora(smoke_bundle.distilled_lora, 0.8),
-        spatial_upsampler_path=smoke_bundle.spatial_upsampler,
-        gemma_root=smoke_bundle.gemma_root,
-        device="cpu",
-    )
+    return KeyframeInterpolationPipeline(**two_stage_files(smoke_bundle, 0.8), device="cpu")
 
 
 def test_keyframes_are_clean_guiding_tokens_that_change_the_video(pipeline, make_image) -> None:  # noqa: ANN001

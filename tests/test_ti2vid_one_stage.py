@@ -6,24 +6,27 @@ conditioning takes effect, bad input refused before any model loads), never pict
 
 from __future__ import annotations
 
-import logging
 import re
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from conftest import run_module
-from helpers import probe_mp4
+from helpers import (
+    assert_api_keeps_existing_output,
+    assert_api_refuses_request,
+    assert_cli_keeps_existing_output,
+    assert_cli_refuses,
+    call_overrides,
+    check_mp4,
+    write_picture,
+    write_unmatched_lora,
+)
 from ltx_core.components.guiders import MultiModalGuiderParams
-from ltx_core.loader import SingleGPUModelBuilder
-from PIL import Image
-from safetensors.torch import save_file
 
 from ltx_pipelines import ImageConditioningInput, TI2VidOneStagePipeline
 from ltx_pipelines.ti2vid_one_stage import main
-from ltx_pipelines.utils import cli
-from ltx_pipelines.utils.errors import InputError, OutputExistsError
+from ltx_pipelines.utils.errors import InputError
 from ltx_pipelines.utils.model_ledger import comfy_lora
 
 MODULE = "ltx_pipelines.ti2vid_one_stage"
@@ -38,19 +41,7 @@ PROMPT = "a red fox runs across a snowy field, wind howls"
 # --------------------------------------------------------------------------- shared runs
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny tensors: one thread is fastest, and avoids OpenMP spin-waits when other jobs share the cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture
-def cli_env(monkeypatch):
-    """The same for `python -m` subprocesses (run_module passes os.environ on)."""
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -72,26 +63,7 @@ def written(pipeline, tmp_path_factory):
     return generate(pipeline, output_path=tmp_path_factory.mktemp("one_stage") / "fox.mp4")
 
 
-def write_picture(path: Path) -> Path:
-    pixels = np.zeros((80, 96, 3), dtype=np.uint8)
-    pixels[..., 0] = np.linspace(0, 255, 96, dtype=np.uint8)[None, :]
-    pixels[..., 1] = np.linspace(255, 0, 80, dtype=np.uint8)[:, None]
-    pixels[20:40, 24:48] = 255
-    Image.fromarray(pixels).save(path)
-    return path
-
-
-def check_mp4(path: Path, *, frames: int, fps: float, width: int, height: int, prompt: str, seed: int) -> dict:
-    info = probe_mp4(path)
-    assert info["frames"] == frames
-    assert info["fps"] == pytest.approx(fps)
-    assert (info["width"], info["height"]) == (width, height)
-    assert (info["codec"], info["pix_fmt"]) == ("h264", "yuv420p")
-    assert info["has_audio"] and info["audio_codec"] == "aac"
-    assert info["audio_duration"] == pytest.approx(frames / fps, abs=0.15)
-    assert info["metadata"]["prompt"] == prompt
-    assert info["metadata"]["seed"] == str(seed)
-    return info
+PICTURE = dict(width=96, height=80, across=0, down=1, box=(20, 40, 24, 48))  # write_picture(path, **PICTURE)
 
 
 # --------------------------------------------------------------------------- API
@@ -183,36 +155,16 @@ def test_cli_subprocess_refuses_bad_frame_count(smoke_bundle, tmp_path, cli_env)
 def paths(smoke_bundle, tmp_path_factory) -> dict[str, Path]:
     """The bundle's files plus missing and wrong ones, by name (for `{name}` in CLI arguments)."""
     folder = tmp_path_factory.mktemp("bad_inputs")
-    unmatched_lora = folder / "unmatched-lora.safetensors"
-    save_file(
-        {
-            "diffusion_model.nonexistent.lora_A.weight": torch.zeros(4, 8, dtype=torch.bfloat16),
-            "diffusion_model.nonexistent.lora_B.weight": torch.zeros(8, 4, dtype=torch.bfloat16),
-        },
-        str(unmatched_lora),
-    )
+    unmatched_lora = write_unmatched_lora(folder / "unmatched-lora.safetensors")
     return {
         "spatial_upsampler": smoke_bundle.spatial_upsampler,
         "distilled_lora": smoke_bundle.distilled_lora,
-        "image": write_picture(folder / "image.png"),
+        "image": write_picture(folder / "image.png", **PICTURE),
         "unmatched_lora": unmatched_lora,
         "missing": folder / "missing.safetensors",
         "missing_dir": folder / "no-gemma-here",
         "missing_image": folder / "missing.png",
     }
-
-
-@pytest.fixture
-def no_model_builds(monkeypatch, caplog):
-    """Fail the test if any model is built; capture the log to check no 'Loaded' line appears."""
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("a model was built before the input was checked")
-
-    monkeypatch.setattr(SingleGPUModelBuilder, "build", refuse)
-    caplog.set_level(logging.INFO)
-    yield caplog
-    assert not [r for r in caplog.records if r.getMessage().startswith("Loaded")]
 
 
 # (call overrides, expected message fragment)
@@ -232,36 +184,16 @@ CALL_ERRORS = {
 }
 
 
-def call_overrides(case, paths) -> dict:
-    if case == "missing_image":
-        return dict(images=[ImageConditioningInput(str(paths["missing_image"]), 0, 1.0)])
-    if isinstance(case, str) and case.startswith("image_frame_"):
-        return dict(images=[ImageConditioningInput(str(paths["image"]), int(case.rsplit("_", 1)[1]), 1.0)])
-    return case
-
-
 @pytest.mark.parametrize("name", CALL_ERRORS)
 def test_api_bad_request_refused_before_loading(name, smoke_bundle, paths, tmp_path, no_model_builds):
     case, fragment = CALL_ERRORS[name]
     fresh = TI2VidOneStagePipeline(checkpoint_path=smoke_bundle.checkpoint, gemma_root=smoke_bundle.gemma_root)
-    output = tmp_path / "out.mp4"
-    with pytest.raises(InputError, match=re.escape(fragment)):
-        generate(fresh, output_path=output, **call_overrides(case, paths))
-    assert fresh.ledger.files_loaded == []
-    assert not output.exists()
+    assert_api_refuses_request(generate, fresh, tmp_path, fragment, call_overrides(case, paths))
 
 
 def test_api_existing_output_untouched(smoke_bundle, tmp_path, no_model_builds):
     fresh = TI2VidOneStagePipeline(checkpoint_path=smoke_bundle.checkpoint, gemma_root=smoke_bundle.gemma_root)
-    output = tmp_path / "taken.mp4"
-    output.write_bytes(b"precious")
-    with pytest.raises(OutputExistsError, match="exists"):
-        generate(fresh, output_path=output)
-    with pytest.raises(InputError, match=r"must end in \.mp4"):
-        generate(fresh, output_path=tmp_path / "out.avi")
-    assert output.read_bytes() == b"precious"
-    assert fresh.ledger.files_loaded == []
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["taken.mp4"]
+    assert_api_keeps_existing_output(generate, fresh, tmp_path, not_mp4="out.avi")
 
 
 # (constructor overrides as names in `paths`, expected message fragment)
@@ -305,22 +237,10 @@ CLI_ERRORS = {
 def test_cli_bad_input_exit_2_before_loading(name, smoke_bundle, paths, tmp_path, capsys, no_model_builds):
     extra, fragment = CLI_ERRORS[name]
     extra = [arg.format(**paths, out_avi=tmp_path / "out.avi") for arg in extra]
-    output = tmp_path / "out.mp4"
-    with pytest.raises(SystemExit) as exited:
-        cli.run_cli(main, [*base_argv(smoke_bundle, output), *extra])
-    assert exited.value.code == 2
-    err = capsys.readouterr().err
-    error_lines = [line for line in err.splitlines() if line.startswith("error: ")]
-    assert len(error_lines) == 1 and fragment in error_lines[0], err
-    assert "Traceback" not in err
-    assert list(tmp_path.iterdir()) == []
+    argv = [*base_argv(smoke_bundle, tmp_path / "out.mp4"), *extra]
+    assert_cli_refuses(main, argv, fragment, tmp_path, capsys)
 
 
 def test_cli_existing_output_untouched(smoke_bundle, tmp_path, capsys, no_model_builds):
     output = tmp_path / "taken.mp4"
-    output.write_bytes(b"precious")
-    with pytest.raises(SystemExit) as exited:
-        cli.run_cli(main, base_argv(smoke_bundle, output))
-    assert exited.value.code == 2
-    assert "error: Output file" in capsys.readouterr().err
-    assert output.read_bytes() == b"precious"
+    assert_cli_keeps_existing_output(main, base_argv(smoke_bundle, output), output, capsys)

@@ -6,25 +6,18 @@ import json
 
 import pytest
 from conftest import run_module
-from helpers import probe_mp4
+from helpers import probe_mp4, two_stage_files
 
 import ltx_pipelines.ti2vid_two_stages_hq as hq
 from ltx_pipelines.ti2vid_two_stages_hq import TI2VidTwoStagesHQPipeline
 from ltx_pipelines.utils.errors import InputError
-from ltx_pipelines.utils.model_ledger import comfy_lora
 
 SMALL = {"height": 128, "width": 128, "num_frames": 9, "num_inference_steps": 2}
 
 
 @pytest.fixture(scope="module")
 def pipeline(smoke_bundle) -> TI2VidTwoStagesHQPipeline:  # noqa: ANN001
-    return TI2VidTwoStagesHQPipeline(
-        checkpoint_path=smoke_bundle.checkpoint,
-        distilled_lora=comfy_lora(smoke_bundle.distilled_lora, 1.0),
-        spatial_upsampler_path=smoke_bundle.spatial_upsampler,
-        gemma_root=smoke_bundle.gemma_root,
-        device="cpu",
-    )
+    return TI2VidTwoStagesHQPipeline(**two_stage_files(smoke_bundle, 1.0), device="cpu")
 
 
 def test_api_samples_with_res2s_and_hq_defaults(pipeline, monkeypatch) -> None:  # noqa: ANN001

@@ -15,11 +15,10 @@ import ltx_core.loader  # noqa: F401  (ltx_core.quantization must not be importe
 import pytest
 import torch
 from conftest import run_module
-from helpers import probe_mp4
+from helpers import lora_delta, probe_mp4
 from ltx_core.loader import SDOps, SingleGPUModelBuilder
 from ltx_core.model.transformer import LTXV_MODEL_COMFY_RENAMING_MAP, LTXModelConfigurator
 from ltx_core.quantization import FP8_PREPARE_MODULE_OPS, FP8_TRANSPOSE_SD_OPS, QuantizationPolicy
-from safetensors import safe_open
 from transformer_probe import relative_error, single_thread, transformer_outputs
 
 from ltx_pipelines.smoke_model import SmokeBundle
@@ -56,13 +55,6 @@ def _ledger(bundle: SmokeBundle, quantization: QuantizationPolicy | None, *loras
         quantization=quantization,
         device="cpu",
     )
-
-
-def _lora_delta(path: Path, module: str, strength: float) -> torch.Tensor:
-    with safe_open(str(path), framework="pt") as f:
-        a = f.get_tensor(f"diffusion_model.{module}.lora_A.weight").float()
-        b = f.get_tensor(f"diffusion_model.{module}.lora_B.weight").float()
-    return strength * b @ a
 
 
 @pytest.fixture(scope="module")
@@ -197,7 +189,7 @@ def test_lora_is_fused_before_quantization(smoke_bundle: SmokeBundle, float_ledg
     layer = ledger.get("transformer").velocity_model.get_submodule(PROBE)
     assert isinstance(layer, FP8ScaledLinear)
     base = float_ledger.get("transformer").velocity_model.get_submodule(PROBE).weight.detach()
-    fused = base + _lora_delta(lora[0], PROBE, lora[1])
+    fused = base + lora_delta(lora[0], PROBE, lora[1])
     actual = layer.dequantized_weight()
     assert relative_error(actual, fused) < 0.03  # one FP8 rounding of the fused weight
     assert (actual - fused).norm() < (actual - base).norm() / 3  # ...and the LoRA is clearly in it
@@ -224,7 +216,7 @@ def test_bare_builder_lora_fusion_understands_our_layout(smoke_bundle: SmokeBund
     layer = model.get_submodule(PROBE)
     assert isinstance(layer, FP8ScaledLinear) and layer.weight_scale.shape == (layer.out_features, 1)
     base = float_ledger.get("transformer").velocity_model.get_submodule(PROBE).weight.detach()
-    fused = base + _lora_delta(smoke_bundle.distilled_lora, PROBE, 2.0)
+    fused = base + lora_delta(smoke_bundle.distilled_lora, PROBE, 2.0)
     assert relative_error(layer.dequantized_weight(), fused) < 0.05  # quantized twice: a little further
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import run_module
-from helpers import probe_mp4
+from helpers import lora_delta, probe_mp4
 from safetensors import safe_open
 from safetensors.torch import save_file
 from transformer_probe import relative_error, single_thread, transformer_outputs
@@ -38,14 +38,6 @@ def _ledger(bundle: SmokeBundle, *loras: tuple[Path, float]) -> ModelLedger:
 def _weights(bundle: SmokeBundle, *loras: tuple[Path, float]) -> dict[str, torch.Tensor]:
     model = _ledger(bundle, *loras).get("transformer").velocity_model
     return {k: v.float().clone() for k, v in model.state_dict().items() if k.startswith("transformer_blocks.")}
-
-
-def _lora_delta(path: Path, module: str, strength: float) -> torch.Tensor:
-    """strength * B @ A for one module, straight from the file."""
-    with safe_open(str(path), framework="pt") as f:
-        a = f.get_tensor(f"diffusion_model.{module}.lora_A.weight").float()
-        b = f.get_tensor(f"diffusion_model.{module}.lora_B.weight").float()
-    return strength * b @ a
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +85,7 @@ def test_lora_deltas_superpose_at_the_weight_level(smoke_bundle: SmokeBundle) ->
         touched += int(delta_a.abs().max() > 0)
     assert touched >= 6 * 30  # six adapted linears (q, k, v, out, ff in/out) per video block at least
     # ...and each delta is strength * B @ A from the file (fused at bf16 precision).
-    expected = _lora_delta(a[0], PROBE, a[1])
+    expected = lora_delta(a[0], PROBE, a[1])
     actual = with_a[f"{PROBE}.weight"] - base[f"{PROBE}.weight"]
     assert relative_error(actual, expected) < 2e-2
 
