@@ -128,36 +128,21 @@ def run_cond_and_stg(
     fork_block: int,
 ) -> dict[str, Prediction]:
     """The STG pass equals the conditional one up to its first perturbed block: compute that prefix once."""
-    model = transformer.velocity_model
+    from ltx_pipelines.utils.cuda_graphs import denoised_outputs
+
+    engine = EagerBlocks(transformer)
+    model = engine.velocity_model
     video = make_modality(video_state, sigma, cond.prompt.video)
     audio = make_modality(audio_state, sigma, cond.prompt.audio) if audio_state is not None else None
     v_args = model.video_args_preprocessor.prepare(video, audio)
     a_args = model.audio_args_preprocessor.prepare(audio, video) if audio is not None else None
     unperturbed = BatchedPerturbationConfig([PerturbationConfig.empty()])
-    blocks = list(model.transformer_blocks)
-    for block in blocks[:fork_block]:
-        v_args, a_args = block(video=v_args, audio=a_args, perturbations=unperturbed)
+    v_args, a_args = engine.blocks(v_args, a_args, unperturbed, 0, fork_block)
     results: dict[str, Prediction] = {}
     for p in (cond, perturbed):
-        config = BatchedPerturbationConfig([p.perturbations])
-        v, a = v_args, a_args
-        for block in blocks[fork_block:]:
-            v, a = block(video=v, audio=a, perturbations=config)
-        results[p.name] = _to_x0(model, video, audio, v, a)
+        v, a = engine.blocks(v_args, a_args, BatchedPerturbationConfig([p.perturbations]), fork_block, None)
+        results[p.name] = denoised_outputs(model, video, audio, v, a)
     return results
-
-
-def _to_x0(model: torch.nn.Module, video: Modality, audio: Modality | None, v, a) -> Prediction:  # noqa: ANN001
-    from ltx_core.utils import to_denoised
-
-    vx = model._process_output(model.scale_shift_table, model.norm_out, model.proj_out, v.x, v.embedded_timestep)
-    video_x0 = to_denoised(video.latent, vx, video.timesteps)
-    if audio is None or a is None:
-        return video_x0, None
-    ax = model._process_output(
-        model.audio_scale_shift_table, model.audio_norm_out, model.audio_proj_out, a.x, a.embedded_timestep
-    )
-    return video_x0, to_denoised(audio.latent, ax, audio.timesteps)
 
 
 class EagerBlocks:
