@@ -45,10 +45,13 @@ class TwoStagePipelineBase(PipelineBase):
         device: object | None = None,
         dtype: object | None = None,
         memory_policy: MemoryPolicy | str | None = None,
+        offload: str = "auto",
+        max_gpu_memory: float | None = None,
     ):
         super().__init__(
             checkpoint_path=checkpoint_path, gemma_root=gemma_root, loras=loras, quantization=quantization,
             spatial_upsampler_path=spatial_upsampler_path, device=device, dtype=dtype, memory_policy=memory_policy,
+            offload=offload, max_gpu_memory=max_gpu_memory,
         )  # fmt: skip
         self.distilled_lora = _lora_list(distilled_lora)
         if not self.distilled_lora:

@@ -95,6 +95,16 @@ def base_parser(description: str, *, height: int, width: int, size_multiple: int
         help="keep: models stay loaded between stages; low: free each model after use "
         "(default: keep on CPU, low on GPU).",
     )  # fmt: skip
+    parser.add_argument(
+        "--offload", choices=["none", "cpu", "disk", "auto"], default="auto",
+        help="Where the transformer's weights live: none = on the GPU; cpu = pinned host memory, streamed to the "
+        "GPU block by block; disk = read from the checkpoint file on demand (least host memory); auto = none if "
+        "the request fits in free GPU memory, else cpu if host memory allows, else disk.",
+    )  # fmt: skip
+    parser.add_argument(
+        "--max-gpu-memory", type=float, default=None, metavar="GIB",
+        help="Use at most this much GPU memory (for shared GPUs); drives --offload auto and the memory check.",
+    )  # fmt: skip
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     parser.add_argument(
         "--enhance-prompt", action="store_true",
@@ -214,6 +224,8 @@ def model_kwargs(args: argparse.Namespace) -> dict[str, object]:
         "quantization": quantization_from_arg(args.quantization),
         "device": args.device,
         "memory_policy": args.memory_policy,
+        "offload": args.offload,
+        "max_gpu_memory": args.max_gpu_memory,
     }
 
 

@@ -44,6 +44,8 @@ from ltx_core.model.video_vae import (
 )
 from ltx_core.quantization import QuantizationPolicy
 
+from ltx_pipelines.memory.offload import OffloadMode, parse_max_gpu_memory
+from ltx_pipelines.utils import progress
 from ltx_pipelines.utils.checkpoints import read_header
 from ltx_pipelines.utils.fp8 import prepare_quantization, route_ltx_core_fp8_scaled_mm_to_ours
 from ltx_pipelines.utils.lora_swap import LoraSwapper
@@ -59,6 +61,10 @@ logger = logging.getLogger(__name__)
 # The seed's Python API uses QuantizationPolicy.fp8_scaled_mm(); without TensorRT-LLM that must
 # give our torch._scaled_mm policy rather than an ImportError (see route_ltx_core_fp8_scaled_mm_to_ours).
 route_ltx_core_fp8_scaled_mm_to_ours()
+
+
+class ChecksPassed(Exception):
+    """Raised at the first model build of a call run under :meth:`ModelLedger.checks_only`."""
 
 
 class MemoryPolicy(str, Enum):
@@ -132,8 +138,12 @@ class ModelLedger:
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
         memory_policy: MemoryPolicy | str | None = None,
+        offload: OffloadMode | str | None = None,
+        max_gpu_memory: float | None = None,
     ):
         self.checkpoint_path = str(checkpoint_path)
+        self.offload = OffloadMode.parse(offload)
+        self.max_gpu_memory = parse_max_gpu_memory(max_gpu_memory)
         self.gemma_root = str(gemma_root) if gemma_root is not None else None
         self.spatial_upsampler_path = str(spatial_upsampler_path) if spatial_upsampler_path else None
         self.loras = tuple(loras)
@@ -150,17 +160,32 @@ class ModelLedger:
         self._lora_swapper = LoraSwapper(on_file_read=self.files_loaded.append)
         self.timings: dict[str, float] = {}  # seconds per step of the last generation
         self.prompt_cache: dict[str, object] = {}  # prompt -> encoded embeddings (see prompts.encode_prompts)
+        self._checks_only = False
+
+    @contextmanager
+    def checks_only(self) -> Iterator[None]:
+        """Within this block the first model build raises ChecksPassed: a call runs its input checks only.
+
+        Every input check of a pipeline runs before its first model is built, so this is how a request is
+        validated without loading or generating anything (the server checks requests this way).
+        """
+        self._checks_only = True
+        try:
+            yield
+        finally:
+            self._checks_only = False
 
     # -- timings ---------------------------------------------------------------------------
 
     @contextmanager
     def timed(self, label: str) -> Iterator[None]:
-        """Add the wall time of a block to `timings[label]` (a per-generation breakdown)."""
+        """Add the wall time of a block to `timings[label]` (a per-generation breakdown); report it as a stage."""
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         started = time.perf_counter()
         try:
-            yield
+            with progress.stage(label):
+                yield
         finally:
             if self.device.type == "cuda":
                 torch.cuda.synchronize(self.device)
@@ -180,6 +205,8 @@ class ModelLedger:
                 self.release(name, **kwargs)
 
     def get(self, name: str, **kwargs: object) -> torch.nn.Module:
+        if self._checks_only:
+            raise ChecksPassed(name)
         if name == "transformer" and self._swaps_loras_in_memory():
             return self._resident_transformer(tuple(kwargs.get("extra_loras", ())))
         key = (name, *sorted(kwargs.items()))

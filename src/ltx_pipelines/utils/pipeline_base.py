@@ -20,6 +20,7 @@ from ltx_core.model.video_vae import TilingConfig
 from ltx_core.quantization import QuantizationPolicy
 from ltx_core.types import Audio
 
+from ltx_pipelines.memory.offload import OffloadMode
 from ltx_pipelines.utils import constants as C
 from ltx_pipelines.utils.checkpoints import (
     CheckpointInfo,
@@ -39,7 +40,7 @@ from ltx_pipelines.utils.errors import InputError
 from ltx_pipelines.utils.gemma import find_gemma_files
 from ltx_pipelines.utils.guidance import ConditionalDenoiser, MultiModalGuidedDenoiser, PromptEmbeddings
 from ltx_pipelines.utils.media_io import check_output_path, write_video
-from ltx_pipelines.utils.model_ledger import MemoryPolicy, ModelLedger
+from ltx_pipelines.utils.model_ledger import ChecksPassed, MemoryPolicy, ModelLedger
 from ltx_pipelines.utils.stages import (
     StageLatents,
     VideoGeometry,
@@ -92,6 +93,8 @@ class PipelineBase:
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
         memory_policy: MemoryPolicy | str | None = None,
+        offload: OffloadMode | str = OffloadMode.AUTO,
+        max_gpu_memory: float | None = None,
     ):
         self.checkpoint: CheckpointInfo = inspect_ltx_checkpoint(checkpoint_path)
         find_gemma_files(gemma_root)
@@ -111,12 +114,27 @@ class PipelineBase:
             device=device,
             dtype=dtype,
             memory_policy=memory_policy,
+            offload=offload,
+            max_gpu_memory=max_gpu_memory,
         )
         logger.info(
             "%s on %s (%s), checkpoint %s (model version %s)",
             type(self).__name__, self.device, str(self.dtype).removeprefix("torch."),
             self.checkpoint.path.name, self.checkpoint.model_version or "unknown",
         )  # fmt: skip
+
+    def validate(self, **call_kwargs: object) -> None:
+        """Run every input check of ``self(**call_kwargs)`` and return; nothing is loaded or generated.
+
+        Raises InputError with the same message the call would give. Used by the server to refuse a bad
+        request before it is queued; also handy before submitting a long batch.
+        """
+        with self.ledger.checks_only():
+            try:
+                self(**call_kwargs)
+            except ChecksPassed:
+                return
+        raise RuntimeError(f"{type(self).__name__} finished without building a model: nothing to validate against.")
 
     @property
     def device(self) -> torch.device:

@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 
 from ltx_pipelines.utils.denoising import DenoiseFn, DenoisingLoop, euler_denoising_loop
 from ltx_pipelines.utils.model_ledger import LatentFormat, ModelLedger
+from ltx_pipelines.utils.progress import StepReporter
 
 logger = logging.getLogger(__name__)
 
@@ -126,10 +127,14 @@ def denoise_stage(
         video_state.latent.shape[1], audio_state.latent.shape[1], steps,
     )  # fmt: skip
     started = time.perf_counter()
+    reporter = StepReporter(name, steps)
+
+    def on_step(done: int, total: int) -> None:
+        bar.update(1)
+        reporter(done)
+
     with tqdm(total=steps, desc=name, unit="step", leave=False) as bar, torch.inference_mode():
-        video_state, audio_state = loop(
-            sigmas, video_state, audio_state, stepper, denoise_fn, on_step=lambda done, total: bar.update(1)
-        )
+        video_state, audio_state = loop(sigmas, video_state, audio_state, stepper, denoise_fn, on_step=on_step)
     elapsed = time.perf_counter() - started
     logger.info("%s done in %.1f s (%.2f s/step)", name, elapsed, elapsed / max(steps, 1))
     video_state = video_tools.unpatchify(video_tools.clear_conditioning(video_state))
