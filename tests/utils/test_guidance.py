@@ -69,29 +69,3 @@ def test_skip_step_leaves_the_conditional_prediction(setup) -> None:  # noqa: AN
     unguided_step = _step(setup, none, none, step=1)
     assert not torch.equal(guided_step[0], _step(setup, none, none, step=0)[0])
     torch.testing.assert_close(skipped_step[0], unguided_step[0])
-
-
-def test_batched_passes_with_shared_stg_prefix_match_plain(setup) -> None:  # noqa: ANN001
-    """The batch the GPU path replays: STG joins at its first perturbed block as a copy of cond."""
-    from ltx_pipelines.utils.guidance import EagerBlocks, run_passes_sharing_prefix
-
-    transformer, positive, negative, video, audio = setup
-    plain = MultiModalGuidedDenoiser(
-        transformer, positive, negative,
-        create_multimodal_guider_factory(DEFAULT_VIDEO_GUIDER_PARAMS),
-        create_multimodal_guider_factory(DEFAULT_AUDIO_GUIDER_PARAMS),
-        batch_passes=False, share_stg_prefix=False,
-    )  # fmt: skip
-    passes = plain.passes_for(
-        plain.video_guider.build_from_sigma(0.8), plain.audio_guider.build_from_sigma(0.8), step=0
-    )
-    assert [p.name for p in passes] == ["cond", "uncond", "perturbed", "isolated"]
-    sigma = torch.tensor(0.8)
-    with torch.inference_mode():
-        shared = run_passes_sharing_prefix(EagerBlocks(transformer), video, audio, sigma, passes, fork_block=29)
-        from ltx_pipelines.utils.guidance import run_passes
-
-        reference = run_passes(transformer, video, audio, sigma, passes, batched=False)
-    for name in reference:
-        for got, want in zip(shared[name], reference[name], strict=True):
-            torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)

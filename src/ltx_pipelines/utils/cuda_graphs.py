@@ -11,29 +11,16 @@ stay eager: they run once per pass and hold the host-side work graphs cannot cap
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 
 import torch
 from ltx_core.guidance.perturbations import BatchedPerturbationConfig
-from ltx_core.model.transformer import Modality, X0Model
+from ltx_core.model.transformer import X0Model
 from ltx_core.model.transformer.transformer_args import TransformerArgs
-from ltx_core.utils import to_denoised
+
+from ltx_pipelines.utils.transformer_blocks import EagerBlocks, args_tensors, with_tensors
 
 logger = logging.getLogger(__name__)
-
-
-def _tensors(args: TransformerArgs | None) -> list[torch.Tensor]:
-    """The tensors of a TransformerArgs, in a fixed order (tuples flattened)."""
-    if args is None:
-        return []
-    out: list[torch.Tensor] = []
-    for f in fields(args):
-        value = getattr(args, f.name)
-        if isinstance(value, torch.Tensor):
-            out.append(value)
-        elif isinstance(value, tuple):
-            out.extend(v for v in value if isinstance(v, torch.Tensor))
-    return out
 
 
 def _signature(args: TransformerArgs | None) -> tuple:
@@ -50,21 +37,6 @@ def _signature(args: TransformerArgs | None) -> tuple:
         else:
             parts.append((f.name, value if value is None or isinstance(value, bool) else repr(value)))
     return tuple(parts)
-
-
-def _with_tensors(args: TransformerArgs | None, tensors: list[torch.Tensor]) -> TransformerArgs | None:
-    """A copy of `args` whose tensors are taken, in order, from `tensors`."""
-    if args is None:
-        return None
-    it = iter(tensors)
-    changes = {}
-    for f in fields(args):
-        value = getattr(args, f.name)
-        if isinstance(value, torch.Tensor):
-            changes[f.name] = next(it)
-        elif isinstance(value, tuple):
-            changes[f.name] = tuple(next(it) if isinstance(v, torch.Tensor) else v for v in value)
-    return replace(args, **changes)
 
 
 def _perturbation_key(perturbations: BatchedPerturbationConfig) -> str:
@@ -92,10 +64,10 @@ class _CapturedBlocks:
 
     def __init__(self, blocks: list[torch.nn.Module], video: TransformerArgs, audio: TransformerArgs | None,
                  perturbations: BatchedPerturbationConfig, pool: object) -> None:  # fmt: skip
-        self.static_in = [t.clone() for t in (*_tensors(video), *_tensors(audio))]
-        n_video = len(_tensors(video))
-        self.video = _with_tensors(video, self.static_in[:n_video])
-        self.audio = _with_tensors(audio, self.static_in[n_video:])
+        self.static_in = [t.clone() for t in (*args_tensors(video), *args_tensors(audio))]
+        n_video = len(args_tensors(video))
+        self.video = with_tensors(video, self.static_in[:n_video])
+        self.audio = with_tensors(audio, self.static_in[n_video:])
         self.blocks = blocks
         self.perturbations = _MaskCachingPerturbations(perturbations.perturbations)
         stream = torch.cuda.Stream()
@@ -114,22 +86,22 @@ class _CapturedBlocks:
         return video, audio
 
     def replay(self, video: TransformerArgs, audio: TransformerArgs | None) -> tuple:
-        for static, fresh in zip(self.static_in, (*_tensors(video), *_tensors(audio)), strict=True):
+        for static, fresh in zip(self.static_in, (*args_tensors(video), *args_tensors(audio)), strict=True):
             static.copy_(fresh)
         self.graph.replay()
         return self.out_video, self.out_audio
 
 
-class GraphedTransformer:
-    """Drop-in for an X0Model call, ``(video, audio, perturbations) -> (video_x0, audio_x0)``.
+class GraphedTransformer(EagerBlocks):
+    """A block engine whose block ranges are replayed from CUDA graphs.
 
-    The block stack of each (input shape, perturbation set) is captured on first use and
-    replayed afterwards; outputs are copied out before the next replay can overwrite them.
+    The blocks of each (input shape, perturbation set, range) are captured on first use and
+    replayed afterwards. Outputs live in the graph's static buffers until that graph replays
+    again, which is why the pass scheduler finishes a group before starting the next one.
     """
 
     def __init__(self, transformer: X0Model):
-        self.transformer = transformer
-        self.velocity_model = transformer.velocity_model
+        super().__init__(transformer)
         self._graphs: dict[tuple, _CapturedBlocks] = {}
         self._pool = torch.cuda.graph_pool_handle()
 
@@ -152,41 +124,3 @@ class GraphedTransformer:
                         start + len(blocks) - 1, len(self._graphs) + 1)  # fmt: skip
             self._graphs[key] = _CapturedBlocks(blocks, video, audio, perturbations, self._pool)
         return self._graphs[key].replay(video, audio)
-
-    def __call__(
-        self, video: Modality, audio: Modality | None, perturbations: BatchedPerturbationConfig
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        model = self.velocity_model
-        v_args = model.video_args_preprocessor.prepare(video, audio)
-        a_args = model.audio_args_preprocessor.prepare(audio, video) if audio is not None else None
-        v_out, a_out = self.blocks(v_args, a_args, perturbations)
-        return denoised_outputs(model, video, audio, v_out, a_out)
-
-
-def denoised_outputs(
-    model: torch.nn.Module, video: Modality, audio: Modality | None, v_out: TransformerArgs, a_out: TransformerArgs | None
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Output projection of the last block's states, turned into clean (x0) estimates."""
-    vx = model._process_output(model.scale_shift_table, model.norm_out, model.proj_out, v_out.x, v_out.embedded_timestep)
-    video_x0 = to_denoised(video.latent, vx, video.timesteps)
-    if audio is None or a_out is None:
-        return video_x0, None
-    ax = model._process_output(
-        model.audio_scale_shift_table, model.audio_norm_out, model.audio_proj_out, a_out.x, a_out.embedded_timestep
-    )
-    return video_x0, to_denoised(audio.latent, ax, audio.timesteps)
-
-
-def stack_args(args: list[TransformerArgs | None]) -> TransformerArgs | None:
-    """Concatenate transformer states along the batch (every tensor field is batch-first)."""
-    if args[0] is None:
-        return None
-    columns = zip(*(_tensors(a) for a in args), strict=True)
-    return _with_tensors(args[0], [torch.cat(column, dim=0) for column in columns])
-
-
-def pick_args(args: TransformerArgs | None, index: int) -> TransformerArgs | None:
-    """One sample of a batched transformer state."""
-    if args is None:
-        return None
-    return _with_tensors(args, [t[index : index + 1] for t in _tensors(args)])
