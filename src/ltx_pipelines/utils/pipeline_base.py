@@ -16,6 +16,7 @@ from ltx_core.components.guiders import MultiModalGuiderParams, create_multimoda
 from ltx_core.components.schedulers import LTX2Scheduler
 from ltx_core.conditioning import ConditioningItem
 from ltx_core.loader import LoraPathStrengthAndSDOps
+from ltx_core.model.transformer import X0Model
 from ltx_core.model.video_vae import TilingConfig
 from ltx_core.quantization import QuantizationPolicy
 from ltx_core.types import Audio
@@ -39,6 +40,7 @@ from ltx_pipelines.utils.denoising import DenoisingLoop, default_stepper, euler_
 from ltx_pipelines.utils.errors import InputError
 from ltx_pipelines.utils.gemma import find_gemma_files
 from ltx_pipelines.utils.guidance import ConditionalDenoiser, MultiModalGuidedDenoiser, PromptEmbeddings
+from ltx_pipelines.utils.transformer_passes import PassExecutor, TransformerPasses
 from ltx_pipelines.utils.media_io import check_output_path, write_video
 from ltx_pipelines.utils.model_ledger import ChecksPassed, MemoryPolicy, ModelLedger
 from ltx_pipelines.utils.stages import (
@@ -240,6 +242,7 @@ class PipelineBase:
                 negative,
                 create_multimodal_guider_factory(video_guider_params),
                 create_multimodal_guider_factory(audio_guider_params),
+                executor=self.pass_executor(transformer),
             )
             return denoise_stage(
                 name=name, geometry=geometry, fmt=self.ledger.latent_format, sigmas=sigmas, denoise_fn=denoiser,
@@ -247,6 +250,10 @@ class PipelineBase:
                 video_conditionings=conditionings, audio_conditionings=audio_conditionings,
                 initial_video=initial_video, initial_audio=initial_audio, loop=loop,
             )  # fmt: skip
+
+    def pass_executor(self, transformer: X0Model) -> PassExecutor:
+        """How this pipeline's transformer passes run: the one place that picks engine and schedule."""
+        return TransformerPasses(transformer)
 
     def distilled_stage(
         self,
@@ -268,7 +275,8 @@ class PipelineBase:
         with self.ledger.timed(name), self.ledger.use("transformer", extra_loras=tuple(extra_loras)) as transformer:
             return denoise_stage(
                 name=name, geometry=geometry, fmt=self.ledger.latent_format, sigmas=sigmas,
-                denoise_fn=ConditionalDenoiser(transformer, prompt), stepper=default_stepper(),
+                denoise_fn=ConditionalDenoiser(transformer, prompt, executor=self.pass_executor(transformer)),
+                stepper=default_stepper(),
                 generator=generator, device=self.device, dtype=self.dtype, video_conditionings=conditionings,
                 audio_conditionings=audio_conditionings, initial_video=initial_video, initial_audio=initial_audio,
                 loop=loop,
