@@ -23,6 +23,7 @@ class DistilledPipeline(PipelineBase):
 
     pipeline_name = "distilled"
     size_multiple = 64
+    memory_stages = ((0.5, False), (1.0, False))
     needs_upsampler = True
 
     def __call__(

@@ -93,6 +93,7 @@ class ICLoraPipeline(PipelineBase):
 
     pipeline_name = "ic_lora"
     size_multiple = 64
+    memory_stages = ((0.5, False), (1.0, False))
     needs_upsampler = True
 
     def __init__(

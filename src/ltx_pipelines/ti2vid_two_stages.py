@@ -30,6 +30,7 @@ class TwoStagePipelineBase(PipelineBase):
     """Full model for stage 1, full model + distilled LoRA for stage 2."""
 
     size_multiple = 64
+    memory_stages = ((0.5, True), (1.0, False))
     needs_upsampler = True
     #: Condition on images with appended keyframe tokens in both stages (interpolation) instead of replacing latents.
     by_guiding_latent = False

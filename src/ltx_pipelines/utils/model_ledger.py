@@ -44,7 +44,12 @@ from ltx_core.model.video_vae import (
 )
 from ltx_core.quantization import QuantizationPolicy
 
+from ltx_pipelines.memory.budget import ModelSizes, model_sizes
+from ltx_pipelines.memory.chunking import chunk_feed_forwards
+from ltx_pipelines.memory.host import GIB, available_host_memory, process_memory
 from ltx_pipelines.memory.offload import OffloadMode, parse_max_gpu_memory
+from ltx_pipelines.memory.preflight import MemoryPlan, MemoryRequest, plan_memory
+from ltx_pipelines.memory.streamed_transformer import StreamedTransformer
 from ltx_pipelines.utils import progress
 from ltx_pipelines.utils.checkpoints import read_header
 from ltx_pipelines.utils.fp8 import prepare_quantization, route_ltx_core_fp8_scaled_mm_to_ours
@@ -119,6 +124,13 @@ class LatentFormat:
         )
 
 
+def _numel(shape: tuple[int, ...]) -> int:
+    n = 1
+    for s in shape:
+        n *= s
+    return n
+
+
 def _merge_sd_ops(base: SDOps, extra: SDOps | None) -> SDOps:
     if extra is None:
         return base
@@ -161,6 +173,10 @@ class ModelLedger:
         self.timings: dict[str, float] = {}  # seconds per step of the last generation
         self.prompt_cache: dict[str, object] = {}  # prompt -> encoded embeddings (see prompts.encode_prompts)
         self._checks_only = False
+        self.pending_request: MemoryRequest | None = None  # planned at the first model build of a generation
+        self.plan: MemoryPlan | None = None
+        self.peaks: dict[str, dict[str, float]] = {}  # stage -> measured peak memory (GiB) of the last generation
+        self._streamed: StreamedTransformer | None = None
 
     @contextmanager
     def checks_only(self) -> Iterator[None]:
@@ -182,6 +198,7 @@ class ModelLedger:
         """Add the wall time of a block to `timings[label]` (a per-generation breakdown); report it as a stage."""
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
         started = time.perf_counter()
         try:
             with progress.stage(label):
@@ -190,6 +207,18 @@ class ModelLedger:
             if self.device.type == "cuda":
                 torch.cuda.synchronize(self.device)
             self.timings[label] = self.timings.get(label, 0.0) + time.perf_counter() - started
+            self._log_peak(label)
+
+    def _log_peak(self, label: str) -> None:
+        """The real peak of a stage, next to the plan's estimate (so the estimate can be checked)."""
+        host = process_memory()
+        peak = {"host_rss": host["rss"] / GIB, "host_private": host["rss_anon"] / GIB}
+        if self.device.type == "cuda":
+            peak["gpu"] = torch.cuda.max_memory_allocated(self.device) / GIB
+        self.peaks[label] = peak
+        gpu = f"GPU peak {peak['gpu']:.2f} GiB, " if "gpu" in peak else ""
+        logger.info("%s: %shost %.2f GiB resident (%.2f GiB private)", label, gpu, peak["host_rss"],
+                    peak["host_private"])  # fmt: skip
 
     # -- lifetime ---------------------------------------------------------------------------
 
@@ -205,16 +234,38 @@ class ModelLedger:
                 self.release(name, **kwargs)
 
     def get(self, name: str, **kwargs: object) -> torch.nn.Module:
+        if self.pending_request is not None:  # the first build of a generation: plan its memory first
+            request, self.pending_request = self.pending_request, None
+            self.plan = self.plan_memory(request)
         if self._checks_only:
             raise ChecksPassed(name)
-        if name == "transformer" and self._swaps_loras_in_memory():
-            return self._resident_transformer(tuple(kwargs.get("extra_loras", ())))
+        if name == "transformer":
+            model = self._transformer(**kwargs)
+            chunk_feed_forwards(model, self.plan.ff_chunk if self.plan is not None else None)
+            return model
+        return self._component(name, **kwargs)
+
+    def _transformer(self, **kwargs: object) -> torch.nn.Module:
+        extra_loras = tuple(kwargs.get("extra_loras", ()))
+        mode = self.transformer_offload()
+        if mode is not OffloadMode.NONE:
+            return self._streamed_transformer(mode, extra_loras)
+        self._close_streamed()
+        if self._swaps_loras_in_memory():
+            return self._resident_transformer(extra_loras)
+        return self._component("transformer", **kwargs)
+
+    def _component(self, name: str, **kwargs: object) -> torch.nn.Module:
         key = (name, *sorted(kwargs.items()))
         if key not in self._models:
             self._models[key] = self._build_and_log(name, **kwargs)
         return self._models[key]
 
     def release(self, name: str, **kwargs: object) -> None:
+        if name == "transformer" and self._streamed is not None:
+            self._streamed.park()  # the pinned store stays: building it again would cost more than keeping it
+            cleanup_memory()
+            return
         if name == "transformer" and self._swaps_loras_in_memory():
             kwargs = {}
         if self._models.pop((name, *sorted(kwargs.items())), None) is not None:
@@ -241,7 +292,69 @@ class ModelLedger:
 
     def release_all(self) -> None:
         self._models.clear()
+        self._close_streamed()
         cleanup_memory()
+
+    # -- memory planning -----------------------------------------------------------------------
+
+    def model_sizes(self) -> ModelSizes:
+        """Sizes of every component on this device, from the files' headers (nothing is loaded)."""
+        header = read_header(self.checkpoint_path, "checkpoint")
+        gemma = find_gemma_files(self.gemma_root) if self.gemma_root else None
+        gemma_headers = [read_header(path, "Gemma weights").tensors for path in gemma.weights] if gemma else []
+        layers = int(gemma.text_config.get("num_hidden_layers", 48)) if gemma else 0
+        upsampler = 0
+        if self.spatial_upsampler_path:
+            tensors = read_header(self.spatial_upsampler_path, "spatial upsampler").tensors
+            upsampler = sum(_numel(shape) for _, shape in tensors.values()) * self.dtype.itemsize
+        fp8 = self.quantization is not None
+        return model_sizes(header.tensors, self.config, gemma_headers, layers, upsampler, self.dtype.itemsize, fp8)
+
+    def plan_memory(self, request: MemoryRequest) -> MemoryPlan:
+        """Decide where the weights live for ``request`` (or refuse it), and log the decision."""
+        free = None
+        if self.device.type == "cuda":
+            free_now, _ = torch.cuda.mem_get_info(self.device)
+            free = free_now + torch.cuda.memory_reserved(self.device)  # what we hold ourselves can be released
+        plan = plan_memory(
+            sizes=self.model_sizes(), request=request, requested=self.offload, free_gpu=free,
+            host=available_host_memory(), max_gpu_memory=self.max_gpu_memory,
+            fp8=self.quantization is not None, keep_resident=self.memory_policy is MemoryPolicy.KEEP,
+            compute_bytes=self.dtype.itemsize,
+        )  # fmt: skip
+        if self.device.type == "cuda" or plan.offload is not OffloadMode.NONE:
+            logger.info("Memory plan: %s", plan.describe())
+        return plan
+
+    def transformer_offload(self) -> OffloadMode:
+        """Where the transformer's blocks live: the plan's choice, else what was asked (auto: resident)."""
+        if self.plan is not None:
+            return self.plan.offload
+        return OffloadMode.NONE if self.offload is OffloadMode.AUTO else self.offload
+
+    def _streamed_transformer(self, mode: OffloadMode, extra_loras: tuple) -> torch.nn.Module:
+        if self._streamed is not None and self._streamed.mode is not mode:
+            self._close_streamed()
+        if self._streamed is None:
+            for key in [k for k in self._models if k[0] == "transformer"]:
+                del self._models[key]  # a resident transformer from an earlier request
+            started = time.perf_counter()
+            self._streamed = StreamedTransformer(
+                checkpoint_path=self.checkpoint_path, config=self.config, device=self.device, dtype=self.dtype,
+                mode=mode, quantization=self.quantization, loras=self.loras,
+                slots=self.plan.slots if self.plan is not None else 2,
+            )  # fmt: skip
+            self.files_loaded.extend([self.checkpoint_path, *(lora.path for lora in self.loras)])
+            self._streamed.x0_model.eval().requires_grad_(False)
+            logger.info("Loaded transformer (streamed, --offload %s) in %.1f s", mode.value, time.perf_counter() - started)
+        self._streamed.unpark()
+        self._streamed.set_extra_loras(extra_loras)
+        return self._streamed.x0_model
+
+    def _close_streamed(self) -> None:
+        if self._streamed is not None:
+            self._streamed.close()
+            self._streamed = None
 
     # -- builders ---------------------------------------------------------------------------
 

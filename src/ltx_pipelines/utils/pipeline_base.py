@@ -21,7 +21,10 @@ from ltx_core.model.video_vae import TilingConfig
 from ltx_core.quantization import QuantizationPolicy
 from ltx_core.types import Audio
 
+from ltx_pipelines.memory.budget import StageLoad
 from ltx_pipelines.memory.offload import OffloadMode
+from ltx_pipelines.memory.preflight import MemoryRequest
+from ltx_pipelines.memory.streamed_transformer import streamed_transformer
 from ltx_pipelines.utils import constants as C
 from ltx_pipelines.utils.checkpoints import (
     CheckpointInfo,
@@ -40,17 +43,20 @@ from ltx_pipelines.utils.denoising import DenoisingLoop, default_stepper, euler_
 from ltx_pipelines.utils.errors import InputError
 from ltx_pipelines.utils.gemma import find_gemma_files
 from ltx_pipelines.utils.guidance import ConditionalDenoiser, MultiModalGuidedDenoiser, PromptEmbeddings
+from ltx_pipelines.utils.transformer_blocks import EagerBlocks
 from ltx_pipelines.utils.transformer_passes import PassExecutor, TransformerPasses
 from ltx_pipelines.utils.media_io import check_output_path, write_video
 from ltx_pipelines.utils.model_ledger import ChecksPassed, MemoryPolicy, ModelLedger
 from ltx_pipelines.utils.stages import (
     StageLatents,
     VideoGeometry,
+    audio_latent_tools,
     chunked,
     decode_audio_waveform,
     decode_video_frames,
     denoise_stage,
     upsample_video_latent,
+    video_latent_tools,
 )
 from ltx_pipelines.utils.validation import check_generation
 
@@ -82,6 +88,8 @@ class PipelineBase:
 
     #: Height and width must be multiples of this (64 when stage 1 runs at half size).
     size_multiple: int = 32
+    #: The denoising stages, for the memory pre-flight: (scale of the output size, guided?) in order.
+    memory_stages: tuple[tuple[float, bool], ...] = ((1.0, True),)
     needs_upsampler: bool = False
     pipeline_name: str = "ltx"
 
@@ -175,6 +183,11 @@ class PipelineBase:
         if steps < 1:
             raise InputError(f"--num-inference-steps must be at least 1; got {steps}.")
         self.check_stg_blocks(video, audio)
+        request = self.ledger.pending_request
+        if request is not None:  # the guided stages run as many passes as this guidance asks for
+            passes = guided_passes(video, audio)
+            stages = tuple(replace(s, passes=passes) if s.passes > 1 else s for s in request.stages)
+            self.ledger.pending_request = replace(request, stages=stages)
         return steps, video, audio
 
     # -- checks before any model is built --------------------------------------------------------
@@ -189,7 +202,21 @@ class PipelineBase:
         self.ledger.timings.clear()  # a new generation starts: its own time breakdown
         check_generation(geometry.height, geometry.width, geometry.num_frames, geometry.frame_rate, self.size_multiple)
         check_image_inputs(images, geometry.num_frames)
-        return check_output_path(output_path, overwrite) if output_path is not None else None
+        output = check_output_path(output_path, overwrite) if output_path is not None else None
+        self.ledger.pending_request = self.memory_request(geometry)  # planned before the first model loads
+        return output
+
+    def memory_request(self, geometry: VideoGeometry) -> MemoryRequest:
+        """The stages this generation will run, in tokens and passes (guided: 4 until the guidance is known)."""
+        fmt = self.ledger.latent_format
+        stages = []
+        for i, (scale, guided) in enumerate(self.memory_stages):
+            g = replace(geometry, height=int(geometry.height * scale), width=int(geometry.width * scale))
+            v = video_latent_tools(g, fmt).target_shape
+            a = audio_latent_tools(g, fmt).target_shape
+            stages.append(StageLoad(f"stage {i + 1}", v.frames * v.height * v.width, a.frames, 4 if guided else 1))
+        has_loras = bool(self.loras) or len(self.memory_stages) > 1  # two-stage pipelines add a LoRA for stage 2
+        return MemoryRequest(tuple(stages), geometry.height, geometry.width, geometry.num_frames, has_loras)
 
     def check_stg_blocks(self, *params: MultiModalGuiderParams) -> None:
         layers = int(self.checkpoint.config.get("transformer", {}).get("num_layers", 48))
@@ -252,7 +279,13 @@ class PipelineBase:
             )  # fmt: skip
 
     def pass_executor(self, transformer: X0Model) -> PassExecutor:
-        """How this pipeline's transformer passes run: the one place that picks engine and schedule."""
+        """How this pipeline's transformer passes run: the one place that picks engine and schedule.
+
+        Streamed blocks run block-major: every pass goes through a block before the next one is needed,
+        so each block's weights cross to the GPU once per step, not once per pass.
+        """
+        if streamed_transformer(transformer) is not None:
+            return TransformerPasses(transformer, engine=EagerBlocks(transformer), block_major=True)
         return TransformerPasses(transformer)
 
     def distilled_stage(
@@ -354,6 +387,14 @@ class PipelineBase:
             **settings,
         }
         return {k: v if isinstance(v, str) else json.dumps(v, default=str) for k, v in values.items()}
+
+
+def guided_passes(*params: MultiModalGuiderParams) -> int:
+    """Transformer passes per guided step: conditional, plus negative, STG and isolated where any modality asks."""
+    cfg = any(p.cfg_scale != 1.0 for p in params)
+    stg = any(p.stg_scale != 0.0 and p.stg_blocks for p in params)
+    modality = any(p.modality_scale != 1.0 for p in params)
+    return 1 + cfg + stg + modality
 
 
 def guider_metadata(params: MultiModalGuiderParams) -> dict:

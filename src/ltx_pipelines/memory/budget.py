@@ -1,0 +1,234 @@
+"""Memory estimates for a request, from the files' headers alone (nothing is loaded).
+
+Weights are counted exactly (tensor shapes from the safetensors headers, in the dtype they will
+have on the device). Activations are modelled per token from the transformer's widths:
+
+* every pass keeps its transformer state between blocks: the hidden states, the per-token AdaLN
+  coefficients (6 per token, 9 with cross-attention AdaLN), the embedded timestep, the RoPE
+  cos/sin, and the audio<->video cross-attention coefficients and embeddings: about
+  ``PERSISTENT_WIDTHS`` x the model width per token;
+* the block being computed adds its temporaries: attention (norm, q, k, v, output) or the
+  feed-forward (4x wide projection and its GELU), ``ATTENTION_WIDTHS`` / ``FEED_FORWARD_WIDTHS``
+  x the width per token; the feed-forward can run in token chunks to cap that.
+
+Measured on an H100 at 24 576 video tokens, one pass took 4.7 GiB beyond the weights; the model
+gives 4.5 GiB. ``SAFETY`` covers the rest and the allocator's fragmentation. The real peak is
+logged after every stage so the estimate can be checked.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ltx_core.loader import SDOps
+from ltx_core.model.audio_vae import AUDIO_VAE_DECODER_COMFY_KEYS_FILTER, VOCODER_COMFY_KEYS_FILTER
+from ltx_core.model.video_vae import VAE_DECODER_COMFY_KEYS_FILTER, VAE_ENCODER_COMFY_KEYS_FILTER
+
+from ltx_pipelines.memory.host import GIB
+
+TRANSFORMER_PREFIX = "model.diffusion_model."
+BLOCKS_PREFIX = TRANSFORMER_PREFIX + "transformer_blocks."
+PERSISTENT_WIDTHS = 15
+ATTENTION_WIDTHS = 6
+FEED_FORWARD_WIDTHS = 9
+SAFETY = 1.10
+#: Bytes of GPU memory the tiled VAE decoder needs per output voxel (frame x pixel) of one tile,
+#: at bf16, across its live activations at the last (widest) stage.
+VAE_BYTES_PER_VOXEL = 64
+#: GPU memory we never plan to use: allocator slack, cuBLAS/cuDNN workspaces.
+GPU_RESERVE = int(0.75 * GIB)
+
+_DTYPE_BYTES = {"F64": 8, "F32": 4, "BF16": 2, "F16": 2, "F8_E4M3": 1, "F8_E5M2": 1, "I64": 8, "I32": 4, "U8": 1}
+_FP8_TARGETS = (".to_q.weight", ".to_k.weight", ".to_v.weight", ".to_out.0.weight", "ff.net.0.proj.weight",
+                "ff.net.2.weight")  # fmt: skip
+
+
+def _numel(shape: tuple[int, ...]) -> int:
+    n = 1
+    for s in shape:
+        n *= s
+    return n
+
+
+@dataclass(frozen=True)
+class TransformerSizes:
+    """Bytes of the transformer on the device: all blocks, the largest block, everything else."""
+
+    blocks: int
+    block: int
+    rest: int
+    num_blocks: int
+    video_width: int
+    audio_width: int
+
+    @property
+    def total(self) -> int:
+        return self.blocks + self.rest
+
+
+def transformer_sizes(tensors: dict[str, tuple[str, tuple[int, ...]]], config: dict, compute_bytes: int,
+                      fp8: bool = False) -> TransformerSizes:  # fmt: skip
+    """Sizes of the transformer from a checkpoint header; floating tensors count in the compute dtype."""
+    per_block: dict[int, int] = {}
+    rest = 0
+    for name, (dtype, shape) in tensors.items():
+        if not name.startswith(TRANSFORMER_PREFIX):
+            continue
+        n = _numel(shape)
+        stored = _DTYPE_BYTES.get(dtype, 2)
+        size = n * (compute_bytes if stored >= 2 and dtype.startswith(("F", "BF")) else stored)
+        if name.startswith(BLOCKS_PREFIX):
+            if fp8 and name.endswith(_FP8_TARGETS) and len(shape) == 2:
+                size = n + shape[0] * 4  # FP8 weight + one float32 scale per output channel
+            index = int(name[len(BLOCKS_PREFIX) :].split(".", 1)[0])
+            per_block[index] = per_block.get(index, 0) + size
+        else:
+            rest += size
+    t = config.get("transformer", {})
+    return TransformerSizes(
+        blocks=sum(per_block.values()),
+        block=max(per_block.values(), default=0),
+        rest=rest,
+        num_blocks=len(per_block),
+        video_width=int(t.get("num_attention_heads", 32)) * int(t.get("attention_head_dim", 128)),
+        audio_width=int(t.get("audio_num_attention_heads", 32)) * int(t.get("audio_attention_head_dim", 64)),
+    )
+
+
+def component_bytes(tensors: dict[str, tuple[str, tuple[int, ...]]], keys: SDOps, compute_bytes: int) -> int:
+    """Bytes of the tensors an ltx-core key filter selects (a VAE, the vocoder, ...)."""
+    total = 0
+    for name, (dtype, shape) in tensors.items():
+        if keys.apply_to_key(name) is not None:
+            stored = _DTYPE_BYTES.get(dtype, 2)
+            total += _numel(shape) * (compute_bytes if dtype.startswith(("F", "BF")) else stored)
+    return total
+
+
+@dataclass(frozen=True)
+class ComponentSizes:
+    """Bytes of the smaller components, each loaded on its own under the default memory policy."""
+
+    video_decoder: int
+    video_encoder: int
+    audio_decoder: int
+    upsampler: int
+
+    @classmethod
+    def from_header(cls, tensors: dict, compute_bytes: int, upsampler_bytes: int = 0) -> "ComponentSizes":
+        return cls(
+            video_decoder=component_bytes(tensors, VAE_DECODER_COMFY_KEYS_FILTER, compute_bytes),
+            video_encoder=component_bytes(tensors, VAE_ENCODER_COMFY_KEYS_FILTER, compute_bytes),
+            audio_decoder=component_bytes(tensors, AUDIO_VAE_DECODER_COMFY_KEYS_FILTER, compute_bytes)
+            + component_bytes(tensors, VOCODER_COMFY_KEYS_FILTER, 4),
+            upsampler=upsampler_bytes,
+        )
+
+    @property
+    def largest(self) -> int:
+        return max(self.video_decoder, self.video_encoder + self.upsampler, self.audio_decoder)
+
+
+@dataclass(frozen=True)
+class TextEncoderSizes:
+    """Bytes of the Gemma text encoder: everything, one decoder layer, and the layer count."""
+
+    total: int
+    layer: int
+    num_layers: int
+
+    @property
+    def rest(self) -> int:
+        return self.total - self.layer * self.num_layers
+
+
+def text_encoder_sizes(headers: list[dict], num_layers: int, compute_bytes: int) -> TextEncoderSizes:
+    """From the Gemma weight files' headers: layers are the tensors under ``...layers.<i>.``."""
+    total, per_layer = 0, {}
+    for tensors in headers:
+        for name, (dtype, shape) in tensors.items():
+            size = _numel(shape) * (compute_bytes if dtype.startswith(("F", "BF")) else _DTYPE_BYTES.get(dtype, 2))
+            total += size
+            marker = ".layers."
+            if marker in name and "vision" not in name:
+                index = name.split(marker, 1)[1].split(".", 1)[0]
+                if index.isdigit():
+                    per_layer[int(index)] = per_layer.get(int(index), 0) + size
+    return TextEncoderSizes(total=total, layer=max(per_layer.values(), default=0), num_layers=num_layers)
+
+
+@dataclass(frozen=True)
+class ModelSizes:
+    transformer: TransformerSizes
+    components: ComponentSizes
+    text_encoder: TextEncoderSizes
+
+
+def pass_state_bytes(video_tokens: int, audio_tokens: int, sizes: TransformerSizes, compute_bytes: int) -> int:
+    """One pass's transformer state kept between blocks."""
+    return PERSISTENT_WIDTHS * compute_bytes * (video_tokens * sizes.video_width + audio_tokens * sizes.audio_width)
+
+
+def block_temporaries(video_tokens: int, sizes: TransformerSizes, compute_bytes: int, ff_chunk: int | None) -> int:
+    """What the block being computed adds for one pass (feed-forward in chunks of ``ff_chunk`` tokens)."""
+    ff_tokens = video_tokens if ff_chunk is None else min(video_tokens, ff_chunk)
+    attention = ATTENTION_WIDTHS * video_tokens
+    feed_forward = FEED_FORWARD_WIDTHS * ff_tokens
+    return max(attention, feed_forward) * sizes.video_width * compute_bytes
+
+
+@dataclass(frozen=True)
+class StageLoad:
+    """One denoising stage: tokens per pass and how many passes run per step."""
+
+    name: str
+    video_tokens: int
+    audio_tokens: int
+    passes: int
+
+
+def stage_activation_bytes(stage: StageLoad, sizes: TransformerSizes, compute_bytes: int, *,
+                           batched: bool, ff_chunk: int | None) -> int:  # fmt: skip
+    """Peak activations of a stage: every pass's state, plus one block's temporaries per pass computed at once."""
+    state = stage.passes * pass_state_bytes(stage.video_tokens, stage.audio_tokens, sizes, compute_bytes)
+    temporaries = block_temporaries(stage.video_tokens, sizes, compute_bytes, ff_chunk)
+    return int(SAFETY * (state + temporaries * (stage.passes if batched else 1)))
+
+
+def vae_tile_bytes(tile_frames: int, tile_height: int, tile_width: int) -> int:
+    return VAE_BYTES_PER_VOXEL * tile_frames * tile_height * tile_width
+
+
+__all__ = [
+    "GPU_RESERVE",
+    "ComponentSizes",
+    "ModelSizes",
+    "StageLoad",
+    "TextEncoderSizes",
+    "TransformerSizes",
+    "block_temporaries",
+    "component_bytes",
+    "model_sizes",
+    "pass_state_bytes",
+    "stage_activation_bytes",
+    "text_encoder_sizes",
+    "transformer_sizes",
+    "vae_tile_bytes",
+]
+
+
+def model_sizes(
+    checkpoint_tensors: dict,
+    config: dict,
+    gemma_headers: list[dict],
+    gemma_layers: int,
+    upsampler_bytes: int,
+    compute_bytes: int,
+    fp8: bool,
+) -> "ModelSizes":
+    """Every size the pre-flight needs, from headers already read."""
+    return ModelSizes(
+        transformer=transformer_sizes(checkpoint_tensors, config, compute_bytes, fp8=fp8),
+        components=ComponentSizes.from_header(checkpoint_tensors, compute_bytes, upsampler_bytes),
+        text_encoder=text_encoder_sizes(gemma_headers, gemma_layers, compute_bytes),
+    )

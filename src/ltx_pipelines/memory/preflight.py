@@ -1,0 +1,224 @@
+"""The memory pre-flight: before any model loads, decide where the weights live, or refuse.
+
+:func:`plan_memory` is a pure function of the request, the model sizes (from the files' headers)
+and the memory there is, so every threshold is unit-tested with faked figures. ``auto`` takes the
+first that fits:
+
+1. ``none``: everything resident on the GPU (the fastest);
+2. the same with the feed-forward computed in token chunks (same result, smaller peak);
+3. ``cpu``: transformer blocks streamed from pinned host memory, if host memory allows;
+4. ``disk``: blocks streamed from the memory-mapped checkpoint (least host memory).
+
+A request that fits none is refused with the figures and what to change. Independently, the Gemma
+text encoder is streamed by layer when it does not fit whole, and the VAE decodes in tiles sized
+to what is left.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ltx_core.model.video_vae import SpatialTilingConfig, TemporalTilingConfig, TilingConfig
+
+from ltx_pipelines.memory.budget import (
+    GPU_RESERVE,
+    ModelSizes,
+    StageLoad,
+    stage_activation_bytes,
+    vae_tile_bytes,
+)
+from ltx_pipelines.memory.host import GIB, HostMemory
+from ltx_pipelines.memory.offload import OffloadMode
+from ltx_pipelines.utils.errors import InputError
+
+#: Feed-forward chunk sizes tried, in video tokens (None: the whole sequence at once).
+FF_CHUNKS: tuple[int | None, ...] = (None, 4096, 1024)
+#: VAE tiles tried, largest first: (pixels, overlap in pixels, frames, overlap in frames); ltx-core wants
+#: pixels in multiples of 32 (>= 64) and frames in multiples of 8 (>= 16).
+VAE_TILES = ((512, 64, 64, 24), (384, 64, 48, 16), (256, 64, 32, 16), (192, 32, 24, 8), (128, 32, 16, 8))
+#: Host memory kept free for everything else (the OS, the decoded audio, Python).
+HOST_MARGIN = 4 * GIB
+TEXT_ENCODER_ACTIVATIONS = int(1.5 * GIB)  # all hidden states of two 1024-token prompts, with room
+STREAM_SLOTS = 2
+
+
+@dataclass(frozen=True)
+class MemoryRequest:
+    """What one generation will run: its denoising stages and its output size."""
+
+    stages: tuple[StageLoad, ...]
+    height: int
+    width: int
+    num_frames: int
+    has_loras: bool = False  # any LoRA on the transformer (fused block by block when streaming)
+
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    """Where things live for one generation, and what that is expected to cost."""
+
+    offload: OffloadMode  # resolved: none, cpu or disk
+    reason: str
+    gpu_budget: int | None  # bytes we may use on the GPU (None: no GPU)
+    gpu_peak: int  # estimated
+    host_peak: int  # estimated, for the weights we hold
+    ff_chunk: int | None
+    stream_text_encoder: bool
+    vae_tiling: TilingConfig | None
+    slots: int = STREAM_SLOTS
+
+    def describe(self) -> str:
+        parts = [f"offload={self.offload.value} ({self.reason})"]
+        if self.gpu_budget is not None:
+            parts.append(f"estimated GPU peak {self.gpu_peak / GIB:.1f} of {self.gpu_budget / GIB:.1f} GiB")
+        if self.host_peak:
+            parts.append(f"host weights {self.host_peak / GIB:.1f} GiB")
+        if self.ff_chunk:
+            parts.append(f"feed-forward in chunks of {self.ff_chunk} tokens")
+        if self.stream_text_encoder:
+            parts.append("Gemma streamed by layer")
+        if self.vae_tiling is not None and self.vae_tiling.spatial_config is not None:
+            s, t = self.vae_tiling.spatial_config, self.vae_tiling.temporal_config
+            parts.append(f"VAE tiles {s.tile_size_in_pixels}px x {t.tile_size_in_frames} frames")
+        return "; ".join(parts)
+
+
+def _gib(n: int) -> str:
+    return f"{n / GIB:.1f} GiB"
+
+
+@dataclass(frozen=True)
+class _Need:
+    """GPU bytes of one way to run the transformer, and the stage that peaks."""
+
+    total: int
+    weights: int
+    activations: int
+    stage: str
+
+
+def _transformer_need(sizes: ModelSizes, request: MemoryRequest, offload: OffloadMode, ff_chunk: int | None,
+                      compute_bytes: int) -> _Need:  # fmt: skip
+    t = sizes.transformer
+    if offload is OffloadMode.NONE:
+        weights = t.total
+    else:  # the rest, the ring, and one finished copy of a block when LoRAs or FP8 must be applied on the GPU
+        weights = t.rest + STREAM_SLOTS * t.block + (t.block if request.has_loras else 0)
+    worst, stage_name = 0, ""
+    for stage in request.stages:
+        batched = stage.video_tokens <= 2048
+        act = stage_activation_bytes(stage, t, compute_bytes, batched=batched, ff_chunk=ff_chunk)
+        if act > worst:
+            worst, stage_name = act, stage.name
+    return _Need(weights + worst, weights, worst, stage_name)
+
+
+def _vae_tiling(budget: int, sizes: ModelSizes, request: MemoryRequest) -> TilingConfig | None:
+    """None when the whole video decodes at once within the budget, else the largest tiling that fits."""
+    free = budget - sizes.components.video_decoder
+    if vae_tile_bytes(request.num_frames, request.height, request.width) <= free:
+        return None
+    for pixels, pixel_overlap, frames, frame_overlap in VAE_TILES:
+        tile = vae_tile_bytes(min(frames, request.num_frames), min(pixels, request.height), min(pixels, request.width))
+        if tile <= free:
+            return TilingConfig(
+                spatial_config=SpatialTilingConfig(pixels, pixel_overlap),
+                temporal_config=TemporalTilingConfig(frames, frame_overlap),
+            )
+    raise InputError(
+        f"Decoding {request.width}x{request.height} video needs more GPU memory than the {_gib(budget)} left, "
+        "even in the smallest tiles. Free GPU memory, raise --max-gpu-memory or lower the size."
+    )
+
+
+def _host_need(sizes: ModelSizes, request: MemoryRequest, fp8: bool) -> int:
+    """Private host memory of ``cpu`` mode: the pinned blocks (FP8: one copy per LoRA set, two at most)."""
+    copies = 2 if fp8 and request.has_loras else 1
+    return copies * sizes.transformer.blocks
+
+
+def _refusal(need: _Need, budget: int, free: int, cap: float | None, offload: OffloadMode) -> InputError:
+    where = f"{_gib(free)} free" + (f", --max-gpu-memory {cap:g}" if cap is not None else "")
+    advice = [] if offload is not OffloadMode.NONE else ["--offload cpu (stream the weights from host memory)"]
+    advice += ["--quantization fp8-cast (halves the transformer)", "a smaller --height/--width or fewer --num-frames"]
+    return InputError(
+        f"This request needs about {_gib(need.total)} of GPU memory (transformer weights {_gib(need.weights)} with "
+        f"--offload {offload.value}, activations {_gib(need.activations)} in {need.stage}), but only "
+        f"{_gib(budget)} can be used ({where}, {_gib(GPU_RESERVE)} kept for the CUDA libraries). "
+        f"Try {', '.join(advice)}."
+    )
+
+
+def plan_memory(
+    *,
+    sizes: ModelSizes,
+    request: MemoryRequest,
+    requested: OffloadMode,
+    free_gpu: int | None,
+    host: HostMemory,
+    max_gpu_memory: float | None = None,
+    fp8: bool = False,
+    keep_resident: bool = False,
+    compute_bytes: int = 2,
+) -> MemoryPlan:
+    """Where the weights live for this request, or an InputError that says what to change.
+
+    ``free_gpu`` is the device's free memory in bytes (None for a CPU device); ``keep_resident``
+    means every component stays loaded (memory policy ``keep``), so they must all fit together.
+    """
+    if free_gpu is None:  # CPU: nothing to plan; an explicit cpu/disk still streams (the tests do)
+        mode = OffloadMode.NONE if requested is OffloadMode.AUTO else requested
+        return MemoryPlan(mode, "no GPU", None, 0, 0, None, False, None)
+    budget = min(free_gpu, int(max_gpu_memory * GIB) if max_gpu_memory is not None else free_gpu) - GPU_RESERVE
+    c = sizes.components
+    # Under the default policy each component is loaded alone; under `keep` they all stay, together.
+    others = c.video_decoder + c.video_encoder + c.audio_decoder + c.upsampler + sizes.text_encoder.total
+    others = others if keep_resident else 0
+    modes = [requested] if requested is not OffloadMode.AUTO else [OffloadMode.NONE, OffloadMode.CPU, OffloadMode.DISK]
+    host_need = _host_need(sizes, request, fp8)
+    smallest: _Need | None = None
+    for mode in modes:
+        if mode is OffloadMode.CPU and requested is OffloadMode.AUTO and host_need > host.available - HOST_MARGIN:
+            continue  # auto does not pick cpu without the host memory for it (an explicit cpu is obeyed)
+        for ff_chunk in FF_CHUNKS:
+            need = _transformer_need(sizes, request, mode, ff_chunk, compute_bytes)
+            first_need = first_need or need
+            if need.total + others <= budget:
+                return _finish_plan(mode, ff_chunk, need, budget, sizes, request, requested, host, host_need)
+    raise _refusal(smallest, budget, free_gpu, max_gpu_memory, modes[-1])
+
+
+def _finish_plan(mode: OffloadMode, ff_chunk: int | None, need: _Need, budget: int, sizes: ModelSizes,
+                 request: MemoryRequest, requested: OffloadMode, host: HostMemory,
+                 host_need: int) -> MemoryPlan:  # fmt: skip
+    te = sizes.text_encoder
+    stream_te = te.total + TEXT_ENCODER_ACTIVATIONS > budget
+    if stream_te and te.rest + STREAM_SLOTS * te.layer + TEXT_ENCODER_ACTIVATIONS > budget:
+        raise InputError(
+            f"The Gemma text encoder needs at least {_gib(te.rest + STREAM_SLOTS * te.layer + TEXT_ENCODER_ACTIVATIONS)}"
+            f" of GPU memory even streamed by layer; only {_gib(budget)} can be used. Free GPU memory or raise "
+            "--max-gpu-memory."
+        )
+    tiling = _vae_tiling(budget, sizes, request)
+    if requested is not OffloadMode.AUTO:
+        reason = "asked for"
+    elif mode is OffloadMode.NONE:
+        reason = f"auto: {_gib(need.total)} fits in {_gib(budget)}"
+    else:
+        resident = sizes.transformer.total + need.activations
+        reason = f"auto: resident needs {_gib(resident)}, {_gib(budget)} usable"
+        if mode is OffloadMode.DISK:
+            reason += f"; host memory {_gib(host.available)} ({host.source}) is short of {_gib(host_need)} pinned"
+    return MemoryPlan(
+        offload=mode,
+        reason=reason,
+        gpu_budget=budget,
+        gpu_peak=need.total,
+        host_peak=host_need if mode is OffloadMode.CPU else 0,
+        ff_chunk=ff_chunk,
+        stream_text_encoder=stream_te,
+        vae_tiling=tiling,
+    )
+
+
+__all__ = ["MemoryPlan", "MemoryRequest", "plan_memory"]
