@@ -39,7 +39,10 @@ def main(argv: list[str] | None = None) -> None:
     )  # fmt: skip
     server = uvicorn.Server(config)
     logger.info("Open http://%s:%d/ (API docs at /docs)", _display_host(settings.host), settings.port)
-    server.run()
+    try:
+        server.run()
+    except KeyboardInterrupt:  # uvicorn re-raises the Ctrl+C it already handled by shutting down cleanly
+        logger.info("Stopped.")
 
 
 def _display_host(host: str) -> str:
