@@ -275,7 +275,7 @@ def test_info_lists_every_pipeline_and_says_it_is_the_smoke_model(client):
     info = client.get("/api/info").json()
     assert len(info["pipelines"]) == 8 and all(p["available"] for p in info["pipelines"])
     assert "noise" in info["smoke_model"]
-    assert info["workers"] == ["cpu"]
+    assert [w["device"] for w in info["workers"]] == ["cpu"]
 
 
 def test_unknown_jobs_are_404(client):

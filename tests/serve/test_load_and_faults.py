@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -28,6 +29,22 @@ def test_a_full_queue_answers_429_with_retry_after(start_server):
         assert "--max-queue 1" in refused.json()["detail"]
         assert len(client.get("/api/jobs").json()["jobs"]) == 2
         client.post(f"/api/jobs/{running['id']}/cancel")
+
+
+def test_an_idle_worker_releases_its_models_and_loads_them_again(start_server):
+    server = start_server("--idle-release", "1")
+    with server.client() as client:
+        for _ in range(2):  # the second job reloads what the idle release freed
+            job = server.submit(client, TINY_ONE_STAGE)
+            assert server.wait_finished(client, job["id"])["status"] == "completed"
+            worker = client.get("/api/info").json()["workers"][0]
+            assert worker["job"] is None
+            deadline = time.monotonic() + 30
+            while worker["pipeline"] is not None:
+                assert time.monotonic() < deadline, f"still holding {worker['pipeline']} after 30 s idle"
+                time.sleep(0.2)
+                worker = client.get("/api/info").json()["workers"][0]
+    assert server.log.read_text().count("releases the ti2vid_one_stage models: idle for 1 s") == 2
 
 
 def test_concurrent_submissions_complete_or_get_429_and_none_is_lost_or_doubled(start_server):
@@ -58,6 +75,8 @@ def test_concurrent_submissions_complete_or_get_429_and_none_is_lost_or_doubled(
     assert sorted(j["request"]["seed"] for j in listed) == sorted(j["request"]["seed"] for j in accepted)
     outputs = sorted(p.name for p in (server.data_dir / "outputs").iterdir())
     assert outputs == sorted(f"{i}.mp4" for i in ids)
+    # One worker, one pipeline: its models stayed resident from the first job to the last.
+    assert server.log.read_text().count("Loaded transformer") == 1
 
 
 def test_kill_9_mid_job_then_restart(start_server):

@@ -121,12 +121,12 @@ def create_app(settings: ServerSettings, *, server_exiting: Callable[[], bool] =
     _add_middleware(app, settings)
     protected = [Depends(guard)]
     api = APIRouter(prefix="/api", dependencies=protected, tags=["jobs"])
-    info = _info(catalog, settings, smoke_notice, devices)
+    info = _info(catalog, settings, smoke_notice)
 
     @api.get("/info", tags=["server"])
     def get_info() -> dict:
         """What this server offers: pipelines (and why some are unavailable), form defaults, limits."""
-        return {**info, "queued": store.count(JobStatus.QUEUED)}
+        return {**info, "queued": store.count(JobStatus.QUEUED), "workers": pool.status()}
 
     @api.post("/jobs", status_code=201, openapi_extra=_JOB_BODY_DOC)
     async def create_job(request: Request) -> dict:
@@ -300,7 +300,7 @@ def _add_page(app: FastAPI) -> None:
     app.mount("/page", StaticFiles(directory=PAGE_DIR), name="page")
 
 
-def _info(catalog: Catalog, settings: ServerSettings, smoke_notice: str | None, devices: list[str]) -> dict:
+def _info(catalog: Catalog, settings: ServerSettings, smoke_notice: str | None) -> dict:
     pipelines = []
     for spec in PIPELINES.values():
         defaults = spec.call_defaults()
@@ -327,7 +327,7 @@ def _info(catalog: Catalog, settings: ServerSettings, smoke_notice: str | None, 
         "form_defaults": _SMOKE_FORM if smoke_notice else _REAL_FORM,
         "max_queue": settings.max_queue,
         "max_upload_mb": settings.max_upload_bytes / (1 << 20),
-        "workers": devices,
+        "idle_release_seconds": settings.idle_release,
     }
 
 

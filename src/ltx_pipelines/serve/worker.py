@@ -84,11 +84,17 @@ class Worker:
         self.device = device
         self.pool = pool
         self._resident: _Resident | None = None
+        self.current_job: str | None = None
         self._idle_since = time.monotonic()
         self._thread = threading.Thread(target=self._loop, name=f"ltx-serve-worker-{device}", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
+
+    def status(self) -> dict[str, str | None]:
+        """The device, the pipeline whose models it holds (None after a release) and the job it runs."""
+        resident = self._resident
+        return {"device": self.device, "pipeline": resident.name if resident else None, "job": self.current_job}
 
     def join(self, timeout: float) -> bool:
         self._thread.join(timeout)
@@ -102,10 +108,12 @@ class Worker:
                 self._release_if_idle()
                 self.pool.wait_for_work(seen, timeout=1.0)
                 continue
+            self.current_job = job.id
             try:
                 self._run(job)
             except Exception:  # the store itself failed: log it, keep serving
                 logger.exception("Worker %s could not record the end of job %s", self.device, job.id)
+            self.current_job = None
             self._idle_since = time.monotonic()
         self._release("the server is stopping")
 
@@ -219,6 +227,9 @@ class WorkerPool:
 
     def publish(self, job: Job) -> None:
         self.events.publish(job_view(job))
+
+    def status(self) -> list[dict[str, str | None]]:
+        return [worker.status() for worker in self.workers]
 
     # -- waking workers up ------------------------------------------------------------------------
 

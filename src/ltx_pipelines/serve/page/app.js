@@ -56,7 +56,7 @@ function showLogin() {
 }
 
 function showServer(info) {
-  $("server-info").textContent = `${info.name} ${info.version} · workers: ${info.workers.join(", ")}`;
+  $("server-info").textContent = `${info.name} ${info.version} · workers: ${info.workers.map((w) => w.device).join(", ")}`;
   if (info.smoke_model) {
     $("smoke-banner").hidden = false;
     $("smoke-text").textContent = info.smoke_model;
