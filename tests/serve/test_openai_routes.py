@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import time
 
@@ -72,6 +73,21 @@ def test_an_input_reference_conditions_the_first_frame(client, shared_server):
         job = native.get(f"/api/jobs/{created.id}").json()
     assert job["pipeline"] == "distilled" and job["inputs"] == ["image_0"]
     assert job["request"]["images"] == [{"frame_idx": 0, "strength": 1.0}]
+
+    # The reference object form ({"image_url": ...}) as JSON and as form fields: data URLs only.
+    data_url = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+    fields = {"model": "ltx-2-distilled", "prompt": "a still life", "size": "64x64", "seconds": "1", "frame_rate": "8"}
+    with shared_server.client() as raw:
+        as_json = raw.post("/v1/videos", json={**fields, "input_reference": {"image_url": data_url}})
+        # a (None, value) part is a plain multipart field, as the client sends nested fields
+        as_form = raw.post("/v1/videos", data=fields, files={"input_reference[image_url]": (None, data_url)})
+        remote = raw.post("/v1/videos", json={**fields, "input_reference": {"image_url": "http://example.com/a.png"}})
+    assert remote.status_code == 422 and "fetches no remote URLs" in remote.json()["error"]["message"]
+    for response in (as_json, as_form):
+        assert response.status_code == 200, response.text
+        assert wait_done(client, response.json()["id"]).status == "completed"
+    with shared_server.client() as native:
+        assert native.get(f"/api/jobs/{as_form.json()['id']}").json()["inputs"] == ["image_0"]
 
 
 def test_bad_requests_are_refused_with_the_reason(client):

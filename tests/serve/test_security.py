@@ -29,7 +29,7 @@ def guarded(smoke_bundle, tmp_path_factory):
 
     server = ServeProcess(
         smoke_bundle.root, tmp_path_factory.mktemp("guarded") / "data",
-        "--max-upload-mb", "0.5", "--cors-origin", ALLOWED, api_key=KEY,
+        "--max-upload-mb", "0.5", "--cors-origin", ALLOWED, "--allow-host", "videos.example.com", api_key=KEY,
     ).start()  # fmt: skip
     yield server
     server.stop()
@@ -138,6 +138,8 @@ def test_writes_from_other_sites_and_foreign_host_names_are_refused(guarded, sha
     assert forged.status_code == 403 and "--cors-origin" in forged.json()["detail"]
     rebound = httpx.get(f"{shared_server.url}/api/info", headers={"Host": "evil.test"}, timeout=10)
     assert rebound.status_code == 403
+    proxied = {"Host": "videos.example.com", "Authorization": f"Bearer {KEY}"}
+    assert httpx.get(f"{guarded.url}/api/info", headers=proxied, timeout=10).status_code == 200
     with guarded.client() as client:
         from_allowed = client.post("/api/jobs", json={**TINY, "num_frames": 10}, headers={"Origin": ALLOWED})
         assert from_allowed.status_code == 422  # let through to the checks (and refused there for its frame count)

@@ -234,8 +234,9 @@ def _add_middleware(app: FastAPI, settings: ServerSettings) -> None:
         )  # fmt: skip
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
     app.add_middleware(
-        BrowserGuard, allowed_origins=set(settings.cors_origins), loopback_only=is_loopback_address(settings.host)
-    )
+        BrowserGuard, allowed_origins=set(settings.cors_origins), loopback_only=is_loopback_address(settings.host),
+        allowed_hosts=set(settings.allowed_hosts),
+    )  # fmt: skip
 
 
 def _add_docs(app: FastAPI, protected: list) -> None:

@@ -8,8 +8,8 @@
   before it is stored anywhere, whether or not it declares its length.
 * :class:`BrowserGuard` - refuses writes (POST, DELETE) that a page of another site makes (cross-site
   request forgery: browsers send ``Origin`` with them), and, when the server listens on a loopback address,
-  requests whose ``Host`` is not a loopback name (DNS rebinding). Cross-origin reads stay blocked by the
-  browser unless ``--cors-origin`` allows an origin.
+  requests whose ``Host`` is neither a loopback name nor one allowed with ``--allow-host`` (DNS
+  rebinding). Cross-origin reads stay blocked by the browser unless ``--cors-origin`` allows an origin.
 """
 
 from __future__ import annotations
@@ -134,10 +134,13 @@ class BodySizeLimit:
 class BrowserGuard:
     """Pure ASGI middleware against cross-site writes and DNS rebinding (see the module docstring)."""
 
-    def __init__(self, app: ASGIApp, *, allowed_origins: set[str], loopback_only: bool):
+    def __init__(
+        self, app: ASGIApp, *, allowed_origins: set[str], loopback_only: bool, allowed_hosts: set[str] = frozenset()
+    ):
         self.app = app
         self.allowed_origins = allowed_origins
         self.loopback_only = loopback_only
+        self.allowed_hosts = allowed_hosts
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -149,8 +152,12 @@ class BrowserGuard:
 
     def _refusal(self, scope: Scope) -> str | None:
         host = _header(scope, b"host") or ""
-        if self.loopback_only and not _is_loopback_name(host):
-            return f"Host {host!r} is not this machine; the server listens on a loopback address only."
+        name = urlsplit(f"//{host}").hostname or ""
+        if self.loopback_only and not (_is_loopback_name(host) or name in self.allowed_hosts):
+            return (
+                f"Host {host!r} is not this machine; the server listens on a loopback address only "
+                "(a reverse proxy's public name can be allowed with --allow-host)."
+            )
         origin = _header(scope, b"origin")
         if scope["method"] in ("POST", "PUT", "PATCH", "DELETE") and origin is not None:
             same_site = urlsplit(origin).netloc.lower() == host.lower()

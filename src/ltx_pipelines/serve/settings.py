@@ -33,7 +33,7 @@ class ServerSettings:
     idle_release: float | None = None
     devices: tuple[str, ...] | None = None  # default: every visible GPU, else the CPU
     log_level: str = "INFO"
-    smoke: bool = False
+    allowed_hosts: tuple[str, ...] = ()  # Host names accepted besides loopback ones, when listening on loopback
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -98,6 +98,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--cors-origin", dest="cors_origins", action="append", default=[], metavar="ORIGIN",
         help="Let pages of ORIGIN (e.g. https://app.example.com) call the API (repeatable; default: none).",
     )  # fmt: skip
+    security.add_argument(
+        "--allow-host", dest="allowed_hosts", action="append", default=[], metavar="NAME",
+        help="On a loopback --host only loopback Host names are answered (against DNS rebinding); also accept "
+        "NAME, e.g. the public name a reverse proxy forwards (repeatable).",
+    )  # fmt: skip
     return parser
 
 
@@ -145,7 +150,7 @@ def settings_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser
         cors_origins=tuple(args.cors_origins),
         idle_release=args.idle_release,
         log_level=args.log_level,
-        smoke=args.smoke is not None,
+        allowed_hosts=tuple(h.lower() for h in args.allowed_hosts),
     )
 
 
