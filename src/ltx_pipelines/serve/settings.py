@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument(
         "--smoke", nargs="?", const="", default=None, metavar="DIR",
         help="Serve the smoke model (random weights: every video is NOISE), built on first use in DIR "
-        "(default: <data-dir>/smoke-model). Replaces the model flags.",
+        "(without DIR: <data-dir>/smoke-model). Replaces the model flags.",
     )  # fmt: skip
     models.add_argument("--checkpoint-path", type=cli.resolve_path, help="Full LTX-2 checkpoint (guided pipelines).")
     models.add_argument(
@@ -78,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     server.add_argument("--port", type=int, default=8000)
     server.add_argument("--data-dir", type=cli.resolve_path, default=DEFAULT_DATA_DIR, help="Jobs, uploads, outputs.")
     server.add_argument(
-        "--database-url", default=None, help="SQLAlchemy URL of the job store (default: a SQLite file in --data-dir)."
+        "--database-url", default=None, help="SQLAlchemy URL of the job store (unset: a SQLite file in --data-dir)."
     )
     server.add_argument("--max-queue", type=int, default=100, help="Jobs waiting at most; more get HTTP 429.")
     server.add_argument(
