@@ -17,6 +17,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -103,7 +104,11 @@ class Worker:
     def _loop(self) -> None:
         while not self.pool.stopping.is_set():
             seen = self.pool.work_signal()
-            job = self.pool.store.claim_next(self.device)
+            try:
+                job = self.pool.store.claim_next(self.device)
+            except Exception:  # the database is unreachable or locked: say so, try again shortly
+                logger.exception("Worker %s could not read the queue", self.device)
+                job = None
             if job is None:
                 self._release_if_idle()
                 self.pool.wait_for_work(seen, timeout=1.0)
@@ -120,26 +125,13 @@ class Worker:
     # -- one job --------------------------------------------------------------------------------
 
     def _run(self, job: Job) -> None:
+        """Generate one job and record how it ended (completed, failed, cancelled, or queued again)."""
         pool = self.pool
         pool.publish(job)
-        spec = PIPELINES[job.pipeline]
-        request = JobRequest.model_validate(job.request)
         output = pool.data.output_path(job.id)
-        tracker = ProgressTracker(denoise_stages(request, spec), time.time())
         logger.info("Job %s (%s) started on %s", job.id, job.pipeline, self.device)
-
-        def on_event(event: progress.ProgressEvent) -> None:
-            snapshot = pool.store.update_progress(job.id, **tracker.update(event))
-            pool.publish(snapshot)
-            if snapshot.cancel_requested or pool.stopping.is_set():
-                raise progress.GenerationCancelled(job.id)
-
         try:
-            pipeline = self._pipeline(spec)
-            inputs = pool.data.stored_inputs(job.id, job.inputs)
-            kwargs = call_kwargs(request, spec, pipeline, inputs, output)
-            with progress.listen(on_event):
-                pipeline(**kwargs)
+            self._generate(job, output)
         except progress.GenerationCancelled:
             output.unlink(missing_ok=True)
             cleanup_memory()
@@ -158,6 +150,23 @@ class Worker:
             finished = pool.store.finish(job.id, JobStatus.COMPLETED, output=output.name)
         logger.info("Job %s %s", job.id, finished.status.value)
         pool.publish(finished)
+
+    def _generate(self, job: Job, output: Path) -> None:
+        pool = self.pool
+        spec = PIPELINES[job.pipeline]
+        request = JobRequest.model_validate(job.request)
+        tracker = ProgressTracker(denoise_stages(request, spec), time.time())
+
+        def on_event(event: progress.ProgressEvent) -> None:
+            snapshot = pool.store.update_progress(job.id, **tracker.update(event))
+            pool.publish(snapshot)
+            if snapshot.cancel_requested or pool.stopping.is_set():
+                raise progress.GenerationCancelled(job.id)
+
+        pipeline = self._pipeline(spec)
+        kwargs = call_kwargs(request, spec, pipeline, pool.data.stored_inputs(job.id, job.inputs), output)
+        with progress.listen(on_event):
+            pipeline(**kwargs)
 
     def _after_cancel(self, job: Job) -> Job:
         current = self.pool.store.get(job.id)
