@@ -1,0 +1,177 @@
+"""The server's command-line flags, and the settings they decide.
+
+The model flags are the pipelines' own (same names, the same LoRA syntax, the same checks), plus the
+files only some pipelines need (``--distilled-checkpoint-path`` for ``distilled`` and ``ic_lora``,
+``--ic-lora``). ``--smoke`` serves the random-weight smoke model instead, built on first use.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from ltx_pipelines.serve.catalog import ModelFiles
+from ltx_pipelines.utils import cli
+
+DEFAULT_DATA_DIR = "ltx-serve-data"
+API_KEY_ENV = "LTX_SERVE_API_KEY"
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    files: ModelFiles
+    data_dir: Path
+    host: str = "127.0.0.1"
+    port: int = 8000
+    database_url: str | None = None  # default: SQLite file under data_dir
+    api_key: str | None = None
+    max_queue: int = 100
+    max_upload_bytes: int = 200 << 20
+    cors_origins: tuple[str, ...] = ()
+    idle_release: float | None = None
+    devices: tuple[str, ...] | None = None  # default: every visible GPU, else the CPU
+    log_level: str = "INFO"
+    allowed_hosts: tuple[str, ...] = ()  # Host names accepted besides loopback ones, when listening on loopback
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m ltx_pipelines.serve",
+        description="Serve the LTX-2 pipelines: an HTTP API, an OpenAI-compatible /v1/videos endpoint and a web "
+        "page, over a durable job queue. Try it with --smoke (random weights: the videos are noise).",
+        formatter_class=lambda prog: argparse.ArgumentDefaultsHelpFormatter(prog, max_help_position=38, width=110),
+    )
+    models = parser.add_argument_group("model files (the pipelines' flags)")
+    models.add_argument(
+        "--smoke", nargs="?", const="", default=None, metavar="DIR",
+        help="Serve the smoke model (random weights: every video is NOISE), built on first use in DIR "
+        "(without DIR: <data-dir>/smoke-model). Replaces the model flags.",
+    )  # fmt: skip
+    models.add_argument("--checkpoint-path", type=cli.resolve_path, help="Full LTX-2 checkpoint (guided pipelines).")
+    models.add_argument(
+        "--distilled-checkpoint-path", type=cli.resolve_path, help="Distilled LTX-2 checkpoint (distilled, ic_lora)."
+    )
+    models.add_argument("--gemma-root", type=cli.resolve_path, help="Folder of the Gemma-3 text encoder.")
+    models.add_argument("--spatial-upsampler-path", type=cli.resolve_path, help="x2 latent upsampler (.safetensors).")
+    cli.add_distilled_lora_arg(models, required=False)
+    models.add_argument(
+        "--lora", dest="loras", action=cli._LoraAction, nargs="+", default=[], metavar="PATH [STRENGTH]",
+        help="A LoRA applied by every pipeline but ic_lora (repeatable).",
+    )  # fmt: skip
+    models.add_argument(
+        "--ic-lora", dest="ic_loras", action=cli._LoraAction, nargs="+", default=[], metavar="PATH [STRENGTH]",
+        help="IC-LoRA of the ic_lora pipeline (repeatable).",
+    )  # fmt: skip
+    models.add_argument("--quantization", choices=["fp8-cast", "fp8-scaled-mm"], default=None, help="FP8 transformer.")
+    models.add_argument(
+        "--offload", choices=["none", "cpu", "disk", "auto"], default="auto",
+        help="Where the transformer's weights live (as in the pipelines' --offload).",
+    )  # fmt: skip
+    models.add_argument(
+        "--max-gpu-memory", type=float, default=None, metavar="GIB", help="Use at most this much GPU memory."
+    )
+
+    server = parser.add_argument_group("server")
+    server.add_argument("--host", default="127.0.0.1", help="Address to listen on (0.0.0.0: every interface).")
+    server.add_argument("--port", type=int, default=8000)
+    server.add_argument("--data-dir", type=cli.resolve_path, default=DEFAULT_DATA_DIR, help="Jobs, uploads, outputs.")
+    server.add_argument(
+        "--database-url", default=None, help="SQLAlchemy URL of the job store (unset: a SQLite file in --data-dir)."
+    )
+    server.add_argument("--max-queue", type=int, default=100, help="Jobs waiting at most; more get HTTP 429.")
+    server.add_argument(
+        "--idle-release", type=float, default=None, metavar="SECONDS",
+        help="Free the GPU's models after this long without a job (they load again with the next).",
+    )  # fmt: skip
+    server.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+
+    security = parser.add_argument_group("security")
+    security.add_argument(
+        "--api-key", default=None,
+        help=f"Require 'Authorization: Bearer KEY' on every route but the page's files (or set ${API_KEY_ENV}, "
+        "which keeps the key out of the process list).",
+    )  # fmt: skip
+    security.add_argument("--max-upload-mb", type=float, default=200.0, help="Largest request body (all uploads).")
+    security.add_argument(
+        "--cors-origin", dest="cors_origins", action="append", default=[], metavar="ORIGIN",
+        help="Let pages of ORIGIN (e.g. https://app.example.com) call the API (repeatable; default: none).",
+    )  # fmt: skip
+    security.add_argument(
+        "--allow-host", dest="allowed_hosts", action="append", default=[], metavar="NAME",
+        help="On a loopback --host only loopback Host names are answered (against DNS rebinding); also accept "
+        "NAME, e.g. the public name a reverse proxy forwards (repeatable).",
+    )  # fmt: skip
+    return parser
+
+
+_MODEL_FLAGS = ("checkpoint_path", "distilled_checkpoint_path", "gemma_root", "spatial_upsampler_path")
+
+
+def settings_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> ServerSettings:
+    """Check the flags together and turn them into settings (building the smoke model if asked)."""
+    data_dir = Path(args.data_dir)
+    if args.max_queue < 1:
+        parser.error("--max-queue must be at least 1")
+    if args.max_upload_mb <= 0:
+        parser.error("--max-upload-mb must be positive")
+    if args.idle_release is not None and args.idle_release < 0:
+        parser.error("--idle-release must not be negative")
+    if args.smoke is not None:
+        given = [f"--{name.replace('_', '-')}" for name in _MODEL_FLAGS if getattr(args, name)]
+        if given or args.distilled_lora or args.loras or args.ic_loras:
+            parser.error(f"--smoke serves the smoke model; leave out {', '.join(given) or 'the LoRA flags'}")
+        files = smoke_files(Path(args.smoke) if args.smoke else data_dir / "smoke-model", args)
+    else:
+        if not args.gemma_root or not (args.checkpoint_path or args.distilled_checkpoint_path):
+            parser.error("give --gemma-root and --checkpoint-path and/or --distilled-checkpoint-path (or --smoke)")
+        files = ModelFiles(
+            gemma_root=args.gemma_root,
+            checkpoint=args.checkpoint_path,
+            distilled_checkpoint=args.distilled_checkpoint_path,
+            distilled_lora=tuple(args.distilled_lora),
+            spatial_upsampler=args.spatial_upsampler_path,
+            loras=tuple(args.loras),
+            ic_loras=tuple(args.ic_loras),
+            quantization=args.quantization,
+            offload=args.offload,
+            max_gpu_memory=args.max_gpu_memory,
+        )
+    return ServerSettings(
+        files=files,
+        data_dir=data_dir,
+        host=args.host,
+        port=args.port,
+        database_url=args.database_url,
+        api_key=args.api_key or os.environ.get(API_KEY_ENV) or None,
+        max_queue=args.max_queue,
+        max_upload_bytes=int(args.max_upload_mb * (1 << 20)),
+        cors_origins=tuple(args.cors_origins),
+        idle_release=args.idle_release,
+        log_level=args.log_level,
+        allowed_hosts=tuple(h.lower() for h in args.allowed_hosts),
+    )
+
+
+def smoke_files(folder: Path, args: argparse.Namespace) -> ModelFiles:
+    """The smoke bundle in ``folder`` (built there if missing), as the server's model files."""
+    from ltx_pipelines.smoke_model import ensure_smoke_bundle
+    from ltx_pipelines.utils import constants as C
+    from ltx_pipelines.utils.model_ledger import comfy_lora
+
+    bundle = ensure_smoke_bundle(folder)
+    return ModelFiles(
+        gemma_root=str(bundle.gemma_root),
+        checkpoint=str(bundle.checkpoint),
+        distilled_checkpoint=str(bundle.distilled_checkpoint),
+        distilled_lora=(comfy_lora(bundle.distilled_lora, C.DEFAULT_DISTILLED_LORA_STRENGTH),),
+        spatial_upsampler=str(bundle.spatial_upsampler),
+        ic_loras=(comfy_lora(bundle.ic_lora, C.DEFAULT_LORA_STRENGTH),),
+        quantization=args.quantization,
+        offload=args.offload,
+        max_gpu_memory=args.max_gpu_memory,
+    )
+
+
+__all__ = ["DEFAULT_DATA_DIR", "ServerSettings", "build_parser", "settings_from_args", "smoke_files"]
