@@ -42,7 +42,7 @@ def test_refuses_the_full_model(smoke_bundle) -> None:  # noqa: ANN001
 
 def test_needs_an_ic_lora(smoke_bundle) -> None:  # noqa: ANN001
     with pytest.raises(InputError, match="needs an IC-LoRA"):
-        ICLoraPipeline(smoke_bundle.distilled_checkpoint, smoke_bundle.gemma_root, smoke_bundle.spatial_upsampler, [])
+        ICLoraPipeline(smoke_bundle.distilled_checkpoint, smoke_bundle.spatial_upsampler, smoke_bundle.gemma_root, [])
 
 
 def test_reads_reference_downscale_factor_from_the_lora(smoke_bundle) -> None:  # noqa: ANN001

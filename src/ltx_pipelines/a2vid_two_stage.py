@@ -92,7 +92,7 @@ class A2VidPipelineTwoStage(TwoStagePipelineBase):
         output = self.check_request(geometry, images, output_path, overwrite)
         audio = read_audio_window(audio_path, audio_start_time, audio_max_duration, geometry)
         steps, video_params, audio_params = self.resolve_guidance(
-            num_inference_steps, video_guider_params, audio_guider_params
+            num_inference_steps, video_guider_params, audio_guider_params or C.A2VID_AUDIO_GUIDER_PARAMS
         )
         negative_prompt = C.DEFAULT_NEGATIVE_PROMPT if negative_prompt is None else negative_prompt
 
@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> None:
         help="Use at most this many seconds of audio (default: the video's duration, num_frames / frame_rate); "
         "less audio than the video needs is an error.",
     )  # fmt: skip
-    cli.add_guidance_args(parser)
+    cli.add_guidance_args(parser, audio_defaults=C.A2VID_AUDIO_GUIDER_PARAMS)
     cli.add_distilled_lora_arg(parser)
     cli.add_upsampler_arg(parser)
     args = parser.parse_args(argv)

@@ -7,11 +7,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ltx_core.loader import LoraPathStrengthAndSDOps
 from ltx_core.model.video_vae import TilingConfig
+from ltx_core.quantization import QuantizationPolicy
 
 from ltx_pipelines.utils import cli
 from ltx_pipelines.utils import constants as C
+from ltx_pipelines.utils.aliases import reference_names
 from ltx_pipelines.utils.conditioning import ImageConditioningInput, as_image_inputs
+from ltx_pipelines.utils.model_ledger import MemoryPolicy
 from ltx_pipelines.utils.pipeline_base import GenerationResult, PipelineBase
 from ltx_pipelines.utils.prompt_enhancement import maybe_enhance_prompt
 from ltx_pipelines.utils.prompts import encode_prompts
@@ -24,6 +28,27 @@ class DistilledPipeline(PipelineBase):
     pipeline_name = "distilled"
     size_multiple = 64
     needs_upsampler = True
+
+    @reference_names(distilled_checkpoint_path="checkpoint_path")
+    def __init__(
+        self,
+        checkpoint_path: str | Path,
+        gemma_root: str | Path,
+        spatial_upsampler_path: str | Path,
+        loras: list[LoraPathStrengthAndSDOps] | tuple = (),
+        device: object | None = None,
+        quantization: QuantizationPolicy | None = None,
+        dtype: object | None = None,
+        memory_policy: MemoryPolicy | str | None = None,
+        offload: str = "auto",
+        max_gpu_memory: float | None = None,
+    ):
+        """``checkpoint_path``: the distilled weights (also accepted as ``distilled_checkpoint_path``)."""
+        super().__init__(
+            checkpoint_path=checkpoint_path, gemma_root=gemma_root, loras=loras, quantization=quantization,
+            spatial_upsampler_path=spatial_upsampler_path, device=device, dtype=dtype, memory_policy=memory_policy,
+            offload=offload, max_gpu_memory=max_gpu_memory,
+        )  # fmt: skip
 
     def __call__(
         self,

@@ -38,6 +38,7 @@ from ltx_core.quantization import QuantizationPolicy
 
 from ltx_pipelines.utils import cli
 from ltx_pipelines.utils import constants as C
+from ltx_pipelines.utils.aliases import reference_names
 from ltx_pipelines.utils.checkpoints import check_lora_matches, inspect_ltx_checkpoint, read_header
 from ltx_pipelines.utils.conditioning import ImageConditioningInput, as_image_inputs, check_image_inputs
 from ltx_pipelines.utils.errors import InputError
@@ -95,19 +96,21 @@ class ICLoraPipeline(PipelineBase):
     size_multiple = 64
     needs_upsampler = True
 
+    @reference_names(distilled_checkpoint_path="checkpoint_path")
     def __init__(
         self,
         checkpoint_path: str | Path,
-        gemma_root: str | Path,
         spatial_upsampler_path: str | Path,
+        gemma_root: str | Path,
         loras: list[LoraPathStrengthAndSDOps] | tuple,
-        quantization: QuantizationPolicy | None = None,
         device: object | None = None,
+        quantization: QuantizationPolicy | None = None,
         dtype: object | None = None,
         memory_policy: MemoryPolicy | str | None = None,
         offload: str = "auto",
         max_gpu_memory: float | None = None,
     ):
+        """``checkpoint_path``: the distilled weights (also accepted as ``distilled_checkpoint_path``)."""
         if not inspect_ltx_checkpoint(checkpoint_path).distilled:
             raise InputError(
                 f"IC-LoRA inference runs the distilled model, but {Path(checkpoint_path).name} is not a distilled "

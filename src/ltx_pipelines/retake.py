@@ -68,6 +68,7 @@ class RetakeLatents:
     video_mask: torch.Tensor
     audio_mask: torch.Tensor
     settings: dict
+    generator: torch.Generator  # after the stage's noise draws: the video decoder continues from it
 
 
 class RetakePipeline(PipelineBase):
@@ -104,9 +105,11 @@ class RetakePipeline(PipelineBase):
             denoising_loop=denoising_loop,
         )  # fmt: skip
         # Untouched audio is written from the source waveform itself, not a VAE round trip.
-        audio = source.audio if not regenerate_audio and source.audio is not None else None
+        audio = None
+        if not regenerate_audio and source.audio is not None:
+            audio = _first_seconds(source.audio, source.geometry.num_frames / source.geometry.frame_rate)
         return self.finish(
-            latents.result, source.geometry, self.generator(seed), output, overwrite, latents.settings,
+            latents.result, source.geometry, latents.generator, output, overwrite, latents.settings,
             tiling_config, audio=audio,
         )  # fmt: skip
 
@@ -130,7 +133,8 @@ class RetakePipeline(PipelineBase):
         geometry = VideoGeometry(info.height, info.width, info.num_frames, info.fps)
         duration = info.num_frames / info.fps
         frames = _check_window(start_time, end_time, duration, info.fps, info.num_frames)
-        audio = read_audio(info.path, max_duration=duration) if info.has_audio else None
+        # A little past the video's end: the last audio latents are encoded from the real track, not padding.
+        audio = read_audio(info.path, max_duration=duration + _AUDIO_LOOKAHEAD_SECONDS) if info.has_audio else None
         if audio is None:
             logger.info("'%s' has no audio track: its audio is treated as silence.", info.path.name)
         return RetakeSource(info.path, geometry, float(start_time), float(end_time), frames, audio)
@@ -145,7 +149,9 @@ class RetakePipeline(PipelineBase):
         video = encode_video_frames(self.ledger, frames)
         audio_frames = audio_latent_tools(g, self.ledger.latent_format).target_shape.frames
         audio = source.audio or _silence(g.num_frames / g.frame_rate, self.ledger.latent_format.audio_sample_rate)
-        return StageLatents(video=video, audio=encode_audio_latent(self.ledger, audio, audio_frames))
+        # The mel spectrogram is taken in the model's precision, as the reference pipeline does.
+        latent = encode_audio_latent(self.ledger, audio, audio_frames, waveform_dtype=self.dtype)
+        return StageLatents(video=video, audio=latent)
 
     def window_masks(
         self, source: RetakeSource, regenerate_video: bool, regenerate_audio: bool
@@ -154,7 +160,8 @@ class RetakePipeline(PipelineBase):
         fmt = self.ledger.latent_format
         video_frames = video_latent_tools(source.geometry, fmt).target_shape.frames
         audio_frames = audio_latent_tools(source.geometry, fmt).target_shape.frames
-        video = video_window_mask(source.frames, video_frames) * float(regenerate_video)
+        video = video_window_mask(source.start_time, source.end_time, video_frames, source.geometry.frame_rate)
+        video = video * float(regenerate_video)
         audio = audio_window_mask(source.start_time, source.end_time, audio_frames, fmt) * float(regenerate_audio)
         return video, audio
 
@@ -206,7 +213,16 @@ class RetakePipeline(PipelineBase):
                 negative_prompt=negative_prompt, num_inference_steps=steps,
                 video_guidance=guider_metadata(video_params), audio_guidance=guider_metadata(audio_params),
             )  # fmt: skip
-        return RetakeLatents(original, result, video_mask, audio_mask, settings)
+        return RetakeLatents(original, result, video_mask, audio_mask, settings, generator)
+
+
+#: How much audio past the clip's last frame is read for encoding (the last latent frames reach past it).
+_AUDIO_LOOKAHEAD_SECONDS = 0.2
+
+
+def _first_seconds(audio: Audio, seconds: float) -> Audio:
+    samples = round(seconds * audio.sampling_rate)
+    return Audio(waveform=audio.waveform[..., :samples], sampling_rate=audio.sampling_rate)
 
 
 def _silence(seconds: float, sample_rate: int) -> Audio:

@@ -14,6 +14,7 @@ from pathlib import Path
 from ltx_core.components.guiders import MultiModalGuiderParams
 from ltx_core.loader import LoraPathStrengthAndSDOps
 from ltx_core.model.video_vae import TilingConfig
+from ltx_core.quantization import QuantizationPolicy
 
 from ltx_pipelines.ti2vid_two_stages import TwoStagePipelineBase, run_two_stage_cli, two_stage_parser
 from ltx_pipelines.utils import cli
@@ -21,6 +22,7 @@ from ltx_pipelines.utils import constants as C
 from ltx_pipelines.utils.conditioning import ImageConditioningInput
 from ltx_pipelines.utils.denoising import DenoisingLoop, seeded_res2s_loop
 from ltx_pipelines.utils.errors import InputError
+from ltx_pipelines.utils.model_ledger import MemoryPolicy
 from ltx_pipelines.utils.pipeline_base import GenerationResult
 from ltx_pipelines.utils.stages import VideoGeometry
 
@@ -41,6 +43,33 @@ class TI2VidTwoStagesHQPipeline(TwoStagePipelineBase):
     """res_2s sampling, distilled LoRA at separate strengths per stage, HQ guidance defaults."""
 
     pipeline_name = "ti2vid_two_stages_hq"
+
+    def __init__(
+        self,
+        checkpoint_path: str | Path,
+        distilled_lora: list[LoraPathStrengthAndSDOps] | LoraPathStrengthAndSDOps,
+        spatial_upsampler_path: str | Path,
+        gemma_root: str | Path,
+        loras: list[LoraPathStrengthAndSDOps] | tuple = (),
+        device: object | None = None,
+        quantization: QuantizationPolicy | None = None,
+        dtype: object | None = None,
+        memory_policy: MemoryPolicy | str | None = None,
+        offload: str = "auto",
+        max_gpu_memory: float | None = None,
+        distilled_lora_strength_stage_1: float = C.DEFAULT_HQ_DISTILLED_LORA_STRENGTH_STAGE_1,
+        distilled_lora_strength_stage_2: float = C.DEFAULT_HQ_DISTILLED_LORA_STRENGTH_STAGE_2,
+    ):
+        """The distilled LoRA's own strength is replaced by the per-stage ones (a call may override them)."""
+        super().__init__(
+            checkpoint_path=checkpoint_path, distilled_lora=distilled_lora,
+            spatial_upsampler_path=spatial_upsampler_path, gemma_root=gemma_root, loras=loras, device=device, quantization=quantization, dtype=dtype,
+            memory_policy=memory_policy, offload=offload, max_gpu_memory=max_gpu_memory,
+        )  # fmt: skip
+        at_strength(self.distilled_lora, distilled_lora_strength_stage_1)  # refuse a negative strength now
+        at_strength(self.distilled_lora, distilled_lora_strength_stage_2)
+        self.distilled_lora_strength_stage_1 = distilled_lora_strength_stage_1
+        self.distilled_lora_strength_stage_2 = distilled_lora_strength_stage_2
 
     def default_num_inference_steps(self) -> int:
         return C.DEFAULT_HQ_NUM_INFERENCE_STEPS
@@ -66,10 +95,17 @@ class TI2VidTwoStagesHQPipeline(TwoStagePipelineBase):
         tiling_config: TilingConfig | None = None,
         overwrite: bool = False,
         enhance_prompt: bool = False,
-        distilled_lora_strength_stage_1: float = C.DEFAULT_HQ_DISTILLED_LORA_STRENGTH_STAGE_1,
-        distilled_lora_strength_stage_2: float = C.DEFAULT_HQ_DISTILLED_LORA_STRENGTH_STAGE_2,
+        distilled_lora_strength_stage_1: float | None = None,
+        distilled_lora_strength_stage_2: float | None = None,
     ) -> GenerationResult:
-        """``denoising_loop`` None: res_2s with SDE noise drawn from ``seed``, in both stages."""
+        """``denoising_loop`` None: res_2s with SDE noise drawn from ``seed``, in both stages.
+
+        The distilled LoRA strengths default to the constructor's.
+        """
+        if distilled_lora_strength_stage_1 is None:
+            distilled_lora_strength_stage_1 = self.distilled_lora_strength_stage_1
+        if distilled_lora_strength_stage_2 is None:
+            distilled_lora_strength_stage_2 = self.distilled_lora_strength_stage_2
         loop = denoising_loop or seeded_res2s_loop(seed)
         video_params, audio_params = (
             without_idle_stg_blocks(p) if p is not None else None for p in (video_guider_params, audio_guider_params)

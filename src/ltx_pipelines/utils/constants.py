@@ -61,6 +61,9 @@ DEFAULT_HQ_AUDIO_GUIDER_PARAMS = MultiModalGuiderParams(
     skip_step=0,
     stg_blocks=[],
 )
+# Audio-to-video keeps the given soundtrack fixed: no audio guidance (its passes would change nothing).
+A2VID_AUDIO_GUIDER_PARAMS = MultiModalGuiderParams()
+
 DEFAULT_HQ_DISTILLED_LORA_STRENGTH_STAGE_1 = 0.25
 DEFAULT_HQ_DISTILLED_LORA_STRENGTH_STAGE_2 = 0.5
 
