@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import torch
 from ltx_core.components.guiders import MultiModalGuiderParams
 from ltx_core.loader import LoraPathStrengthAndSDOps
 from ltx_core.model.video_vae import TilingConfig
@@ -59,6 +60,10 @@ class TwoStagePipelineBase(PipelineBase):
         for lora in self.distilled_lora:
             check_lora_matches(lora.path, checkpoint_path, "distilled LoRA (--distilled-lora)")
 
+    def stage_1_sigmas(self, steps: int, geometry: VideoGeometry) -> torch.Tensor | None:  # noqa: ARG002
+        """Stage 1's sigma schedule; None: LTX-2's schedule at its default token count (as the reference)."""
+        return None
+
     def generate(
         self,
         *,
@@ -103,6 +108,7 @@ class TwoStagePipelineBase(PipelineBase):
             generator=generator,
             loop=stage_1_loop,
             extra_loras=stage_1_loras,
+            sigmas=self.stage_1_sigmas(steps, low_geometry),
         )
         high = self.upsample_and_refine(
             low=low, geometry=geometry, prompt=positive, images=images, generator=generator,

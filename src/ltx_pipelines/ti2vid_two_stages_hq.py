@@ -11,16 +11,19 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+import torch
 from ltx_core.components.guiders import MultiModalGuiderParams
+from ltx_core.components.schedulers import LTX2Scheduler
 from ltx_core.loader import LoraPathStrengthAndSDOps
 from ltx_core.model.video_vae import TilingConfig
 from ltx_core.quantization import QuantizationPolicy
+from ltx_core.types import VideoLatentShape
 
 from ltx_pipelines.ti2vid_two_stages import TwoStagePipelineBase, run_two_stage_cli, two_stage_parser
 from ltx_pipelines.utils import cli
 from ltx_pipelines.utils import constants as C
 from ltx_pipelines.utils.conditioning import ImageConditioningInput
-from ltx_pipelines.utils.denoising import DenoisingLoop, seeded_res2s_loop
+from ltx_pipelines.utils.denoising import DenoisingLoop, res2s_denoising_loop
 from ltx_pipelines.utils.errors import InputError
 from ltx_pipelines.utils.model_ledger import MemoryPolicy
 from ltx_pipelines.utils.pipeline_base import GenerationResult
@@ -77,6 +80,11 @@ class TI2VidTwoStagesHQPipeline(TwoStagePipelineBase):
     def default_guider_params(self) -> tuple[MultiModalGuiderParams, MultiModalGuiderParams]:
         return C.DEFAULT_HQ_VIDEO_GUIDER_PARAMS, C.DEFAULT_HQ_AUDIO_GUIDER_PARAMS
 
+    def stage_1_sigmas(self, steps: int, geometry: VideoGeometry) -> torch.Tensor:
+        """LTX-2's schedule shifted for stage 1's own token count (the HQ defaults were tuned with it)."""
+        latent_shape = VideoLatentShape.from_pixel_shape(geometry.pixel_shape())
+        return LTX2Scheduler().execute(steps=steps, latent=torch.empty(latent_shape.to_torch_shape(), device="meta"))
+
     def __call__(
         self,
         prompt: str,
@@ -98,7 +106,7 @@ class TI2VidTwoStagesHQPipeline(TwoStagePipelineBase):
         distilled_lora_strength_stage_1: float | None = None,
         distilled_lora_strength_stage_2: float | None = None,
     ) -> GenerationResult:
-        """``denoising_loop`` None: res_2s with SDE noise drawn from ``seed``, in both stages.
+        """``denoising_loop`` None: res_2s as the reference samples it (its own SDE noise seeds), in both stages.
 
         The distilled LoRA strengths default to the constructor's.
         """
@@ -106,7 +114,7 @@ class TI2VidTwoStagesHQPipeline(TwoStagePipelineBase):
             distilled_lora_strength_stage_1 = self.distilled_lora_strength_stage_1
         if distilled_lora_strength_stage_2 is None:
             distilled_lora_strength_stage_2 = self.distilled_lora_strength_stage_2
-        loop = denoising_loop or seeded_res2s_loop(seed)
+        loop = denoising_loop or res2s_denoising_loop
         video_params, audio_params = (
             without_idle_stg_blocks(p) if p is not None else None for p in (video_guider_params, audio_guider_params)
         )

@@ -132,8 +132,8 @@ def add_guidance_args(
     )  # fmt: skip
     parser.add_argument(
         "--denoising-loop", choices=["euler", "gradient-estimation", "res2s", "res2s-ode"], default=loop_default,
-        help="gradient-estimation reaches similar quality in ~20-30 steps; res2s is second order (two model "
-        "calls per step) with SDE noise drawn from --seed, res2s-ode the same without noise.",
+        help="gradient-estimation reaches similar quality in ~20-30 steps; res2s is the reference's second-order "
+        "sampler (two model calls per step, SDE noise from its own fixed seeds), res2s-ode the same without noise.",
     )  # fmt: skip
     parser.add_argument("--ge-gamma", type=float, default=2.0, help="Gradient-estimation coefficient.")
     blocks_help = f"(default: {C.DEFAULT_STG_BLOCK}; {C.LTX_2_3_STG_BLOCK} for LTX-2.3 checkpoints)"
@@ -199,11 +199,11 @@ def loop_from_args(args: argparse.Namespace):  # noqa: ANN201
     from ltx_pipelines.utils.denoising import (
         euler_denoising_loop,
         gradient_estimating_euler_denoising_loop,
-        seeded_res2s_loop,
+        res2s_denoising_loop,
     )
 
     if args.denoising_loop in ("res2s", "res2s-ode"):
-        return seeded_res2s_loop(args.seed, sde_noise=args.denoising_loop == "res2s")
+        return partial(res2s_denoising_loop, sde_noise=args.denoising_loop == "res2s")
     if args.denoising_loop == "gradient-estimation":
         return partial(gradient_estimating_euler_denoising_loop, ge_gamma=args.ge_gamma)
     return euler_denoising_loop
