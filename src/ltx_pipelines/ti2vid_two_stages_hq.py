@@ -66,8 +66,9 @@ class TI2VidTwoStagesHQPipeline(TwoStagePipelineBase):
         """The distilled LoRA's own strength is replaced by the per-stage ones (a call may override them)."""
         super().__init__(
             checkpoint_path=checkpoint_path, distilled_lora=distilled_lora,
-            spatial_upsampler_path=spatial_upsampler_path, gemma_root=gemma_root, loras=loras, device=device, quantization=quantization, dtype=dtype,
-            memory_policy=memory_policy, offload=offload, max_gpu_memory=max_gpu_memory,
+            spatial_upsampler_path=spatial_upsampler_path, gemma_root=gemma_root, loras=loras, device=device,
+            quantization=quantization, dtype=dtype, memory_policy=memory_policy, offload=offload,
+            max_gpu_memory=max_gpu_memory,
         )  # fmt: skip
         at_strength(self.distilled_lora, distilled_lora_strength_stage_1)  # refuse a negative strength now
         at_strength(self.distilled_lora, distilled_lora_strength_stage_2)
