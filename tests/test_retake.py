@@ -119,7 +119,7 @@ def test_refuses_shapes_the_vae_cannot_encode(
     fresh = RetakePipeline(smoke_bundle.checkpoint, smoke_bundle.gemma_root)
     bad = write_clip(tmp_path / "bad.mp4", frames, height, width)
     with pytest.raises(InputError, match=re.escape(expected)):
-        fresh(bad, 0.1, 0.3, "x", output_path=tmp_path / "out.mp4")
+        fresh(bad, "x", 0.1, 0.3, output_path=tmp_path / "out.mp4")
     assert fresh.ledger.files_loaded == []
 
 
@@ -146,7 +146,7 @@ def test_retake_of_a_generated_clip_api_then_cli(
 ) -> None:
     first = tmp_path / "first.mp4"
     pipeline(
-        clip, 0.0, 0.3, "a red kite", output_path=first, seed=5, num_inference_steps=1,
+        clip, "a red kite", 0.0, 0.3, output_path=first, seed=5, num_inference_steps=1,
         video_guider_params=CHEAP, audio_guider_params=CHEAP, regenerate_audio=False,
     )  # fmt: skip
     written = probe_mp4(first)

@@ -30,6 +30,7 @@ from ltx_pipelines.utils.pipeline_base import GenerationResult, guider_metadata
 from ltx_pipelines.utils.prompt_enhancement import maybe_enhance_prompt
 from ltx_pipelines.utils.prompts import encode_prompts
 from ltx_pipelines.utils.stages import VideoGeometry, audio_latent_tools
+from ltx_pipelines.utils.validation import check_prompt
 
 
 #: Audio read past the video's end (when the file has it and no --audio-max-duration forbids it): the
@@ -107,6 +108,7 @@ class A2VidPipelineTwoStage(TwoStagePipelineBase):
     ) -> GenerationResult:
         geometry = VideoGeometry(height, width, num_frames, frame_rate)
         images = as_image_inputs(images)
+        check_prompt(prompt, conditioned_by="the soundtrack")
         output = self.check_request(geometry, images, output_path, overwrite)
         soundtrack = read_audio_window(audio_path, audio_start_time, audio_max_duration, geometry)
         audio = soundtrack.audio

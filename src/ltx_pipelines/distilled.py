@@ -20,6 +20,7 @@ from ltx_pipelines.utils.pipeline_base import GenerationResult, PipelineBase
 from ltx_pipelines.utils.prompt_enhancement import maybe_enhance_prompt
 from ltx_pipelines.utils.prompts import encode_prompts
 from ltx_pipelines.utils.stages import VideoGeometry
+from ltx_pipelines.utils.validation import check_prompt
 
 
 class DistilledPipeline(PipelineBase):
@@ -66,6 +67,7 @@ class DistilledPipeline(PipelineBase):
     ) -> GenerationResult:
         geometry = VideoGeometry(height, width, num_frames, frame_rate)
         images = as_image_inputs(images)
+        check_prompt(prompt, conditioned_by="the images" if images else None)
         output = self.check_request(geometry, images, output_path, overwrite)
 
         prompt_used, enhancement = maybe_enhance_prompt(self.ledger, prompt, enhance_prompt, images, seed)
@@ -91,14 +93,13 @@ def main(argv: list[str] | None = None) -> None:
         "Fast two-stage text/image-to-video with the distilled LTX-2 model (8 + 3 steps, no guidance).",
         height=C.DEFAULT_2_STAGE_HEIGHT, width=C.DEFAULT_2_STAGE_WIDTH, size_multiple=64,
     )  # fmt: skip
-    for action in parser._actions:  # the distilled weights may also be given under their own name
-        if "--checkpoint-path" in action.option_strings:
-            action.option_strings.append("--distilled-checkpoint-path")
-            parser._option_string_actions["--distilled-checkpoint-path"] = action
-            action.help = "Distilled LTX-2 checkpoint (.safetensors); also accepted as --distilled-checkpoint-path."
+    parser._option_string_actions["--checkpoint-path"].help = "Distilled LTX-2 checkpoint (.safetensors)."
+    cli.add_flag_alias(parser, "--checkpoint-path", "--distilled-checkpoint-path")
+    cli.add_fixed_steps_flag(parser)
     cli.add_upsampler_arg(parser)
     args = parser.parse_args(argv)
     cli.start(args)
+    cli.warn_fixed_steps(args)
     pipeline = DistilledPipeline(**cli.model_kwargs(args), spatial_upsampler_path=args.spatial_upsampler_path)
     pipeline(**cli.request_kwargs(args))
 

@@ -380,3 +380,32 @@ def main(argv: list[str]) -> None:
 if __name__ == "__main__":
     logging.basicConfig(level=logging.WARNING)
     main(sys.argv[1:])
+
+
+# --------------------------------------------------------------------------- our API, described like the reference's
+
+
+def our_parser(module_name: str) -> "argparse.ArgumentParser":
+    """The parser our module's main() builds (captured when it parses; nothing runs)."""
+    import argparse
+    import importlib
+
+    class Captured(Exception):
+        pass
+
+    module = importlib.import_module(f"ltx_pipelines.{module_name}")
+    original = argparse.ArgumentParser.parse_args
+    captured: list[argparse.ArgumentParser] = []
+
+    def capture(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        captured.append(self)
+        raise Captured
+
+    argparse.ArgumentParser.parse_args = capture  # scoped: restored below
+    try:
+        module.main([])
+    except Captured:
+        return captured[0]
+    finally:
+        argparse.ArgumentParser.parse_args = original
+    raise RuntimeError(f"ltx_pipelines.{module_name}.main() never parsed its arguments")
