@@ -325,7 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.set_defaults(seed=RETAKE_CLI_SEED)
     parser._option_string_actions["--seed"].help = "Random seed (same seed, same take); -1 picks one at random."
     parser.add_argument(
-        "--loras", dest="loras", action=_PlainLorasAction, nargs="*", metavar="PATH",
+        "--loras", dest="loras", action=_PlainLorasAction, nargs="*", default=[], metavar="PATH",
         help=f"The reference's form of --lora: LoRA files at strength {C.DEFAULT_LORA_STRENGTH} (adds to --lora).",
     )  # fmt: skip
     cli.add_guidance_args(

@@ -273,6 +273,7 @@ def run_reference(
     ]
     report_path = workdir / "reference-api.json"
     spec = {
+        "reference": str(reference),
         "gemma_config": str(files.bundle.gemma_root / "config.json"),
         "checkpoint": str(files.bundle.checkpoint),
         "introspect": str(report_path) if introspect else None,

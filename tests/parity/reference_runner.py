@@ -5,6 +5,7 @@
 This file imports only the reference and ltx-core, never our package: the parity test starts
 it with the reference's install directory on the path and without our ``src``. SPEC.json says:
 
+* ``reference``: where the reference is installed (the imported package must come from there);
 * ``gemma_config``: the bundle's Gemma ``config.json``. The reference builds its text encoder
   from ltx-core's hard-coded Gemma-3-12B config; here that constant is replaced, in this process
   only and for as long as this script runs, by the bundle's config (no installed file is touched).
@@ -184,8 +185,18 @@ def introspect(checkpoint: str) -> dict:
     return report
 
 
+def check_it_is_the_reference(root: str) -> None:
+    """Refuse to compare ours with ours: the imported package must be the one installed at ``root``."""
+    import ltx_pipelines
+
+    where = Path(ltx_pipelines.__file__).resolve()
+    if not where.is_relative_to(Path(root).resolve()):
+        raise SystemExit(f"ltx_pipelines was imported from {where}, not from the reference at {root}")
+
+
 def main() -> None:
     spec = json.loads(Path(sys.argv[1]).read_text())
+    check_it_is_the_reference(spec["reference"])
     torch.set_num_threads(int(spec.get("threads", 1)))
     use_bundle_gemma_config(spec["gemma_config"])
     allow_cpu_only()
