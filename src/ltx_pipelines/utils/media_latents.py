@@ -9,7 +9,8 @@ pinned tokens come out of a stage bit for bit unchanged.
 Timing facts used here (LTX-2's VAEs):
 
 * video latent frame 0 is pixel frame 0; latent frame k >= 1 covers pixel frames 8k-7 .. 8k;
-* audio latents run at sample_rate / hop_length / 4 per second (16000 / 160 / 4 = 25).
+* audio latents run at sample_rate / hop_length / 4 per second (16000 / 160 / 4 = 25), and
+  latent k spans mel hops 4k-3 .. 4k+1 (causal), i.e. [(4k - 3) / 100, (4k + 1) / 100) s.
 """
 
 from __future__ import annotations
