@@ -118,7 +118,7 @@ def assert_api_keeps_existing_output(generate, fresh, tmp_path: Path, not_mp4: s
     """An existing output is refused untouched, a non-.mp4 name is refused, and nothing is loaded or written."""
     output = tmp_path / "taken.mp4"
     output.write_bytes(b"precious")
-    with pytest.raises(OutputExistsError, match="exists"):
+    with pytest.raises(OutputExistsError, match="exists; pass --overwrite"):
         generate(fresh, output_path=output)
     with pytest.raises(InputError, match=r"must end in \.mp4"):
         generate(fresh, output_path=tmp_path / not_mp4)

@@ -42,7 +42,7 @@ def test_refuses_the_full_model(smoke_bundle) -> None:  # noqa: ANN001
 
 def test_needs_an_ic_lora(smoke_bundle) -> None:  # noqa: ANN001
     with pytest.raises(InputError, match="needs an IC-LoRA"):
-        ICLoraPipeline(smoke_bundle.distilled_checkpoint, smoke_bundle.gemma_root, smoke_bundle.spatial_upsampler, [])
+        ICLoraPipeline(smoke_bundle.distilled_checkpoint, smoke_bundle.spatial_upsampler, smoke_bundle.gemma_root, [])
 
 
 def test_reads_reference_downscale_factor_from_the_lora(smoke_bundle) -> None:  # noqa: ANN001
@@ -102,18 +102,19 @@ def test_two_stages_with_reference_image_and_enhanced_prompt(
 
 
 def test_cli_skip_stage_2(smoke_bundle, tmp_path: Path) -> None:  # noqa: ANN001
-    """--skip-stage-2: one IC-LoRA stage at the requested size, which need only be a multiple of 32."""
+    """--skip-stage-2 (in the reference's spelling of the other flags): the half-size stage-1 video is the output."""
     reference = write_reference(tmp_path / "depth.mp4", num_frames=20)  # longer than needed: trimmed
     out = tmp_path / "cli.mp4"
     proc = run_module(
-        "ltx_pipelines.ic_lora", "--checkpoint-path", smoke_bundle.distilled_checkpoint,
+        "ltx_pipelines.ic_lora", "--distilled-checkpoint-path", smoke_bundle.distilled_checkpoint,
         "--gemma-root", smoke_bundle.gemma_root, "--spatial-upsampler-path", smoke_bundle.spatial_upsampler,
         "--lora", smoke_bundle.ic_lora, "--video-conditioning", reference, "1.0", "--prompt", "a city street",
-        "--output-path", out, "--height", "64", "--width", "96", "--num-frames", "9", "--skip-stage-2",
-        "--seed", "3",
+        "--output-path", out, "--height", "128", "--width", "192", "--num-frames", "9", "--skip-stage-2",
+        "--seed", "3", "--num-inference-steps", "40",
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "only the first 9 are used" in proc.stderr
+    assert "--num-inference-steps 40 is not used" in proc.stderr
     info = probe_mp4(out)
     assert (info["frames"], info["width"], info["height"], info["has_audio"]) == (9, 96, 64, True)
     tags = info["metadata"]

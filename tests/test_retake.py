@@ -69,10 +69,16 @@ def cheap_retake(pipeline: RetakePipeline, clip: Path, start: float, end: float,
 def test_causal_latent_frame_rule() -> None:
     assert [latent_frame_of_pixel_frame(f) for f in (0, 1, 8, 9, 16, 17)] == [0, 1, 1, 2, 2, 3]
     assert pixel_frames_in_window(0.2, 0.5, FPS, NUM_FRAMES) == range(5, 12)
-    assert video_window_mask(range(5, 12), 3).tolist() == [0, 1, 1]
-    assert video_window_mask(range(0, 1), 3).tolist() == [1, 0, 0]
+    # Latent frame k >= 1 spans [(8k - 7) / fps, (8k + 1) / fps): frame 1 ends at 9 / 24 = 0.375 s.
+    assert video_window_mask(0.2, 0.5, 3, FPS).tolist() == [0, 1, 1]
+    assert video_window_mask(0.0, 0.04, 3, FPS).tolist() == [1, 0, 0]
+    assert video_window_mask(0.36, 0.5, 3, FPS).tolist() == [0, 1, 1]  # starts inside latent frame 1's span
+    assert video_window_mask(0.375, 0.5, 3, FPS).tolist() == [0, 0, 1]
     fmt = LatentFormat(16, 2, 16, 16000, 160)  # 25 audio latents per second
-    assert audio_window_mask(0.2, 0.5, 18, fmt).nonzero().flatten().tolist() == list(range(5, 13))
+    # Audio latent k spans [(4k - 3), (4k + 1)) hops of 10 ms (causal): 5 is [0.17, 0.21), 13 is [0.49, 0.53).
+    assert audio_window_mask(0.2, 0.5, 18, fmt).nonzero().flatten().tolist() == list(range(5, 14))
+    assert audio_window_mask(0.0, 0.01, 18, fmt).nonzero().flatten().tolist() == [0]  # latent 0 is [0, 0.01)
+    assert audio_window_mask(0.0, 0.02, 18, fmt).nonzero().flatten().tolist() == [0, 1]
 
 
 # --------------------------------------------------------------------------- latent level
@@ -82,7 +88,7 @@ def test_only_the_window_changes(pipeline: RetakePipeline, clip: Path) -> None:
     latents = cheap_retake(pipeline, clip, 0.2, 0.5)
     video_in, audio_in = latents.video_mask.bool(), latents.audio_mask.bool()
     assert video_in.tolist() == [False, True, True]
-    assert audio_in.nonzero().flatten().tolist() == list(range(5, 13))
+    assert audio_in.nonzero().flatten().tolist() == list(range(5, 14))
     source, result = latents.source, latents.result
     assert torch.equal(result.video[:, :, ~video_in], source.video[:, :, ~video_in])
     assert torch.equal(result.audio[:, :, ~audio_in], source.audio[:, :, ~audio_in])
@@ -113,7 +119,7 @@ def test_refuses_shapes_the_vae_cannot_encode(
     fresh = RetakePipeline(smoke_bundle.checkpoint, smoke_bundle.gemma_root)
     bad = write_clip(tmp_path / "bad.mp4", frames, height, width)
     with pytest.raises(InputError, match=re.escape(expected)):
-        fresh(bad, 0.1, 0.3, "x", output_path=tmp_path / "out.mp4")
+        fresh(bad, "x", 0.1, 0.3, output_path=tmp_path / "out.mp4")
     assert fresh.ledger.files_loaded == []
 
 
@@ -140,7 +146,7 @@ def test_retake_of_a_generated_clip_api_then_cli(
 ) -> None:
     first = tmp_path / "first.mp4"
     pipeline(
-        clip, 0.0, 0.3, "a red kite", output_path=first, seed=5, num_inference_steps=1,
+        clip, "a red kite", 0.0, 0.3, output_path=first, seed=5, num_inference_steps=1,
         video_guider_params=CHEAP, audio_guider_params=CHEAP, regenerate_audio=False,
     )  # fmt: skip
     written = probe_mp4(first)

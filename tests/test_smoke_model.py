@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
 from safetensors import safe_open
 
 from ltx_pipelines.smoke_model import (
+    REAL_CHANNEL_SIZES,
     SMOKE_NOTICE,
+    SMOKE_SIZES,
     TRANSFORMER_LAYERS,
     SmokeBundle,
     build_smoke_bundle,
+    bundle_sizes,
     ensure_smoke_bundle,
+    ltx_config,
 )
 
 LTX_PREFIXES = (
@@ -99,3 +104,25 @@ def test_same_seed_builds_byte_identical_weights(smoke_bundle, tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".smoke-")], "staging folder left behind"
     if json.loads((smoke_bundle.root / "bundle.json").read_text())["seed"] != 3:
         assert first.checkpoint.read_bytes() != smoke_bundle.checkpoint.read_bytes()
+
+
+def test_real_channel_sizes_give_ltx2_latent_channels() -> None:
+    config = ltx_config(REAL_CHANNEL_SIZES)
+    assert config["vae"]["latent_channels"] == config["transformer"]["in_channels"] == 128
+    assert config["audio_vae"]["model"]["params"]["ddconfig"]["z_channels"] == 8
+    assert config["transformer"]["audio_in_channels"] == 8 * 16  # 8 z-channels x 16 latent mel bins
+    assert config["vae"]["timestep_conditioning"]  # the decoder adds seeded noise, as LTX-2's does
+    assert config["transformer"]["num_layers"] == REAL_CHANNEL_SIZES.transformer_layers < TRANSFORMER_LAYERS
+    default = ltx_config()
+    assert default["vae"]["latent_channels"] == 16 and not default["vae"]["timestep_conditioning"]
+
+
+def test_ensure_rebuilds_a_bundle_of_other_sizes(tmp_path) -> None:  # noqa: ANN001
+    bundle = build_smoke_bundle(tmp_path / "b", seed=1)
+    assert bundle_sizes(bundle) == SMOKE_SIZES
+    (bundle.root / "bundle.json").write_text(
+        json.dumps({**json.loads((bundle.root / "bundle.json").read_text()), "sizes": asdict(REAL_CHANNEL_SIZES)})
+    )
+    assert bundle_sizes(bundle) == REAL_CHANNEL_SIZES
+    rebuilt = ensure_smoke_bundle(bundle.root, seed=1)  # asked for the default sizes: built again
+    assert bundle_sizes(rebuilt) == SMOKE_SIZES

@@ -9,6 +9,7 @@ a VAE round trip of it.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -22,29 +23,48 @@ from ltx_pipelines.utils import constants as C
 from ltx_pipelines.utils.conditioning import ImageConditioningInput, as_image_inputs
 from ltx_pipelines.utils.denoising import DenoisingLoop, euler_denoising_loop
 from ltx_pipelines.utils.errors import InputError
+from ltx_pipelines.utils.guidance import PromptEmbeddings
 from ltx_pipelines.utils.media_io import probe_media, read_audio
 from ltx_pipelines.utils.media_latents import MaskedLatent, as_stereo, encode_audio_latent
 from ltx_pipelines.utils.pipeline_base import GenerationResult, guider_metadata
 from ltx_pipelines.utils.prompt_enhancement import maybe_enhance_prompt
 from ltx_pipelines.utils.prompts import encode_prompts
 from ltx_pipelines.utils.stages import VideoGeometry, audio_latent_tools
+from ltx_pipelines.utils.validation import check_prompt
+
+
+#: Audio read past the video's end (when the file has it and no --audio-max-duration forbids it): the
+#: last audio latents are then encoded from the real track rather than from padding.
+AUDIO_LOOKAHEAD_SECONDS = 0.2
+
+
+@dataclass(frozen=True)
+class Soundtrack:
+    """The audio the video is generated to: ``audio`` as long as the video, ``encoded`` what the VAE reads."""
+
+    audio: Audio
+    encoded: Audio
 
 
 def read_audio_window(
     audio_path: str | Path, start_time: float, max_duration: float | None, geometry: VideoGeometry
-) -> Audio:
+) -> Soundtrack:
     """The soundtrack for the video: [start, start + video duration) of the file, checked up front.
 
-    ``max_duration`` caps how much of the file may be used (default: the video's duration); a
-    window shorter than the video is refused, naming both durations. A shortfall of under one
-    video frame (codec padding) is filled with silence.
+    ``max_duration`` caps how much of the file may be used (default: the video's duration, plus a
+    look-ahead for the encoder); a window shorter than the video is refused, naming both durations.
+    A shortfall of under one video frame (codec padding) is filled with silence.
     """
     video_duration = geometry.num_frames / geometry.frame_rate
     allowed = video_duration if max_duration is None else min(max_duration, video_duration)
+    readable = video_duration + AUDIO_LOOKAHEAD_SECONDS if max_duration is None else max_duration
     info = probe_media(audio_path)
     if not info.has_audio:
         raise InputError(f"'{info.path}' has no audio track; --audio-path needs an audio file or a video with sound.")
-    audio = read_audio(info.path, start_time=start_time, max_duration=allowed)
+    encoded = read_audio(info.path, start_time=start_time, max_duration=max(allowed, readable))
+    encoded = encoded if encoded.waveform.shape[0] <= 2 else as_stereo(encoded)
+    rate = encoded.sampling_rate
+    audio = Audio(waveform=encoded.waveform[..., : round(allowed * rate)], sampling_rate=rate)
     have = audio.waveform.shape[-1] / audio.sampling_rate
     if have + 1.0 / geometry.frame_rate <= video_duration:
         capped = max_duration is not None and max_duration < video_duration
@@ -56,8 +76,7 @@ def read_audio_window(
         )
     samples = round(video_duration * audio.sampling_rate)
     waveform = torch.nn.functional.pad(audio.waveform, (0, max(0, samples - audio.waveform.shape[-1])))
-    audio = Audio(waveform=waveform[..., :samples], sampling_rate=audio.sampling_rate)
-    return audio if audio.waveform.shape[0] <= 2 else as_stereo(audio)
+    return Soundtrack(Audio(waveform=waveform[..., :samples], sampling_rate=audio.sampling_rate), encoded)
 
 
 class A2VidPipelineTwoStage(TwoStagePipelineBase):
@@ -89,17 +108,22 @@ class A2VidPipelineTwoStage(TwoStagePipelineBase):
     ) -> GenerationResult:
         geometry = VideoGeometry(height, width, num_frames, frame_rate)
         images = as_image_inputs(images)
+        check_prompt(prompt, conditioned_by="the soundtrack")
         output = self.check_request(geometry, images, output_path, overwrite)
-        audio = read_audio_window(audio_path, audio_start_time, audio_max_duration, geometry)
+        soundtrack = read_audio_window(audio_path, audio_start_time, audio_max_duration, geometry)
+        audio = soundtrack.audio
         steps, video_params, audio_params = self.resolve_guidance(
-            num_inference_steps, video_guider_params, audio_guider_params
+            num_inference_steps, video_guider_params, audio_guider_params or C.A2VID_AUDIO_GUIDER_PARAMS
         )
         negative_prompt = C.DEFAULT_NEGATIVE_PROMPT if negative_prompt is None else negative_prompt
 
         prompt_used, enhancement = maybe_enhance_prompt(self.ledger, prompt, enhance_prompt, images, seed)
         positive, negative = encode_prompts(self.ledger, [prompt_used, negative_prompt])
+        # The soundtrack is fixed and not guided: the negative pass keeps the prompt's audio context, so only
+        # the video side is steered away from the negative prompt (as in the reference pipeline).
+        negative = PromptEmbeddings(video=negative.video, audio=positive.audio)
         audio_frames = audio_latent_tools(geometry, self.ledger.latent_format).target_shape.frames
-        fixed_audio = [MaskedLatent.frozen(encode_audio_latent(self.ledger, audio, audio_frames))]
+        fixed_audio = [MaskedLatent.frozen(encode_audio_latent(self.ledger, soundtrack.encoded, audio_frames))]
         generator = self.generator(seed)
         low_geometry = geometry.halved()
         low = self.guided_stage(
@@ -148,7 +172,7 @@ def main(argv: list[str] | None = None) -> None:
         help="Use at most this many seconds of audio (default: the video's duration, num_frames / frame_rate); "
         "less audio than the video needs is an error.",
     )  # fmt: skip
-    cli.add_guidance_args(parser)
+    cli.add_guidance_args(parser, audio_defaults=C.A2VID_AUDIO_GUIDER_PARAMS)
     cli.add_distilled_lora_arg(parser)
     cli.add_upsampler_arg(parser)
     args = parser.parse_args(argv)

@@ -7,15 +7,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ltx_core.loader import LoraPathStrengthAndSDOps
 from ltx_core.model.video_vae import TilingConfig
+from ltx_core.quantization import QuantizationPolicy
 
 from ltx_pipelines.utils import cli
 from ltx_pipelines.utils import constants as C
+from ltx_pipelines.utils.aliases import reference_names
 from ltx_pipelines.utils.conditioning import ImageConditioningInput, as_image_inputs
+from ltx_pipelines.utils.model_ledger import MemoryPolicy
 from ltx_pipelines.utils.pipeline_base import GenerationResult, PipelineBase
 from ltx_pipelines.utils.prompt_enhancement import maybe_enhance_prompt
 from ltx_pipelines.utils.prompts import encode_prompts
 from ltx_pipelines.utils.stages import VideoGeometry
+from ltx_pipelines.utils.validation import check_prompt
 
 
 class DistilledPipeline(PipelineBase):
@@ -25,6 +30,27 @@ class DistilledPipeline(PipelineBase):
     size_multiple = 64
     memory_stages = ((0.5, False), (1.0, False))
     needs_upsampler = True
+
+    @reference_names(distilled_checkpoint_path="checkpoint_path")
+    def __init__(
+        self,
+        checkpoint_path: str | Path,
+        gemma_root: str | Path,
+        spatial_upsampler_path: str | Path,
+        loras: list[LoraPathStrengthAndSDOps] | tuple = (),
+        device: object | None = None,
+        quantization: QuantizationPolicy | None = None,
+        dtype: object | None = None,
+        memory_policy: MemoryPolicy | str | None = None,
+        offload: str = "auto",
+        max_gpu_memory: float | None = None,
+    ):
+        """``checkpoint_path``: the distilled weights (also accepted as ``distilled_checkpoint_path``)."""
+        super().__init__(
+            checkpoint_path=checkpoint_path, gemma_root=gemma_root, loras=loras, quantization=quantization,
+            spatial_upsampler_path=spatial_upsampler_path, device=device, dtype=dtype, memory_policy=memory_policy,
+            offload=offload, max_gpu_memory=max_gpu_memory,
+        )  # fmt: skip
 
     def __call__(
         self,
@@ -42,6 +68,7 @@ class DistilledPipeline(PipelineBase):
     ) -> GenerationResult:
         geometry = VideoGeometry(height, width, num_frames, frame_rate)
         images = as_image_inputs(images)
+        check_prompt(prompt, conditioned_by="the images" if images else None)
         output = self.check_request(geometry, images, output_path, overwrite)
 
         prompt_used, enhancement = maybe_enhance_prompt(self.ledger, prompt, enhance_prompt, images, seed)
@@ -67,14 +94,13 @@ def main(argv: list[str] | None = None) -> None:
         "Fast two-stage text/image-to-video with the distilled LTX-2 model (8 + 3 steps, no guidance).",
         height=C.DEFAULT_2_STAGE_HEIGHT, width=C.DEFAULT_2_STAGE_WIDTH, size_multiple=64,
     )  # fmt: skip
-    for action in parser._actions:  # the distilled weights may also be given under their own name
-        if "--checkpoint-path" in action.option_strings:
-            action.option_strings.append("--distilled-checkpoint-path")
-            parser._option_string_actions["--distilled-checkpoint-path"] = action
-            action.help = "Distilled LTX-2 checkpoint (.safetensors); also accepted as --distilled-checkpoint-path."
+    parser._option_string_actions["--checkpoint-path"].help = "Distilled LTX-2 checkpoint (.safetensors)."
+    cli.add_flag_alias(parser, "--checkpoint-path", "--distilled-checkpoint-path")
+    cli.add_fixed_steps_flag(parser)
     cli.add_upsampler_arg(parser)
     args = parser.parse_args(argv)
     cli.start(args)
+    cli.warn_fixed_steps(args)
     pipeline = DistilledPipeline(**cli.model_kwargs(args), spatial_upsampler_path=args.spatial_upsampler_path)
     pipeline(**cli.request_kwargs(args))
 

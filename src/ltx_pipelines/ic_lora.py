@@ -16,17 +16,23 @@ Stages: stage 1 runs the distilled model + IC-LoRA at half size with the referen
 ``--image`` conditioning); the latent is upsampled x2; stage 2 refines at full size with the
 plain distilled model and the images only -- the structure is set by then, refinement adds
 detail, and the IC-LoRA without its reference tokens would only get in the way (it would also
-double the full-size sequence). ``skip_stage_2`` instead runs the single IC-LoRA stage at the
-requested size (no upsampler pass); sizes then need only be multiples of 32.
+double the full-size sequence). ``skip_stage_2`` stops after stage 1 and returns its
+half-size video (as the reference pipeline does).
+
+How strongly the generated tokens attend to the reference tokens: ``conditioning_attention_strength``
+(0..1, 1 = fully), optionally times a pixel-space ``conditioning_attention_mask`` (a [B, 1, F, H, W]
+tensor in [0, 1], e.g. a grayscale mask video) that is brought to the reference's latent grid (area
+average in space; frame 0 alone, then groups of 8 frames averaged, like the causal VAE).
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
+import torch
 from ltx_core.conditioning import (
     ConditioningItem,
     ConditioningItemAttentionStrengthWrapper,
@@ -38,17 +44,19 @@ from ltx_core.quantization import QuantizationPolicy
 
 from ltx_pipelines.utils import cli
 from ltx_pipelines.utils import constants as C
+from ltx_pipelines.utils.aliases import reference_names
+from ltx_pipelines.utils.args import VideoConditioningAction, VideoMaskConditioningAction
 from ltx_pipelines.utils.checkpoints import check_lora_matches, inspect_ltx_checkpoint, read_header
 from ltx_pipelines.utils.conditioning import ImageConditioningInput, as_image_inputs, check_image_inputs
 from ltx_pipelines.utils.errors import InputError
 from ltx_pipelines.utils.media_io import check_output_path, probe_media, read_video
-from ltx_pipelines.utils.media_latents import encode_video_frames, fit_frame_count
+from ltx_pipelines.utils.media_latents import VIDEO_TIME_SCALE, encode_video_frames, fit_frame_count
 from ltx_pipelines.utils.model_ledger import MemoryPolicy
 from ltx_pipelines.utils.pipeline_base import GenerationResult, PipelineBase, _lora_list
 from ltx_pipelines.utils.prompt_enhancement import maybe_enhance_prompt
 from ltx_pipelines.utils.prompts import encode_prompts
 from ltx_pipelines.utils.stages import VideoGeometry
-from ltx_pipelines.utils.validation import check_generation
+from ltx_pipelines.utils.validation import check_generation, check_prompt
 
 logger = logging.getLogger(__name__)
 
@@ -96,19 +104,21 @@ class ICLoraPipeline(PipelineBase):
     memory_stages = ((0.5, False), (1.0, False))
     needs_upsampler = True
 
+    @reference_names(distilled_checkpoint_path="checkpoint_path")
     def __init__(
         self,
         checkpoint_path: str | Path,
-        gemma_root: str | Path,
         spatial_upsampler_path: str | Path,
+        gemma_root: str | Path,
         loras: list[LoraPathStrengthAndSDOps] | tuple,
-        quantization: QuantizationPolicy | None = None,
         device: object | None = None,
+        quantization: QuantizationPolicy | None = None,
         dtype: object | None = None,
         memory_policy: MemoryPolicy | str | None = None,
         offload: str = "auto",
         max_gpu_memory: float | None = None,
     ):
+        """``checkpoint_path``: the distilled weights (also accepted as ``distilled_checkpoint_path``)."""
         if not inspect_ltx_checkpoint(checkpoint_path).distilled:
             raise InputError(
                 f"IC-LoRA inference runs the distilled model, but {Path(checkpoint_path).name} is not a distilled "
@@ -139,19 +149,21 @@ class ICLoraPipeline(PipelineBase):
         num_frames: int = C.DEFAULT_NUM_FRAMES,
         frame_rate: float = C.DEFAULT_FRAME_RATE,
         images: list[ImageConditioningInput] | None = None,
-        conditioning_attention_mask: float | None = None,
+        conditioning_attention_mask: torch.Tensor | float | None = None,
         skip_stage_2: bool = False,
         enhance_prompt: bool = False,
         tiling_config: TilingConfig | None = None,
         overwrite: bool = False,
+        conditioning_attention_strength: float = 1.0,
     ) -> GenerationResult:
+        """``conditioning_attention_mask``: a pixel mask tensor, or one number (a weight, like the strength)."""
         geometry = VideoGeometry(height, width, num_frames, frame_rate)
         references = as_video_inputs(video_conditioning)
         images = as_image_inputs(images)
-        stage_1 = geometry if skip_stage_2 else geometry.halved()
-        output = self.check_ic_request(
-            geometry, stage_1, references, images, conditioning_attention_mask, skip_stage_2, output_path, overwrite
-        )
+        stage_1 = geometry.halved()
+        check_prompt(prompt, conditioned_by="the reference video")
+        attention = ReferenceAttention(conditioning_attention_strength, conditioning_attention_mask)
+        output = self.check_ic_request(geometry, stage_1, references, images, attention, output_path, overwrite)
 
         prompt_used, enhancement = maybe_enhance_prompt(self.ledger, prompt, enhance_prompt, images, seed)
         (positive,) = encode_prompts(self.ledger, [prompt_used])
@@ -163,7 +175,7 @@ class ICLoraPipeline(PipelineBase):
             sigma_values=C.DISTILLED_SIGMA_VALUES,
             conditionings=[
                 *self.image_conditionings(images, stage_1),
-                *self.reference_conditionings(references, stage_1, conditioning_attention_mask),
+                *self.reference_conditionings(references, stage_1, attention),
             ],
             generator=generator,
             extra_loras=self.loras,
@@ -177,10 +189,11 @@ class ICLoraPipeline(PipelineBase):
             "stage_2_sigmas": None if skip_stage_2 else C.STAGE_2_DISTILLED_SIGMA_VALUES,
             "video_conditioning": [[Path(r.path).name, r.strength] for r in references],
             "reference_downscale_factor": self.reference_downscale_factor,
-            "conditioning_attention_mask": conditioning_attention_mask, "skip_stage_2": skip_stage_2,
-            "images": [list(i) for i in images],
+            "conditioning_attention_strength": attention.strength, "conditioning_attention_mask": attention.describe(),
+            "skip_stage_2": skip_stage_2, "images": [list(i) for i in images],
         }  # fmt: skip
-        return self.finish(latents, geometry, generator, output, overwrite, settings, tiling_config)
+        output_geometry = stage_1 if skip_stage_2 else geometry
+        return self.finish(latents, output_geometry, generator, output, overwrite, settings, tiling_config)
 
     # -- checks (before any model is built) ------------------------------------------------------
 
@@ -190,24 +203,21 @@ class ICLoraPipeline(PipelineBase):
         stage_1: VideoGeometry,
         references: list[VideoConditioningInput],
         images: list[ImageConditioningInput],
-        attention_mask: float | None,
-        skip_stage_2: bool,
+        attention: "ReferenceAttention",
         output_path: str | Path | None,
         overwrite: bool,
     ) -> Path | None:
-        """Sizes, references, attention mask and output path; skip_stage_2 relaxes sizes to multiples of 32."""
-        multiple = 32 if skip_stage_2 else self.size_multiple
-        check_generation(geometry.height, geometry.width, geometry.num_frames, geometry.frame_rate, multiple)
+        """Sizes, references, attention settings and output path."""
+        check_generation(geometry.height, geometry.width, geometry.num_frames, geometry.frame_rate, self.size_multiple)
         check_image_inputs(images, geometry.num_frames)
         if not references:
             raise InputError("IC-LoRA needs at least one reference video: --video-conditioning PATH STRENGTH.")
-        if attention_mask is not None and not 0.0 <= attention_mask <= 1.0:
-            raise InputError(f"--conditioning-attention-mask must be between 0 and 1; got {attention_mask}.")
+        attention.check(geometry.num_frames)
         factor = self.reference_downscale_factor
         if factor > 1 and (stage_1.height % (32 * factor) or stage_1.width % (32 * factor)):
             raise InputError(
                 f"This IC-LoRA takes references at 1/{factor} of the size; {stage_1.width}x{stage_1.height} (the "
-                f"{'output' if skip_stage_2 else 'stage-1'} size) must then be a multiple of {32 * factor}."
+                f"stage-1 size) must then be a multiple of {32 * factor}."
             )
         for reference in references:
             self._check_reference(reference, geometry.num_frames)
@@ -229,7 +239,7 @@ class ICLoraPipeline(PipelineBase):
     # -- conditioning ------------------------------------------------------------------------------
 
     def reference_conditionings(
-        self, references: list[VideoConditioningInput], geometry: VideoGeometry, attention_mask: float | None
+        self, references: list[VideoConditioningInput], geometry: VideoGeometry, attention: "ReferenceAttention"
     ) -> list[ConditioningItem]:
         """Each reference, read at 1/d of the stage size, fitted to its frame count, as appended clean tokens."""
         factor = self.reference_downscale_factor
@@ -242,21 +252,77 @@ class ICLoraPipeline(PipelineBase):
             item: ConditioningItem = VideoConditionByReferenceLatent(
                 latent=latent, downscale_factor=factor, strength=reference.strength
             )
-            if attention_mask is not None:
-                item = ConditioningItemAttentionStrengthWrapper(item, attention_mask=attention_mask)
+            weight = attention.weight(latent.shape[2:])
+            if weight is not None:
+                item = ConditioningItemAttentionStrengthWrapper(item, attention_mask=weight)
             items.append(item)
         return items
 
 
-class _VideoConditioningAction(argparse.Action):
-    """--video-conditioning PATH STRENGTH"""
+@dataclass(frozen=True)
+class ReferenceAttention:
+    """How strongly generated tokens attend to the reference tokens: strength x (pixel mask or weight)."""
 
-    def __call__(self, parser, namespace, values, option_string=None):  # noqa: ANN001
-        try:
-            reference = VideoConditioningInput(cli.resolve_path(values[0]), float(values[1]))
-        except ValueError:
-            parser.error(f"{option_string} {' '.join(values)}: STRENGTH must be a number")
-        getattr(namespace, self.dest).append(reference)
+    strength: float = 1.0
+    mask: torch.Tensor | float | None = None
+
+    def check(self, num_frames: int) -> None:
+        if not 0.0 <= self.strength <= 1.0:
+            raise InputError(f"conditioning_attention_strength must be between 0 and 1; got {self.strength}.")
+        if self.mask is None:
+            return
+        if not isinstance(self.mask, torch.Tensor):
+            if not 0.0 <= float(self.mask) <= 1.0:
+                raise InputError(f"--conditioning-attention-mask must be between 0 and 1; got {self.mask}.")
+            return
+        shape = tuple(self.mask.shape)
+        if len(shape) != 5 or shape[1] != 1:
+            raise InputError(f"conditioning_attention_mask must be a [B, 1, F, H, W] tensor; got shape {shape}.")
+        if float(self.mask.min()) < 0.0 or float(self.mask.max()) > 1.0:
+            raise InputError("conditioning_attention_mask values must be between 0 and 1.")
+        latent_frames = (num_frames - 1) // VIDEO_TIME_SCALE + 1
+        if shape[2] > 1 and latent_frames > 1 and (shape[2] - 1) % (latent_frames - 1):
+            raise InputError(
+                f"conditioning_attention_mask has {shape[2]} frames; for {num_frames} video frames ({latent_frames} "
+                f"latent) its frame count minus 1 must be a multiple of {latent_frames - 1} (e.g. {num_frames})."
+            )
+
+    def weight(self, latent_grid: tuple[int, int, int]) -> torch.Tensor | float | None:
+        """Per-token weights [B, F*H*W] (mask), one number, or None for full attention."""
+        if isinstance(self.mask, torch.Tensor):
+            return latent_attention_mask(self.mask, *latent_grid) * self.strength
+        if self.mask is not None:
+            return float(self.mask) * self.strength
+        return self.strength if self.strength < 1.0 else None
+
+    def describe(self) -> object:
+        if isinstance(self.mask, torch.Tensor):
+            return f"pixel mask {'x'.join(map(str, self.mask.shape[2:]))}"
+        return self.mask
+
+
+def latent_attention_mask(mask: torch.Tensor, frames: int, height: int, width: int) -> torch.Tensor:
+    """[B, 1, F, H, W] pixel mask -> [B, frames * height * width] token weights (the patchifier's f, h, w order).
+
+    Space: area average down to the latent grid. Time: frame 0 on its own, then every (F - 1) / (frames - 1)
+    frames averaged, as the causal video VAE groups them.
+    """
+    batch, _, pixel_frames = mask.shape[:3]
+    small = torch.nn.functional.interpolate(mask.float().flatten(0, 2).unsqueeze(1), size=(height, width), mode="area")
+    small = small.view(batch, pixel_frames, height, width)
+    grouped = small[:, :1]
+    if pixel_frames > 1 and frames > 1:
+        rest = small[:, 1:].view(batch, frames - 1, (pixel_frames - 1) // (frames - 1), height, width).mean(dim=2)
+        grouped = torch.cat([grouped, rest], dim=1)
+    return grouped.flatten(1)
+
+
+def load_attention_mask_video(path: str, height: int, width: int, num_frames: int) -> torch.Tensor:
+    """A grayscale mask video -> [1, 1, F, H, W] in [0, 1] (the channels' mean, white = full attention)."""
+    clip = read_video(path, height, width, max_frames=num_frames, with_audio=False)
+    frames = fit_frame_count(clip.frames, num_frames, f"Attention mask video {Path(path).name}")
+    gray = (frames.float() / 127.5 - 1.0).mean(dim=-1)
+    return ((gray + 1.0) / 2.0).clamp(0.0, 1.0).unsqueeze(0).unsqueeze(0)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -266,27 +332,37 @@ def main(argv: list[str] | None = None) -> None:
         height=C.DEFAULT_2_STAGE_HEIGHT, width=C.DEFAULT_2_STAGE_WIDTH, size_multiple=64,
     )  # fmt: skip
     parser.add_argument(
-        "--video-conditioning", dest="video_conditioning", action=_VideoConditioningAction, nargs=2, default=[],
+        "--video-conditioning", dest="video_conditioning", action=VideoConditioningAction, nargs=2, default=[],
         metavar=("PATH", "STRENGTH"), required=True,
         help="Reference video for the IC-LoRA (repeatable); trimmed or padded to --num-frames, read at the stage's "
         "size (divided by the LoRA's reference_downscale_factor). STRENGTH 1 keeps it clean.",
     )  # fmt: skip
     parser.add_argument(
-        "--conditioning-attention-mask", type=float, default=None, metavar="WEIGHT",
-        help="Attention weight (0..1) between the reference tokens and the generated ones (default: full attention).",
+        "--conditioning-attention-mask", action=VideoMaskConditioningAction, nargs="+", default=None,
+        metavar=("WEIGHT | MASK_PATH", "STRENGTH"),
+        help="How strongly the generated tokens attend to the reference ones (default: fully): one WEIGHT "
+        "(0..1), or a grayscale MASK_PATH video (white = full) read at the stage-1 size, times STRENGTH.",
     )  # fmt: skip
     parser.add_argument(
         "--skip-stage-2", action="store_true",
-        help="One IC-LoRA stage at the requested size (multiples of 32), no upsampling or refinement.",
+        help="Stop after stage 1: the output is its half-size video (no upsampling or refinement).",
     )
     cli.add_upsampler_arg(parser)
+    parser._option_string_actions["--checkpoint-path"].help = "Distilled LTX-2 checkpoint (.safetensors)."
+    cli.add_flag_alias(parser, "--checkpoint-path", "--distilled-checkpoint-path")
+    cli.add_fixed_steps_flag(parser)
     args = parser.parse_args(argv)
     cli.start(args)
+    cli.warn_fixed_steps(args)
+    mask, strength = args.conditioning_attention_mask, 1.0
+    if isinstance(mask, tuple):  # MASK_PATH STRENGTH, read before any model loads
+        mask, strength = load_attention_mask_video(mask[0], args.height // 2, args.width // 2, args.num_frames), mask[1]
     pipeline = ICLoraPipeline(**cli.model_kwargs(args), spatial_upsampler_path=args.spatial_upsampler_path)
     pipeline(
         **cli.request_kwargs(args),
         video_conditioning=args.video_conditioning,
-        conditioning_attention_mask=args.conditioning_attention_mask,
+        conditioning_attention_mask=mask,
+        conditioning_attention_strength=strength,
         skip_stage_2=args.skip_stage_2,
     )
 

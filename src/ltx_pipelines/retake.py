@@ -38,11 +38,12 @@ from ltx_pipelines.utils.media_latents import (
     pixel_frames_in_window,
     video_window_mask,
 )
+from ltx_pipelines.utils.model_ledger import comfy_lora
 from ltx_pipelines.utils.pipeline_base import GenerationResult, PipelineBase, guider_metadata
 from ltx_pipelines.utils.prompt_enhancement import maybe_enhance_prompt
 from ltx_pipelines.utils.prompts import encode_prompts
 from ltx_pipelines.utils.stages import StageLatents, VideoGeometry, audio_latent_tools, video_latent_tools
-from ltx_pipelines.utils.validation import nearest_multiples, nearest_valid_frames
+from ltx_pipelines.utils.validation import check_prompt, nearest_multiples, nearest_valid_frames
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +69,7 @@ class RetakeLatents:
     video_mask: torch.Tensor
     audio_mask: torch.Tensor
     settings: dict
+    generator: torch.Generator  # after the stage's noise draws: the video decoder continues from it
 
 
 class RetakePipeline(PipelineBase):
@@ -79,12 +81,12 @@ class RetakePipeline(PipelineBase):
     def __call__(
         self,
         video_path: str | Path,
+        prompt: str,
         start_time: float,
         end_time: float,
-        prompt: str,
+        seed: int = C.DEFAULT_SEED,
         output_path: str | Path | None = None,
         negative_prompt: str | None = None,
-        seed: int = C.DEFAULT_SEED,
         num_inference_steps: int | None = None,
         video_guider_params: MultiModalGuiderParams | None = None,
         audio_guider_params: MultiModalGuiderParams | None = None,
@@ -94,19 +96,29 @@ class RetakePipeline(PipelineBase):
         denoising_loop: DenoisingLoop = euler_denoising_loop,
         tiling_config: TilingConfig | None = None,
         overwrite: bool = False,
+        distilled: bool | None = None,
     ) -> GenerationResult:
+        """Arguments in the reference's order. ``seed`` -1 picks a random seed (stored in the mp4).
+
+        ``distilled``: None follows the checkpoint (its ``distilled`` metadata); True runs the fixed distilled
+        schedule without guidance, False guided denoising, whatever the checkpoint says.
+        """
+        check_prompt(prompt, conditioned_by="the source clip")
+        seed = random_seed() if seed == -1 else seed
         source = self.check_source(video_path, start_time, end_time, regenerate_video, regenerate_audio)
         output = check_output_path(output_path, overwrite) if output_path is not None else None
         latents = self.retake_latents(
             source, prompt, negative_prompt=negative_prompt, seed=seed, num_inference_steps=num_inference_steps,
             video_guider_params=video_guider_params, audio_guider_params=audio_guider_params,
             regenerate_video=regenerate_video, regenerate_audio=regenerate_audio, enhance_prompt=enhance_prompt,
-            denoising_loop=denoising_loop,
+            denoising_loop=denoising_loop, distilled=distilled,
         )  # fmt: skip
         # Untouched audio is written from the source waveform itself, not a VAE round trip.
-        audio = source.audio if not regenerate_audio and source.audio is not None else None
+        audio = None
+        if not regenerate_audio and source.audio is not None:
+            audio = _first_seconds(source.audio, source.geometry.num_frames / source.geometry.frame_rate)
         return self.finish(
-            latents.result, source.geometry, self.generator(seed), output, overwrite, latents.settings,
+            latents.result, source.geometry, latents.generator, output, overwrite, latents.settings,
             tiling_config, audio=audio,
         )  # fmt: skip
 
@@ -130,7 +142,8 @@ class RetakePipeline(PipelineBase):
         geometry = VideoGeometry(info.height, info.width, info.num_frames, info.fps)
         duration = info.num_frames / info.fps
         frames = _check_window(start_time, end_time, duration, info.fps, info.num_frames)
-        audio = read_audio(info.path, max_duration=duration) if info.has_audio else None
+        # A little past the video's end: the last audio latents are encoded from the real track, not padding.
+        audio = read_audio(info.path, max_duration=duration + _AUDIO_LOOKAHEAD_SECONDS) if info.has_audio else None
         if audio is None:
             logger.info("'%s' has no audio track: its audio is treated as silence.", info.path.name)
         return RetakeSource(info.path, geometry, float(start_time), float(end_time), frames, audio)
@@ -145,7 +158,9 @@ class RetakePipeline(PipelineBase):
         video = encode_video_frames(self.ledger, frames)
         audio_frames = audio_latent_tools(g, self.ledger.latent_format).target_shape.frames
         audio = source.audio or _silence(g.num_frames / g.frame_rate, self.ledger.latent_format.audio_sample_rate)
-        return StageLatents(video=video, audio=encode_audio_latent(self.ledger, audio, audio_frames))
+        # The mel spectrogram is taken in the model's precision, as the reference pipeline does.
+        latent = encode_audio_latent(self.ledger, audio, audio_frames, waveform_dtype=self.dtype)
+        return StageLatents(video=video, audio=latent)
 
     def window_masks(
         self, source: RetakeSource, regenerate_video: bool, regenerate_audio: bool
@@ -154,7 +169,8 @@ class RetakePipeline(PipelineBase):
         fmt = self.ledger.latent_format
         video_frames = video_latent_tools(source.geometry, fmt).target_shape.frames
         audio_frames = audio_latent_tools(source.geometry, fmt).target_shape.frames
-        video = video_window_mask(source.frames, video_frames) * float(regenerate_video)
+        video = video_window_mask(source.start_time, source.end_time, video_frames, source.geometry.frame_rate)
+        video = video * float(regenerate_video)
         audio = audio_window_mask(source.start_time, source.end_time, audio_frames, fmt) * float(regenerate_audio)
         return video, audio
 
@@ -171,6 +187,7 @@ class RetakePipeline(PipelineBase):
         regenerate_audio: bool = True,
         enhance_prompt: bool = False,
         denoising_loop: DenoisingLoop = euler_denoising_loop,
+        distilled: bool | None = None,
     ) -> RetakeLatents:
         """Encode the source, mask the window, denoise: the latent-level result (what tests inspect)."""
         prompt_used, enhancement = maybe_enhance_prompt(self.ledger, prompt, enhance_prompt, seed=seed)
@@ -184,7 +201,7 @@ class RetakePipeline(PipelineBase):
             "regenerate_video": regenerate_video, "regenerate_audio": regenerate_audio,
         }  # fmt: skip
         generator = self.generator(seed)
-        if self.checkpoint.distilled:
+        if self.checkpoint.distilled if distilled is None else distilled:
             (positive,) = encode_prompts(self.ledger, [prompt_used])
             result = self.distilled_stage(
                 name="retake", geometry=source.geometry, prompt=positive, sigma_values=C.DISTILLED_SIGMA_VALUES,
@@ -206,7 +223,23 @@ class RetakePipeline(PipelineBase):
                 negative_prompt=negative_prompt, num_inference_steps=steps,
                 video_guidance=guider_metadata(video_params), audio_guidance=guider_metadata(audio_params),
             )  # fmt: skip
-        return RetakeLatents(original, result, video_mask, audio_mask, settings)
+        return RetakeLatents(original, result, video_mask, audio_mask, settings, generator)
+
+
+#: How much audio past the clip's last frame is read for encoding (the last latent frames reach past it).
+_AUDIO_LOOKAHEAD_SECONDS = 0.2
+
+
+def _first_seconds(audio: Audio, seconds: float) -> Audio:
+    samples = round(seconds * audio.sampling_rate)
+    return Audio(waveform=audio.waveform[..., :samples], sampling_rate=audio.sampling_rate)
+
+
+def random_seed() -> int:
+    """A fresh seed for ``seed=-1`` (the reference's "random seed"), logged so the take can be repeated."""
+    seed = int(torch.randint(0, 2**31, (1,)).item())
+    logger.info("Random seed: %d", seed)
+    return seed
 
 
 def _silence(seconds: float, sample_rate: int) -> Audio:
@@ -256,6 +289,19 @@ _SOURCE_DEFINED_FLAGS = {
 }  # fmt: skip
 
 
+#: The reference's retake command line defaults to seed 42 (the Python call has no default there).
+RETAKE_CLI_SEED = 42
+
+
+class _PlainLorasAction(argparse.Action):
+    """--loras PATH [PATH ...]: LoRAs without strengths, each at the default strength."""
+
+    def __call__(self, parser, namespace, values, option_string=None):  # noqa: ANN001
+        current = getattr(namespace, self.dest, None) or []
+        loras = [comfy_lora(cli.resolve_path(path), C.DEFAULT_LORA_STRENGTH) for path in values]
+        setattr(namespace, self.dest, [*current, *loras])
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = cli.base_parser(
         "Retake: regenerate a time window of a clip's video and/or audio with LTX-2; the rest is kept.",
@@ -276,6 +322,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--no-regenerate-audio", dest="regenerate_audio", action="store_false", help="Keep the source's audio."
     )
+    parser.set_defaults(seed=RETAKE_CLI_SEED)
+    parser._option_string_actions["--seed"].help = "Random seed (same seed, same take); -1 picks one at random."
+    parser.add_argument(
+        "--loras", dest="loras", action=_PlainLorasAction, nargs="*", default=[], metavar="PATH",
+        help=f"The reference's form of --lora: LoRA files at strength {C.DEFAULT_LORA_STRENGTH} (adds to --lora).",
+    )  # fmt: skip
     cli.add_guidance_args(
         parser,
         steps_help=f"Denoising steps for full checkpoints (default: {C.DEFAULT_NUM_INFERENCE_STEPS}; "

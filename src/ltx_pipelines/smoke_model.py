@@ -12,7 +12,11 @@ that the install and the pipelines work end to end, nothing more.
 
 Usage::
 
-    python -m ltx_pipelines.smoke_model OUT_DIR [--seed 0]
+    python -m ltx_pipelines.smoke_model OUT_DIR [--seed 0] [--real-channels]
+
+``--real-channels`` writes the same miniature model with the real latent channel counts
+(128 video channels, 8 audio z-channels) and a few transformer blocks: code that hard-codes
+those counts (the reference ltx-pipelines 1.0.0, run by the parity test) can then run on it.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import shutil
 import struct
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -66,6 +70,31 @@ AUDIO_Z_CHANNELS = 2
 AUDIO_MEL_BINS = 64  # the vocoder hard-codes 2 x 64 mel input channels
 TRANSFORMER_LAYERS = 30  # enough blocks for the default STG block (29) to exist
 LORA_RANK = 4
+
+
+@dataclass(frozen=True)
+class SmokeSizes:
+    """What differs between the default smoke model and its real-channel twin."""
+
+    video_latent_channels: int = VIDEO_LATENT_CHANNELS
+    audio_z_channels: int = AUDIO_Z_CHANNELS
+    transformer_layers: int = TRANSFORMER_LAYERS
+    #: The video decoder adds seeded noise to the latent and is conditioned on a timestep (as LTX-2's is);
+    #: a pipeline that hands the decoder another generator state then gives other frames.
+    decoder_noise: bool = False
+
+    @property
+    def audio_token_channels(self) -> int:
+        """Channels of one audio latent token: z-channels x latent mel bins (mel bins / 4)."""
+        return self.audio_z_channels * AUDIO_MEL_BINS // 4
+
+
+SMOKE_SIZES = SmokeSizes()
+#: LTX-2's real latent channel counts, for code that hard-codes them. Few blocks keep it fast: pass
+#: STG blocks explicitly (the default block 29 does not exist in it).
+REAL_CHANNEL_SIZES = SmokeSizes(
+    video_latent_channels=128, audio_z_channels=8, transformer_layers=4, decoder_noise=True
+)
 
 
 @dataclass(frozen=True)
@@ -113,7 +142,7 @@ class SmokeBundle:
 # ---------------------------------------------------------------------------
 
 
-def transformer_config() -> dict:
+def transformer_config(sizes: SmokeSizes = SMOKE_SIZES) -> dict:
     """The `transformer` section: the real LTX-2 19B layout, miniature sizes."""
     return {
         "dropout": 0.0,
@@ -136,15 +165,15 @@ def transformer_config() -> dict:
         "use_middle_indices_grid": True,
         "num_attention_heads": 2,
         "attention_head_dim": 16,
-        "in_channels": VIDEO_LATENT_CHANNELS,
-        "out_channels": VIDEO_LATENT_CHANNELS,
-        "num_layers": TRANSFORMER_LAYERS,
+        "in_channels": sizes.video_latent_channels,
+        "out_channels": sizes.video_latent_channels,
+        "num_layers": sizes.transformer_layers,
         "cross_attention_dim": 32,
         "caption_channels": GEMMA_HIDDEN,
         "audio_num_attention_heads": 2,
         "audio_attention_head_dim": 8,
-        "audio_in_channels": AUDIO_Z_CHANNELS * AUDIO_MEL_BINS // 4,
-        "audio_out_channels": AUDIO_Z_CHANNELS * AUDIO_MEL_BINS // 4,
+        "audio_in_channels": sizes.audio_token_channels,
+        "audio_out_channels": sizes.audio_token_channels,
         "audio_cross_attention_dim": 16,
         "positional_embedding_theta": 10000.0,
         "positional_embedding_max_pos": [20, 2048, 2048],
@@ -160,19 +189,19 @@ def transformer_config() -> dict:
     }
 
 
-def video_vae_config() -> dict:
+def video_vae_config(sizes: SmokeSizes = SMOKE_SIZES) -> dict:
     # patch 4 x three 2x2x2 compressions = 32x spatial, 8x temporal, as in the real VAE.
     return {
         "dims": 3,
         "in_channels": 3,
         "out_channels": 3,
-        "latent_channels": VIDEO_LATENT_CHANNELS,
+        "latent_channels": sizes.video_latent_channels,
         "patch_size": 4,
         "norm_layer": "pixel_norm",
         "latent_log_var": "uniform",
         "spatial_padding_mode": "zeros",
         "causal_decoder": False,
-        "timestep_conditioning": False,
+        "timestep_conditioning": sizes.decoder_noise,
         "decoder_base_channels": 8,
         "encoder_blocks": [
             ["res_x", {"num_layers": 1}],
@@ -189,21 +218,21 @@ def video_vae_config() -> dict:
     }
 
 
-def audio_vae_config() -> dict:
+def audio_vae_config(sizes: SmokeSizes = SMOKE_SIZES) -> dict:
     return {
         "model": {
             "params": {
                 "sampling_rate": 16000,
                 "ddconfig": {
                     # per-channel statistics are sized by `ch` and must equal z_channels * mel_bins / 4
-                    "ch": AUDIO_Z_CHANNELS * AUDIO_MEL_BINS // 4,
+                    "ch": sizes.audio_token_channels,
                     "out_ch": 2,
                     "in_channels": 2,
                     "ch_mult": [1, 1, 2],
                     "num_res_blocks": 1,
                     "attn_resolutions": [],
                     "resolution": 256,
-                    "z_channels": AUDIO_Z_CHANNELS,
+                    "z_channels": sizes.audio_z_channels,
                     "double_z": True,
                     "mel_bins": AUDIO_MEL_BINS,
                     "norm_type": "pixel",
@@ -233,18 +262,18 @@ def vocoder_config() -> dict:
     }
 
 
-def ltx_config() -> dict:
+def ltx_config(sizes: SmokeSizes = SMOKE_SIZES) -> dict:
     return {
-        "transformer": transformer_config(),
-        "vae": video_vae_config(),
-        "audio_vae": audio_vae_config(),
+        "transformer": transformer_config(sizes),
+        "vae": video_vae_config(sizes),
+        "audio_vae": audio_vae_config(sizes),
         "vocoder": vocoder_config(),
     }
 
 
-def upsampler_config() -> dict:
+def upsampler_config(sizes: SmokeSizes = SMOKE_SIZES) -> dict:
     return {
-        "in_channels": VIDEO_LATENT_CHANNELS,
+        "in_channels": sizes.video_latent_channels,
         "mid_channels": 32,
         "num_blocks_per_stage": 1,
         "dims": 3,
@@ -295,7 +324,7 @@ def _meta_build(factory: object, config: dict) -> torch.nn.Module:
         return factory.from_config(config)
 
 
-def ltx_checkpoint_tensors(seed: int) -> dict[str, torch.Tensor]:
+def ltx_checkpoint_tensors(seed: int, sizes: SmokeSizes = SMOKE_SIZES) -> dict[str, torch.Tensor]:
     """All tensors of an LTX-2 checkpoint, under the real key prefixes."""
     from ltx_core.model.audio_vae import AudioDecoderConfigurator, AudioEncoderConfigurator, VocoderConfigurator
     from ltx_core.model.transformer import LTXModelConfigurator
@@ -305,7 +334,7 @@ def ltx_checkpoint_tensors(seed: int) -> dict[str, torch.Tensor]:
         Embeddings1DConnectorConfigurator,
     )
 
-    config = ltx_config()
+    config = ltx_config(sizes)
     generator = torch.Generator().manual_seed(seed)
     tensors: dict[str, torch.Tensor] = {}
 
@@ -345,10 +374,12 @@ def ltx_checkpoint_tensors(seed: int) -> dict[str, torch.Tensor]:
     return tensors
 
 
-def write_ltx_checkpoint(path: Path, seed: int, model_version: str, distilled: bool) -> None:
-    tensors = ltx_checkpoint_tensors(seed)
+def write_ltx_checkpoint(
+    path: Path, seed: int, model_version: str, distilled: bool, sizes: SmokeSizes = SMOKE_SIZES
+) -> None:
+    tensors = ltx_checkpoint_tensors(seed, sizes)
     metadata = {
-        "config": json.dumps(ltx_config(), sort_keys=True),
+        "config": json.dumps(ltx_config(sizes), sort_keys=True),
         "model_version": model_version,
         "distilled": "true" if distilled else "false",
         "smoke_model": SMOKE_NOTICE,
@@ -356,24 +387,30 @@ def write_ltx_checkpoint(path: Path, seed: int, model_version: str, distilled: b
     save_file(_bf16(tensors), str(path), metadata=metadata)
 
 
-def write_upsampler(path: Path, seed: int) -> None:
+def write_upsampler(path: Path, seed: int, sizes: SmokeSizes = SMOKE_SIZES) -> None:
     from ltx_core.model.upsampler import LatentUpsamplerConfigurator
 
     generator = torch.Generator().manual_seed(seed)
-    module = _meta_build(LatentUpsamplerConfigurator, upsampler_config())
-    metadata = {"config": json.dumps(upsampler_config(), sort_keys=True), "smoke_model": SMOKE_NOTICE}
+    module = _meta_build(LatentUpsamplerConfigurator, upsampler_config(sizes))
+    metadata = {"config": json.dumps(upsampler_config(sizes), sort_keys=True), "smoke_model": SMOKE_NOTICE}
     save_file(_bf16(_random_state_dict(module, generator)), str(path), metadata=metadata)
 
 
 LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0", "ff.net.0.proj", "ff.net.2")
 
 
-def write_lora(path: Path, seed: int, scale: float, extra_metadata: dict[str, str] | None = None) -> None:
+def write_lora(
+    path: Path,
+    seed: int,
+    scale: float,
+    extra_metadata: dict[str, str] | None = None,
+    sizes: SmokeSizes = SMOKE_SIZES,
+) -> None:
     """A LoRA for the smoke transformer, in ComfyUI naming (``diffusion_model.`` prefix)."""
     from ltx_core.model.transformer import LTXModelConfigurator
 
     generator = torch.Generator().manual_seed(seed)
-    model = _meta_build(LTXModelConfigurator, ltx_config())
+    model = _meta_build(LTXModelConfigurator, ltx_config(sizes))
     tensors: dict[str, torch.Tensor] = {}
     for name, module in sorted(model.named_modules()):
         if not isinstance(module, torch.nn.Linear) or not name.startswith("transformer_blocks."):
@@ -601,7 +638,9 @@ def write_gemma(directory: Path, seed: int) -> None:
 # ---------------------------------------------------------------------------
 
 
-def build_smoke_bundle(root: Path | str, seed: int = 0, model_version: str = "2.0.0") -> SmokeBundle:
+def build_smoke_bundle(
+    root: Path | str, seed: int = 0, model_version: str = "2.0.0", sizes: SmokeSizes = SMOKE_SIZES
+) -> SmokeBundle:
     """Write the whole bundle into `root` (created; written to a temp dir and moved in place)."""
     started = time.perf_counter()
     bundle = SmokeBundle.at(Path(root))
@@ -610,16 +649,19 @@ def build_smoke_bundle(root: Path | str, seed: int = 0, model_version: str = "2.
     staging.chmod(0o755)
     try:
         staged = SmokeBundle.at(staging)
-        write_ltx_checkpoint(staged.checkpoint, seed, model_version, distilled=False)
-        write_ltx_checkpoint(staged.distilled_checkpoint, seed + 1, model_version, distilled=True)
-        write_upsampler(staged.spatial_upsampler, seed + 2)
-        write_lora(staged.distilled_lora, seed + 3, scale=0.05)
-        write_lora(staged.ic_lora, seed + 4, scale=0.05, extra_metadata={"reference_downscale_factor": "1"})
+        write_ltx_checkpoint(staged.checkpoint, seed, model_version, distilled=False, sizes=sizes)
+        write_ltx_checkpoint(staged.distilled_checkpoint, seed + 1, model_version, distilled=True, sizes=sizes)
+        write_upsampler(staged.spatial_upsampler, seed + 2, sizes)
+        write_lora(staged.distilled_lora, seed + 3, scale=0.05, sizes=sizes)
+        write_lora(
+            staged.ic_lora, seed + 4, scale=0.05, extra_metadata={"reference_downscale_factor": "1"}, sizes=sizes
+        )
         write_gemma(staged.gemma_root, seed + 5)
         manifest = {
             "notice": SMOKE_NOTICE,
             "seed": seed,
             "model_version": model_version,
+            "sizes": asdict(sizes),
             "checkpoint": staged.checkpoint.name,
             "distilled_checkpoint": staged.distilled_checkpoint.name,
             "spatial_upsampler": staged.spatial_upsampler.name,
@@ -638,10 +680,18 @@ def build_smoke_bundle(root: Path | str, seed: int = 0, model_version: str = "2.
     return bundle
 
 
-def ensure_smoke_bundle(root: Path | str, seed: int = 0) -> SmokeBundle:
-    """Return the bundle at `root`, building it first if it is missing or incomplete."""
+def bundle_sizes(bundle: SmokeBundle) -> SmokeSizes:
+    """The sizes a written bundle was built with (bundles from before sizes were recorded: the default)."""
+    manifest = json.loads((bundle.root / "bundle.json").read_text())
+    return SmokeSizes(**manifest.get("sizes", {}))
+
+
+def ensure_smoke_bundle(root: Path | str, seed: int = 0, sizes: SmokeSizes = SMOKE_SIZES) -> SmokeBundle:
+    """Return the bundle at `root`, building it first if it is missing, incomplete or of other sizes."""
     bundle = SmokeBundle.at(Path(root))
-    return bundle if bundle.exists() else build_smoke_bundle(root, seed)
+    if bundle.exists() and bundle_sizes(bundle) == sizes:
+        return bundle
+    return build_smoke_bundle(root, seed, sizes=sizes)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -654,9 +704,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--model-version", default="2.0.0", help="model_version written into the checkpoint metadata (default: 2.0.0)."
     )
+    parser.add_argument(
+        "--real-channels", action="store_true",
+        help="Real LTX-2 latent channel counts (128 video, 8 audio z-channels) and 4 transformer blocks, for code "
+        "that hard-codes them (e.g. the reference package); pass STG blocks explicitly with it.",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    bundle = build_smoke_bundle(args.output_dir, args.seed, args.model_version)
+    sizes = REAL_CHANNEL_SIZES if args.real_channels else SMOKE_SIZES
+    bundle = build_smoke_bundle(args.output_dir, args.seed, args.model_version, sizes)
     size = sum(p.stat().st_size for p in bundle.root.rglob("*") if p.is_file())
     print(f"{SMOKE_NOTICE}\nWrote {bundle.root} ({size / 1e6:.1f} MB)")
     for field_name in ("checkpoint", "distilled_checkpoint", "spatial_upsampler", "distilled_lora", "ic_lora", "gemma_root"):

@@ -18,6 +18,7 @@ from ltx_pipelines.utils.pipeline_base import GenerationResult, PipelineBase, gu
 from ltx_pipelines.utils.prompt_enhancement import maybe_enhance_prompt
 from ltx_pipelines.utils.prompts import encode_prompts
 from ltx_pipelines.utils.stages import VideoGeometry
+from ltx_pipelines.utils.validation import check_prompt
 
 
 class TI2VidOneStagePipeline(PipelineBase):
@@ -46,6 +47,7 @@ class TI2VidOneStagePipeline(PipelineBase):
     ) -> GenerationResult:
         geometry = VideoGeometry(height, width, num_frames, frame_rate)
         images = as_image_inputs(images)
+        check_prompt(prompt, conditioned_by="the images" if images else None)
         output = self.check_request(geometry, images, output_path, overwrite)
         steps, video_params, audio_params = self.resolve_guidance(num_inference_steps, video_guider_params, audio_guider_params)
         negative_prompt = C.DEFAULT_NEGATIVE_PROMPT if negative_prompt is None else negative_prompt

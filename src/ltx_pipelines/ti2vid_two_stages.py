@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import torch
 from ltx_core.components.guiders import MultiModalGuiderParams
 from ltx_core.loader import LoraPathStrengthAndSDOps
 from ltx_core.model.video_vae import TilingConfig
@@ -24,6 +25,7 @@ from ltx_pipelines.utils.pipeline_base import GenerationResult, PipelineBase, _l
 from ltx_pipelines.utils.prompt_enhancement import maybe_enhance_prompt
 from ltx_pipelines.utils.prompts import encode_prompts
 from ltx_pipelines.utils.stages import VideoGeometry
+from ltx_pipelines.utils.validation import check_prompt
 
 
 class TwoStagePipelineBase(PipelineBase):
@@ -42,8 +44,8 @@ class TwoStagePipelineBase(PipelineBase):
         spatial_upsampler_path: str | Path,
         gemma_root: str | Path,
         loras: list[LoraPathStrengthAndSDOps] | tuple = (),
-        quantization: QuantizationPolicy | None = None,
         device: object | None = None,
+        quantization: QuantizationPolicy | None = None,
         dtype: object | None = None,
         memory_policy: MemoryPolicy | str | None = None,
         offload: str = "auto",
@@ -59,6 +61,10 @@ class TwoStagePipelineBase(PipelineBase):
             raise ValueError(f"{type(self).__name__} needs a distilled LoRA for stage 2.")
         for lora in self.distilled_lora:
             check_lora_matches(lora.path, checkpoint_path, "distilled LoRA (--distilled-lora)")
+
+    def stage_1_sigmas(self, steps: int, geometry: VideoGeometry) -> torch.Tensor | None:  # noqa: ARG002
+        """Stage 1's sigma schedule; None: LTX-2's schedule at its default token count (as the reference)."""
+        return None
 
     def generate(
         self,
@@ -83,6 +89,7 @@ class TwoStagePipelineBase(PipelineBase):
     ) -> GenerationResult:
         """What every two-stage pipeline runs; they differ in defaults, loops, LoRAs and ``by_guiding_latent``."""
         images = as_image_inputs(images)
+        check_prompt(prompt, conditioned_by="the images" if images else None)
         output = self.check_request(geometry, images, output_path, overwrite)
         steps, video_params, audio_params = self.resolve_guidance(num_inference_steps, video_guider_params, audio_guider_params)
         negative_prompt = C.DEFAULT_NEGATIVE_PROMPT if negative_prompt is None else negative_prompt
@@ -104,6 +111,7 @@ class TwoStagePipelineBase(PipelineBase):
             generator=generator,
             loop=stage_1_loop,
             extra_loras=stage_1_loras,
+            sigmas=self.stage_1_sigmas(steps, low_geometry),
         )
         high = self.upsample_and_refine(
             low=low, geometry=geometry, prompt=positive, images=images, generator=generator,

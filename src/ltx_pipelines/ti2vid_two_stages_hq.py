@@ -1,9 +1,11 @@
 """Two-stage text/image-to-video, high-quality settings: the res_2s sampler.
 
 The same two stages as ``ti2vid_two_stages`` with what makes fewer steps enough:
-res_2s (second order, SDE noise from the seed) instead of Euler in both stages, the
-distilled LoRA at a light strength in stage 1 and a medium one in stage 2, no STG,
-stronger guidance rescale, 15 steps, and a 1088x1920 output.
+res_2s (the reference's stochastic second-order sampler, see ``utils.denoising``) instead of
+Euler in both stages, stage 1's schedule shifted for its own token count, the distilled LoRA
+at a light strength in stage 1 and a medium one in stage 2, no STG, stronger guidance
+rescale, 15 steps, and a 1088x1920 output. These defaults were tuned (by the model's
+authors) for exactly this sampler.
 """
 
 from __future__ import annotations
@@ -11,16 +13,21 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+import torch
 from ltx_core.components.guiders import MultiModalGuiderParams
+from ltx_core.components.schedulers import LTX2Scheduler
 from ltx_core.loader import LoraPathStrengthAndSDOps
 from ltx_core.model.video_vae import TilingConfig
+from ltx_core.quantization import QuantizationPolicy
+from ltx_core.types import VideoLatentShape
 
 from ltx_pipelines.ti2vid_two_stages import TwoStagePipelineBase, run_two_stage_cli, two_stage_parser
 from ltx_pipelines.utils import cli
 from ltx_pipelines.utils import constants as C
 from ltx_pipelines.utils.conditioning import ImageConditioningInput
-from ltx_pipelines.utils.denoising import DenoisingLoop, seeded_res2s_loop
+from ltx_pipelines.utils.denoising import DenoisingLoop, res2s_denoising_loop
 from ltx_pipelines.utils.errors import InputError
+from ltx_pipelines.utils.model_ledger import MemoryPolicy
 from ltx_pipelines.utils.pipeline_base import GenerationResult
 from ltx_pipelines.utils.stages import VideoGeometry
 
@@ -42,11 +49,44 @@ class TI2VidTwoStagesHQPipeline(TwoStagePipelineBase):
 
     pipeline_name = "ti2vid_two_stages_hq"
 
+    def __init__(
+        self,
+        checkpoint_path: str | Path,
+        distilled_lora: list[LoraPathStrengthAndSDOps] | LoraPathStrengthAndSDOps,
+        spatial_upsampler_path: str | Path,
+        gemma_root: str | Path,
+        loras: list[LoraPathStrengthAndSDOps] | tuple = (),
+        device: object | None = None,
+        quantization: QuantizationPolicy | None = None,
+        dtype: object | None = None,
+        memory_policy: MemoryPolicy | str | None = None,
+        offload: str = "auto",
+        max_gpu_memory: float | None = None,
+        distilled_lora_strength_stage_1: float = C.DEFAULT_HQ_DISTILLED_LORA_STRENGTH_STAGE_1,
+        distilled_lora_strength_stage_2: float = C.DEFAULT_HQ_DISTILLED_LORA_STRENGTH_STAGE_2,
+    ):
+        """The distilled LoRA's own strength is replaced by the per-stage ones (a call may override them)."""
+        super().__init__(
+            checkpoint_path=checkpoint_path, distilled_lora=distilled_lora,
+            spatial_upsampler_path=spatial_upsampler_path, gemma_root=gemma_root, loras=loras, device=device,
+            quantization=quantization, dtype=dtype, memory_policy=memory_policy, offload=offload,
+            max_gpu_memory=max_gpu_memory,
+        )  # fmt: skip
+        at_strength(self.distilled_lora, distilled_lora_strength_stage_1)  # refuse a negative strength now
+        at_strength(self.distilled_lora, distilled_lora_strength_stage_2)
+        self.distilled_lora_strength_stage_1 = distilled_lora_strength_stage_1
+        self.distilled_lora_strength_stage_2 = distilled_lora_strength_stage_2
+
     def default_num_inference_steps(self) -> int:
         return C.DEFAULT_HQ_NUM_INFERENCE_STEPS
 
     def default_guider_params(self) -> tuple[MultiModalGuiderParams, MultiModalGuiderParams]:
         return C.DEFAULT_HQ_VIDEO_GUIDER_PARAMS, C.DEFAULT_HQ_AUDIO_GUIDER_PARAMS
+
+    def stage_1_sigmas(self, steps: int, geometry: VideoGeometry) -> torch.Tensor:
+        """LTX-2's schedule shifted for stage 1's own token count (the HQ defaults were tuned with it)."""
+        latent_shape = VideoLatentShape.from_pixel_shape(geometry.pixel_shape())
+        return LTX2Scheduler().execute(steps=steps, latent=torch.empty(latent_shape.to_torch_shape(), device="meta"))
 
     def __call__(
         self,
@@ -66,11 +106,18 @@ class TI2VidTwoStagesHQPipeline(TwoStagePipelineBase):
         tiling_config: TilingConfig | None = None,
         overwrite: bool = False,
         enhance_prompt: bool = False,
-        distilled_lora_strength_stage_1: float = C.DEFAULT_HQ_DISTILLED_LORA_STRENGTH_STAGE_1,
-        distilled_lora_strength_stage_2: float = C.DEFAULT_HQ_DISTILLED_LORA_STRENGTH_STAGE_2,
+        distilled_lora_strength_stage_1: float | None = None,
+        distilled_lora_strength_stage_2: float | None = None,
     ) -> GenerationResult:
-        """``denoising_loop`` None: res_2s with SDE noise drawn from ``seed``, in both stages."""
-        loop = denoising_loop or seeded_res2s_loop(seed)
+        """``denoising_loop`` None: res_2s as the reference samples it (its own SDE noise seeds), in both stages.
+
+        The distilled LoRA strengths default to the constructor's.
+        """
+        if distilled_lora_strength_stage_1 is None:
+            distilled_lora_strength_stage_1 = self.distilled_lora_strength_stage_1
+        if distilled_lora_strength_stage_2 is None:
+            distilled_lora_strength_stage_2 = self.distilled_lora_strength_stage_2
+        loop = denoising_loop or res2s_denoising_loop
         video_params, audio_params = (
             without_idle_stg_blocks(p) if p is not None else None for p in (video_guider_params, audio_guider_params)
         )

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+from functools import partial
+
 import torch
 from ltx_core.components.diffusion_steps import EulerDiffusionStep, Res2sDiffusionStep
 from ltx_core.types import LatentState
@@ -12,6 +15,9 @@ from ltx_pipelines.utils.denoising import (
     res2s_coefficients,
     res2s_denoising_loop,
 )
+
+#: The deterministic (ODE) res_2s, whose convergence order can be measured.
+res2s_ode = partial(res2s_denoising_loop, sde_noise=False)
 
 # Gaussian data x0 ~ N(MEAN, STD^2) per element. Under x = (1 - sigma) x0 + sigma * noise the
 # posterior mean E[x0 | x] is analytic, and the flow ODE carries noise n (sigma 1) to MEAN + STD * n.
@@ -56,7 +62,7 @@ def convergence_ratios(loop) -> list[float]:  # noqa: ANN001
 
 
 def test_res2s_is_second_order() -> None:
-    ratios = convergence_ratios(res2s_denoising_loop)
+    ratios = convergence_ratios(res2s_ode)
     assert all(ratio > 3.0 for ratio in ratios), ratios
 
 
@@ -67,13 +73,18 @@ def test_euler_is_first_order() -> None:
 
 def test_res2s_beats_euler_at_equal_model_evaluations() -> None:
     noise = torch.randn(1, 64, 4, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
-    assert final_error(res2s_denoising_loop, 16, noise) < final_error(euler_denoising_loop, 32, noise) / 2
+    assert final_error(res2s_ode, 16, noise) < final_error(euler_denoising_loop, 32, noise) / 2
 
 
 def test_res2s_coefficients_are_exact_for_constant_x0() -> None:
-    c = res2s_coefficients(0.8, 0.3)
-    assert abs(c.keep + c.first_weight + c.mid_weight - 1.0) < 1e-12
-    assert abs(c.sigma_mid - (0.8 * 0.3) ** 0.5) < 1e-12  # c2 = 1/2: geometric mean of the sigmas
+    """With x0 constant the flow is x(sigma) = x0 + sigma / sigma_0 (x - x0): both the midpoint
+    (h / 2 in log-sigma) and the full step must reproduce it exactly."""
+    for h in (1e-3, 0.3, math.log(0.8 / 0.3), 4.0):
+        c = res2s_coefficients(h)
+        assert abs(h * c.a21 - (1 - math.exp(-h / 2))) < 1e-12
+        assert abs(h * (c.b1 + c.b2) - (1 - math.exp(-h))) < 1e-12
+    tiny = res2s_coefficients(1e-12)  # the series limits, no 0 / 0
+    assert (tiny.a21, tiny.b1 + tiny.b2) == (0.5, 1.0)
 
 
 def test_res2s_evaluates_twice_per_step_and_once_for_the_last() -> None:
@@ -89,7 +100,9 @@ def test_res2s_evaluates_twice_per_step_and_once_for_the_last() -> None:
     res2s_denoising_loop(
         sigmas, make_state(torch.randn(1, 8, 4)), audio, EulerDiffusionStep(), denoiser, lambda *p: done.append(p)
     )
-    assert calls == [(0, 1.0), (0, 0.5), (1, 0.25)]
+    # Each step: at sigma, then at the geometric midpoint (as step 0 of a one-sigma schedule); a final sigma 0
+    # becomes 0.0011 -> 0, the last step ending at 0.0011 and the result being the x0 predicted there.
+    assert calls == [(0, 1.0), (0, 0.5), (1, 0.25), (0, round((0.25 * 0.0011) ** 0.5, 6)), (2, 0.0011)]
     assert done == [(1, 2), (2, 2)]
 
 
@@ -99,17 +112,19 @@ def test_res2s_keeps_conditioned_tokens_and_sde_noise_is_seeded() -> None:
     start = torch.where(mask.bool(), torch.randn(1, 6, 4, generator=torch.Generator().manual_seed(2)), clean)
     sigmas = torch.tensor([1.0, 0.6, 0.3, 0.1])  # never reaches 0: the result still carries SDE noise
 
-    def run(seed: int) -> torch.Tensor:
+    def run(**seeds: int) -> torch.Tensor:
         video, _ = res2s_denoising_loop(
-            sigmas, make_state(start.clone(), mask, clean), None, Res2sDiffusionStep(), analytic_denoiser,
-            noise_generator=torch.Generator().manual_seed(seed),
+            sigmas, make_state(start.clone(), mask, clean), None, Res2sDiffusionStep(), analytic_denoiser, **seeds
         )  # fmt: skip
         return video.latent
 
-    first, again, other = run(3), run(3), run(4)
+    first, again = run(), run(noise_seed=-1, substep_noise_seed=9999)  # the reference's seeds are the defaults
     assert torch.equal(first, again)
-    assert not torch.allclose(first[:, 2:], other[:, 2:])
+    assert not torch.allclose(first[:, 2:], run(noise_seed=4)[:, 2:])
+    assert not torch.allclose(first[:, 2:], run(substep_noise_seed=4)[:, 2:])
     assert torch.equal(first[:, :2], clean[:, :2])
+    ode, _ = res2s_ode(sigmas, make_state(start.clone(), mask, clean), None, Res2sDiffusionStep(), analytic_denoiser)
+    assert not torch.allclose(first[:, 2:], ode.latent[:, 2:])  # the SDE variant does inject noise
 
 
 def test_gradient_estimation_two_steps_by_hand() -> None:

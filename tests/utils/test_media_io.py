@@ -21,6 +21,7 @@ from ltx_pipelines.utils.media_io import (
     VideoClip,
     check_output_path,
     compress_like_video,
+    encode_video,
     image_to_tensor,
     load_image,
     load_image_conditioning,
@@ -331,3 +332,31 @@ def test_check_output_path_unwritable(tmp_path: Path, monkeypatch: pytest.Monkey
         check_output_path(locked / "a.mp4")
     with pytest.raises(InputError, match="not writable"):
         check_output_path(locked / "sub" / "a.mp4")
+
+
+# --------------------------------------------------------------------------- the reference's encode_video
+
+
+def test_encode_video_takes_what_a_result_unpacks_to(tmp_path: Path) -> None:
+    from ltx_pipelines.utils.pipeline_base import GenerationResult
+
+    frames = torch.randint(0, 255, (9, 64, 96, 3), dtype=torch.uint8)
+    tone = torch.sin(torch.arange(6000) / 10.0).repeat(2, 1) * 0.2
+    result = GenerationResult(frames=frames, audio=Audio(waveform=tone, sampling_rate=16000), frame_rate=24.0)
+    video, audio = result  # the reference's return value: a chunk iterator and the Audio
+    assert not isinstance(video, torch.Tensor) and audio is result.audio
+    out = tmp_path / "ref-style.mp4"
+    assert encode_video(video=video, fps=24, audio=audio, output_path=str(out), video_chunks_number=1) == out
+    info = probe_media(out)
+    assert (info.num_frames, info.width, info.height, info.has_audio) == (9, 96, 64, True)
+
+
+def test_encode_video_never_overwrites_silently(tmp_path: Path) -> None:
+    out = tmp_path / "taken.mp4"
+    out.write_bytes(b"precious")
+    frames = torch.zeros(1, 64, 64, 3, dtype=torch.uint8)
+    with pytest.raises(OutputExistsError, match="exists; pass --overwrite .*overwrite=True"):
+        encode_video(frames, 24, None, out, 1)
+    assert out.read_bytes() == b"precious"
+    encode_video(frames, 24, None, out, 1, overwrite=True)
+    assert probe_media(out).num_frames == 1

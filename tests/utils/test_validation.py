@@ -7,6 +7,7 @@ import pytest
 from ltx_pipelines.utils.errors import InputError
 from ltx_pipelines.utils.validation import (
     check_generation,
+    check_prompt,
     check_num_frames,
     check_positive,
     check_size,
@@ -92,3 +93,16 @@ def test_check_generation_checks_every_setting():
 
 def test_input_error_is_a_value_error():
     assert issubclass(InputError, ValueError)
+
+
+@pytest.mark.parametrize("prompt", ["", "   ", "\n\t"])
+def test_blank_prompt_is_refused_without_other_conditioning(prompt):
+    with pytest.raises(InputError, match="--prompt is empty.*--image.*reference video.*soundtrack.*source clip"):
+        check_prompt(prompt)
+
+
+def test_blank_prompt_is_accepted_with_other_conditioning_and_text_always():
+    check_prompt("", conditioned_by="the images")
+    check_prompt("a red fox")
+    with pytest.raises(InputError, match="--prompt must be text; got NoneType"):
+        check_prompt(None, conditioned_by="the images")

@@ -34,7 +34,7 @@ class _ImageAction(argparse.Action):
             image = ImageConditioningInput(resolve_path(values[0]), int(values[1]), float(values[2]), crf)
         except ValueError:
             parser.error(f"{option_string} {' '.join(values)}: FRAME_IDX and CRF must be integers, STRENGTH a number")
-        getattr(namespace, self.dest).append(image)
+        setattr(namespace, self.dest, [*(getattr(namespace, self.dest, None) or []), image])
 
 
 class _LoraAction(argparse.Action):
@@ -55,6 +55,27 @@ class _LoraAction(argparse.Action):
 
 class _DistilledLoraAction(_LoraAction):
     default_strength = C.DEFAULT_DISTILLED_LORA_STRENGTH
+
+
+QUANTIZATION_POLICIES = ("fp8-cast", "fp8-scaled-mm")
+
+
+class _QuantizationAction(argparse.Action):
+    """--quantization POLICY [AMAX_PATH]: stores the policy name (AMAX_PATH, the reference's calibration file
+    for fp8-scaled-mm, is accepted and not needed: our FP8 matmuls scale activations per token)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):  # noqa: ANN001
+        policy, *rest = values
+        if policy not in QUANTIZATION_POLICIES:
+            parser.error(f"{option_string}: unknown policy {policy!r}; choose {' or '.join(QUANTIZATION_POLICIES)}")
+        if len(rest) > (1 if policy == "fp8-scaled-mm" else 0):
+            parser.error(f"{option_string} {' '.join(values)}: only fp8-scaled-mm takes an AMAX_PATH")
+        if rest:
+            logging.getLogger("ltx_pipelines").warning(
+                "%s: %s is not read; our FP8 matmuls scale activations per token and need no calibration.",
+                option_string, rest[0],
+            )  # fmt: skip
+        setattr(namespace, self.dest, policy)
 
 
 def _help_formatter(prog: str) -> argparse.HelpFormatter:
@@ -85,8 +106,10 @@ def base_parser(description: str, *, height: int, width: int, size_multiple: int
         help=f"A LoRA to apply (repeatable); STRENGTH defaults to {C.DEFAULT_LORA_STRENGTH}.",
     )  # fmt: skip
     parser.add_argument(
-        "--quantization", choices=["fp8-cast", "fp8-scaled-mm"], default=None,
-        help="Store transformer linear weights in FP8 (default: no quantization). fp8-scaled-mm also runs the "
+        "--quantization", action=_QuantizationAction, nargs="+", default=None, metavar=("POLICY", "AMAX_PATH"),
+        help="fp8-cast or fp8-scaled-mm: store transformer linear weights in FP8 (default: no quantization). "
+        "An AMAX_PATH after fp8-scaled-mm is accepted and not needed (activations are scaled per token). "
+        "fp8-scaled-mm also runs the "
         "matmuls in FP8 (torch._scaled_mm, GPUs of compute capability >= 8.9; elsewhere a slower fallback).",
     )  # fmt: skip
     parser.add_argument("--device", default=None, help="cuda, cuda:1, cpu, ... (default: cuda if available).")
@@ -132,8 +155,8 @@ def add_guidance_args(
     )  # fmt: skip
     parser.add_argument(
         "--denoising-loop", choices=["euler", "gradient-estimation", "res2s", "res2s-ode"], default=loop_default,
-        help="gradient-estimation reaches similar quality in ~20-30 steps; res2s is second order (two model "
-        "calls per step) with SDE noise drawn from --seed, res2s-ode the same without noise.",
+        help="gradient-estimation reaches similar quality in ~20-30 steps; res2s is the reference's second-order "
+        "sampler (two model calls per step, SDE noise from its own fixed seeds), res2s-ode the same without noise.",
     )  # fmt: skip
     parser.add_argument("--ge-gamma", type=float, default=2.0, help="Gradient-estimation coefficient.")
     blocks_help = f"(default: {C.DEFAULT_STG_BLOCK}; {C.LTX_2_3_STG_BLOCK} for LTX-2.3 checkpoints)"
@@ -199,11 +222,11 @@ def loop_from_args(args: argparse.Namespace):  # noqa: ANN201
     from ltx_pipelines.utils.denoising import (
         euler_denoising_loop,
         gradient_estimating_euler_denoising_loop,
-        seeded_res2s_loop,
+        res2s_denoising_loop,
     )
 
     if args.denoising_loop in ("res2s", "res2s-ode"):
-        return seeded_res2s_loop(args.seed, sde_noise=args.denoising_loop == "res2s")
+        return partial(res2s_denoising_loop, sde_noise=args.denoising_loop == "res2s")
     if args.denoising_loop == "gradient-estimation":
         return partial(gradient_estimating_euler_denoising_loop, ge_gamma=args.ge_gamma)
     return euler_denoising_loop
@@ -257,6 +280,38 @@ def guidance_kwargs(args: argparse.Namespace, stg_block: int) -> dict[str, objec
     }
 
 
+# -- the reference package's flags where ours differ (ltx-pipelines 1.0.0) -------------------------
+
+
+def add_flag_alias(parser: argparse.ArgumentParser, flag: str, alias: str) -> None:
+    """Let ``alias`` (a reference flag name) do exactly what ``flag`` does; the help names both."""
+    action = parser._option_string_actions[flag]
+    action.option_strings.append(alias)
+    parser._option_string_actions[alias] = action
+    if action.help and action.help is not argparse.SUPPRESS:
+        action.help = f"{action.help} Also accepted as {alias}."
+
+
+#: What the distilled pipelines run, whatever step count is asked for.
+DISTILLED_SCHEDULE = "its fixed schedule (8 steps at half size, then 3 at full size)"
+
+
+def add_fixed_steps_flag(parser: argparse.ArgumentParser) -> None:
+    """--num-inference-steps on a distilled pipeline: the reference parses it and does not use it; so do we."""
+    parser.add_argument(
+        "--num-inference-steps", dest="ignored_num_inference_steps", type=int, default=None, metavar="N",
+        help=f"Accepted for the reference's command lines and not used: the distilled model runs {DISTILLED_SCHEDULE}.",
+    )  # fmt: skip
+
+
+def warn_fixed_steps(args: argparse.Namespace) -> None:
+    if getattr(args, "ignored_num_inference_steps", None) is not None:
+        logging.getLogger("ltx_pipelines").warning(
+            "--num-inference-steps %d is not used: the distilled model runs %s.", args.ignored_num_inference_steps,
+            DISTILLED_SCHEDULE,
+        )  # fmt: skip
+
+
 def run_cli(main: Callable[[list[str] | None], object], argv: list[str] | None = None) -> None:
     """Run a pipeline's main(); user errors become one clear line and exit code 2."""
     try:
@@ -285,7 +340,10 @@ def smoke_warning(checkpoint_path: str) -> None:
 
 
 __all__ = [
+    "QUANTIZATION_POLICIES",
     "LoraPathStrengthAndSDOps",
+    "add_fixed_steps_flag",
+    "add_flag_alias",
     "add_distilled_lora_arg",
     "add_guidance_args",
     "add_upsampler_arg",
@@ -297,4 +355,5 @@ __all__ = [
     "run_cli",
     "setup_logging",
     "smoke_warning",
+    "warn_fixed_steps",
 ]

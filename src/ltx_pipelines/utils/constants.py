@@ -1,5 +1,7 @@
 """Default values of the LTX-2 pipelines (facts of the model, not tuning of ours)."""
 
+from dataclasses import dataclass, field, replace
+
 from ltx_core.components.guiders import MultiModalGuiderParams
 
 DEFAULT_SEED = 10
@@ -10,7 +12,8 @@ LTX_2_3_NUM_INFERENCE_STEPS = 30
 DEFAULT_HQ_NUM_INFERENCE_STEPS = 15
 DEFAULT_IMAGE_CRF = 33
 DEFAULT_LORA_STRENGTH = 1.0
-DEFAULT_DISTILLED_LORA_STRENGTH = 0.8
+# As the reference's --distilled-lora (the docs' examples pass 0.8 explicitly).
+DEFAULT_DISTILLED_LORA_STRENGTH = DEFAULT_LORA_STRENGTH
 
 # One-stage pipelines generate at this size; two-stage pipelines output twice it.
 DEFAULT_1_STAGE_HEIGHT = 512
@@ -61,6 +64,9 @@ DEFAULT_HQ_AUDIO_GUIDER_PARAMS = MultiModalGuiderParams(
     skip_step=0,
     stg_blocks=[],
 )
+# Audio-to-video keeps the given soundtrack fixed: no audio guidance (its passes would change nothing).
+A2VID_AUDIO_GUIDER_PARAMS = MultiModalGuiderParams()
+
 DEFAULT_HQ_DISTILLED_LORA_STRENGTH_STAGE_1 = 0.25
 DEFAULT_HQ_DISTILLED_LORA_STRENGTH_STAGE_2 = 0.5
 
@@ -72,4 +78,42 @@ DEFAULT_NEGATIVE_PROMPT = (
     "morphing objects, inconsistent lighting, frozen frames, abrupt cuts, watermark, logo, subtitles, text overlay, "
     "static image, cartoonish, low quality, amateur footage, distorted audio, muffled sound, background hiss, "
     "off-sync speech, silence"
+)
+
+
+@dataclass(frozen=True)
+class PipelineParams:
+    """A pipeline's command-line defaults, in the reference's shape (its parser builders take one)."""
+
+    seed: int = DEFAULT_SEED
+    stage_1_height: int = DEFAULT_1_STAGE_HEIGHT
+    stage_1_width: int = DEFAULT_1_STAGE_WIDTH
+    num_frames: int = DEFAULT_NUM_FRAMES
+    frame_rate: float = DEFAULT_FRAME_RATE
+    num_inference_steps: int = DEFAULT_NUM_INFERENCE_STEPS
+    video_guider_params: MultiModalGuiderParams = field(default_factory=lambda: replace(DEFAULT_VIDEO_GUIDER_PARAMS))
+    audio_guider_params: MultiModalGuiderParams = field(default_factory=lambda: replace(DEFAULT_AUDIO_GUIDER_PARAMS))
+
+    @property
+    def stage_2_height(self) -> int:
+        return 2 * self.stage_1_height
+
+    @property
+    def stage_2_width(self) -> int:
+        return 2 * self.stage_1_width
+
+
+LTX_2_PARAMS = PipelineParams()
+LTX_2_3_PARAMS = replace(
+    LTX_2_PARAMS,
+    num_inference_steps=LTX_2_3_NUM_INFERENCE_STEPS,
+    video_guider_params=replace(DEFAULT_VIDEO_GUIDER_PARAMS, stg_blocks=[LTX_2_3_STG_BLOCK]),
+    audio_guider_params=replace(DEFAULT_AUDIO_GUIDER_PARAMS, stg_blocks=[LTX_2_3_STG_BLOCK]),
+)
+LTX_2_3_HQ_PARAMS = PipelineParams(
+    stage_1_height=DEFAULT_HQ_HEIGHT // 2,
+    stage_1_width=DEFAULT_HQ_WIDTH // 2,
+    num_inference_steps=DEFAULT_HQ_NUM_INFERENCE_STEPS,
+    video_guider_params=replace(DEFAULT_HQ_VIDEO_GUIDER_PARAMS),
+    audio_guider_params=replace(DEFAULT_HQ_AUDIO_GUIDER_PARAMS),
 )

@@ -16,7 +16,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from functools import partial
 from typing import Protocol
 
 import torch
@@ -131,96 +130,131 @@ def gradient_estimating_euler_denoising_loop(
     return video_state, audio_state
 
 
-# -- res_2s: second-order exponential integrator ------------------------------------------------
+# -- res_2s: the reference's stochastic second-order exponential integrator ----------------------
 #
-# In x0 form the flow ODE is dx/dsigma = (x - x0(x, sigma)) / sigma. With t = -log(sigma) the
-# part linear in x integrates exactly, leaving x(t+h) = e^-h x(t) + integral of e^-(t+h-s) x0(s) ds.
-# res_2s models x0 as linear in t between two evaluations (at t and at the midpoint t + c2*h) and
-# integrates that exactly with the phi functions: a Runge-Kutta step of order 2.
+# In x0 form the flow ODE is dx/dsigma = (x - x0(x, sigma)) / sigma. With t = -log(sigma) the part
+# linear in x integrates exactly; one step of size h = log(sigma / sigma_next) evaluates x0 at the
+# start (x0_1) and at the geometric midpoint sqrt(sigma * sigma_next) (x0_2), with eps = x0 - x:
+#
+#     x_mid  = x + h * a21 * eps_1                     a21 = c2 * phi1(-c2 h)
+#     x_next = x + h * (b1 * eps_1 + b2 * eps_2)       b2 = phi2(-h) / c2,  b1 = phi1(-h) - b2
+#
+# (c2 = 1/2; phi1(z) = (e^z - 1) / z, phi2(z) = (e^z - 1 - z) / z^2): second order in h.
+# As ltx-pipelines 1.0.0 defines it, and as its HQ pipeline's defaults were tuned for:
+#
+# * SDE: x_mid and x_next are each partly re-noised with ltx-core's Res2sDiffusionStep from the
+#   step's anchor, with fresh Gaussian noise (float64, standardised over the whole latent, twice).
+#   x_mid's noise comes from a "substep" generator, x_next's from a "step" generator, seeded
+#   noise_seed + 10000 and noise_seed; each step draws substep video, substep audio, step video,
+#   step audio. Conditioned tokens (denoise mask 0) are put back to their clean values.
+# * Anchor refinement: for steps with h < 0.5 above sigma 0.03, the anchor x is re-solved from the
+#   noised x_mid (x = x_mid - h a21 (x0_1 - x), iterated) so that x_next continues from the noise
+#   actually injected.
+# * A schedule ending in 0 gets an extra sigma 0.0011 before it: the last full step ends there and
+#   the model's x0 at 0.0011 is the result.
+# * The arithmetic is float64; the states return to their dtype after each step.
 
 
 @dataclass(frozen=True)
 class Res2sCoefficients:
-    """One res_2s step from sigma to sigma_next as weights of x and of the two x0 predictions."""
+    """Weights of one res_2s step of size h (see above)."""
 
-    sigma_mid: float  # where the second prediction is made
-    mid_keep: float  # x_mid = mid_keep * x + (1 - mid_keep) * x0
-    keep: float  # x_next = keep * x + first_weight * x0 + mid_weight * x0_mid
-    first_weight: float
-    mid_weight: float
+    a21: float
+    b1: float
+    b2: float
 
 
-def res2s_coefficients(sigma: float, sigma_next: float, c2: float = 0.5) -> Res2sCoefficients:
-    """Weights for 0 < sigma_next < sigma; c2 places the midpoint in log-sigma time."""
-    h = math.log(sigma / sigma_next)
-    phi1 = -math.expm1(-h) / h  # (1 - e^-h) / h
-    phi2 = (math.expm1(-h) + h) / (h * h)  # (e^-h - 1 + h) / h^2
-    mid_weight = h * phi2 / c2
-    return Res2sCoefficients(
-        sigma_mid=sigma * math.exp(-c2 * h),
-        mid_keep=math.exp(-c2 * h),
-        keep=sigma_next / sigma,
-        first_weight=h * phi1 - mid_weight,
-        mid_weight=mid_weight,
-    )
+def _phi1(z: float) -> float:
+    return 1.0 if abs(z) < 1e-10 else (math.exp(z) - 1.0) / z
 
 
-def _combine(x: torch.Tensor, keep: float, *terms: tuple[float, torch.Tensor]) -> torch.Tensor:
-    """keep * x + sum(weight * tensor), in float32, returned in x's dtype."""
-    out = x.to(torch.float32) * keep
-    for weight, tensor in terms:
-        out = out + weight * tensor.to(torch.float32)
-    return out.to(x.dtype)
+def _phi2(z: float) -> float:
+    return 0.5 if abs(z) < 1e-10 else (math.exp(z) - (1.0 + z)) / z**2
 
 
-def _towards(state: LatentState | None, x0: torch.Tensor | None, keep: float) -> LatentState | None:
-    """The exact step for a constant x0 (DDIM): how the midpoint is reached."""
-    if state is None or x0 is None:
-        return state
-    return replace(state, latent=_combine(state.latent, keep, (1.0 - keep, x0)))
+def res2s_coefficients(h: float, c2: float = 0.5) -> Res2sCoefficients:
+    """a21, b1, b2 for a step of size h = log(sigma / sigma_next), midpoint at c2 in log-sigma time."""
+    b2 = _phi2(-h) / c2
+    return Res2sCoefficients(a21=c2 * _phi1(-h * c2), b1=_phi1(-h) - b2, b2=b2)
 
 
-def _inject_noise(
+#: The reference's res_2s noise seed (its HQ pipeline leaves it at the default): SDE noise does not follow --seed.
+RES2S_NOISE_SEED = -1
+RES2S_SUBSTEP_SEED_OFFSET = 10000
+#: Inserted before a final sigma of 0: the last step ends here and takes the model's x0.
+RES2S_LAST_SIGMA = 0.0011
+RES2S_ANCHOR_ITERATIONS = 100
+
+
+def _standard_noise(shape: torch.Size, generator: torch.Generator) -> torch.Tensor:
+    """Gaussian noise, float64, made exactly zero-mean and unit-std (once overall, once over each sample)."""
+    noise = torch.randn(shape, generator=generator, dtype=torch.float64, device=generator.device)
+    noise = (noise - noise.mean()) / noise.std()
+    centered = noise - noise.mean(dim=(-2, -1), keepdim=True)
+    return centered / centered.std(dim=(-2, -1), keepdim=True)
+
+
+def _with_clean_tokens(latent: torch.Tensor, state: LatentState) -> torch.Tensor:
+    """Conditioned tokens back to their clean values, keeping ``latent``'s (float64) precision."""
+    mask = state.denoise_mask
+    return (latent * mask + state.clean_latent.float() * (1 - mask)).to(latent.dtype)
+
+
+def _renoised(
     stepper: Res2sDiffusionStep,
     state: LatentState,
-    deterministic: torch.Tensor,
+    anchor: torch.Tensor,
+    target: torch.Tensor,
     sigmas: torch.Tensor,
     step: int,
     generator: torch.Generator,
 ) -> torch.Tensor:
-    """SDE variant: partly re-noise the ODE result (variance preserving); conditioned tokens stay put."""
-    noise = torch.randn(state.latent.shape, generator=generator, device=generator.device, dtype=torch.float32)
-    sample = state.latent.to(torch.float32)
-    noisy = stepper.step(sample, deterministic.to(torch.float32), sigmas, step, noise=noise.to(sample.device))
-    mask = state.denoise_mask.to(torch.float32)
-    return (noisy.to(torch.float32) * mask + deterministic.to(torch.float32) * (1 - mask)).to(deterministic.dtype)
+    """ltx-core's SDE step from ``anchor`` (at sigmas[step]) through ``target`` (at sigmas[step + 1])."""
+    noise = _standard_noise(state.latent.shape, generator)
+    return _with_clean_tokens(stepper.step(anchor, target, sigmas, step, noise=noise), state)
+
+
+@dataclass(frozen=True)
+class _Res2sNoise:
+    stepper: Res2sDiffusionStep
+    step: torch.Generator
+    substep: torch.Generator
 
 
 def _res2s_step(
     sigmas: torch.Tensor,
     step: int,
+    h: float,
     states: tuple[LatentState, LatentState | None],
     denoise_fn: DenoiseFn,
-    c2: float,
-    noise: tuple[Res2sDiffusionStep, torch.Generator] | None,
+    noise: _Res2sNoise | None,
+    anchor_iterations: int,
 ) -> tuple[LatentState, LatentState | None]:
-    coefficients = res2s_coefficients(float(sigmas[step]), float(sigmas[step + 1]), c2)
+    sigma, sigma_next = sigmas[step].double(), sigmas[step + 1].double()
+    sigma_mid = torch.sqrt(sigma * sigma_next)
+    c = res2s_coefficients(h)
+    live = [i for i, s in enumerate(states) if s is not None]
+    anchor = {i: states[i].latent.clone().double() for i in live}
     first = _predict(denoise_fn, *states, sigmas, step)
-    mid_states = tuple(_towards(s, x0, coefficients.mid_keep) for s, x0 in zip(states, first, strict=True))
-    mid_sigmas = sigmas.clone()
-    mid_sigmas[step] = coefficients.sigma_mid  # same step index (guidance skip-steps), midpoint sigma
-    mid = _predict(denoise_fn, *mid_states, mid_sigmas, step)
-    advanced = []
-    for state, x0, x0_mid in zip(states, first, mid, strict=True):
-        if state is None or x0 is None or x0_mid is None:
-            advanced.append(state)
-            continue
-        latent = _combine(
-            state.latent, coefficients.keep, (coefficients.first_weight, x0), (coefficients.mid_weight, x0_mid)
-        )
+    eps = {i: first[i].double() - anchor[i] for i in live}
+    mid = {i: anchor[i] + h * c.a21 * eps[i] for i in live}
+    if noise is not None:
+        substep_sigmas = torch.stack([sigma, sigma_mid])
+        for i in live:  # video first, then audio: the draw order of the substep generator
+            mid[i] = _renoised(noise.stepper, states[i], anchor[i], mid[i], substep_sigmas, 0, noise.substep)
+        if h < 0.5 and float(sigma) > 0.03:
+            for _ in range(anchor_iterations):
+                for i in live:
+                    anchor[i] = mid[i] - h * c.a21 * eps[i]
+                    eps[i] = first[i].double() - anchor[i]
+    mid_states = [replace(s, latent=mid[i].to(s.latent.dtype)) if s is not None else None for i, s in enumerate(states)]
+    second = _predict(denoise_fn, *mid_states, torch.stack([sigma_mid]).to(sigmas.device), 0)
+    advanced = list(states)
+    for i in live:
+        target = anchor[i] + h * (c.b1 * eps[i] + c.b2 * (second[i].double() - anchor[i]))
         if noise is not None:
-            latent = _inject_noise(noise[0], state, latent, sigmas, step, noise[1])
-        advanced.append(replace(state, latent=latent))
+            target = _renoised(noise.stepper, states[i], anchor[i], target, sigmas, step, noise.step)
+        advanced[i] = replace(states[i], latent=target.to(states[i].latent.dtype))
     return advanced[0], advanced[1]
 
 
@@ -231,42 +265,40 @@ def res2s_denoising_loop(
     stepper: DiffusionStepProtocol,
     denoise_fn: DenoiseFn,
     on_step: StepCallback | None = None,
-    noise_generator: torch.Generator | None = None,
-    c2: float = 0.5,
+    noise_seed: int = RES2S_NOISE_SEED,
+    substep_noise_seed: int | None = None,
+    sde_noise: bool = True,
+    anchor_iterations: int = RES2S_ANCHOR_ITERATIONS,
 ) -> tuple[LatentState, LatentState | None]:
-    """res_2s: second order, two model evaluations per step (error ~1/steps^2 instead of ~1/steps).
+    """res_2s (see above): two model evaluations per step, second order.
 
-    Without ``noise_generator`` this is the deterministic (ODE) sampler and ``stepper`` is unused.
-    With one, every step except the last re-noises its result through ``stepper`` when it is a
-    ``Res2sDiffusionStep`` (else a new one), drawing from that generator: the same seed gives the
-    same result. The step to sigma 0 returns the clean estimate.
+    ``stepper`` is used when it is a ``Res2sDiffusionStep`` (a new one otherwise). The SDE noise is
+    drawn on the latent's device from generators seeded ``noise_seed`` and ``substep_noise_seed``
+    (default ``noise_seed + 10000``); ``sde_noise=False`` gives the deterministic (ODE) sampler.
     """
     noise = None
-    if noise_generator is not None:
-        noise = (stepper if isinstance(stepper, Res2sDiffusionStep) else Res2sDiffusionStep(), noise_generator)
+    if sde_noise:
+        device = video_state.latent.device
+        substep_seed = noise_seed + RES2S_SUBSTEP_SEED_OFFSET if substep_noise_seed is None else substep_noise_seed
+        noise = _Res2sNoise(
+            stepper=stepper if isinstance(stepper, Res2sDiffusionStep) else Res2sDiffusionStep(),
+            step=torch.Generator(device=device).manual_seed(noise_seed),
+            substep=torch.Generator(device=device).manual_seed(substep_seed),
+        )
     steps = len(sigmas) - 1
+    ends_clean = float(sigmas[-1]) == 0.0
+    if ends_clean:
+        sigmas = torch.cat([sigmas[:-1], torch.tensor([RES2S_LAST_SIGMA, 0.0], device=sigmas.device)])
+    step_sizes = -torch.log(sigmas[1:].double().cpu() / sigmas[:-1].double().cpu())
+    states = (video_state, audio_state)
     for step in range(steps):
-        sigma, sigma_next = float(sigmas[step]), float(sigmas[step + 1])
-        if sigma_next == 0.0:
-            video_x0, audio_x0 = _predict(denoise_fn, video_state, audio_state, sigmas, step)
-            video_state, audio_state = _advance(video_state, video_x0), _advance(audio_state, audio_x0)
-        elif sigma_next < sigma:
-            video_state, audio_state = _res2s_step(sigmas, step, (video_state, audio_state), denoise_fn, c2, noise)
+        states = _res2s_step(sigmas, step, float(step_sizes[step]), states, denoise_fn, noise, anchor_iterations)
         if on_step:
             on_step(step + 1, steps)
-    return video_state, audio_state
-
-
-#: Keeps the SDE noise stream apart from the initial noise drawn with the same seed.
-RES2S_NOISE_SEED_OFFSET = 1_000_003
-
-
-def seeded_res2s_loop(seed: int, sde_noise: bool = True) -> DenoisingLoop:
-    """res_2s ready for a pipeline; SDE noise comes from a CPU generator so a seed means the same on any device."""
-    if not sde_noise:
-        return res2s_denoising_loop
-    generator = torch.Generator(device="cpu").manual_seed(seed + RES2S_NOISE_SEED_OFFSET)
-    return partial(res2s_denoising_loop, noise_generator=generator)
+    if ends_clean:
+        video_x0, audio_x0 = _predict(denoise_fn, *states, sigmas, steps)
+        states = (_advance(states[0], video_x0), _advance(states[1], audio_x0))
+    return states
 
 
 def default_stepper() -> DiffusionStepProtocol:
@@ -283,5 +315,4 @@ __all__ = [
     "keep_conditioned_tokens",
     "res2s_coefficients",
     "res2s_denoising_loop",
-    "seeded_res2s_loop",
 ]

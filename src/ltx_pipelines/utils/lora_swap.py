@@ -6,6 +6,10 @@ of the file; instead we add ``strength * B @ A`` to the affected weights in plac
 put the original weights back afterwards. The originals are kept exactly (a copy
 of each touched weight, on the host when the model is on a GPU), so removal is
 bit-exact, and each LoRA file is read once per ledger.
+
+The delta is rounded as ltx-core rounds it when it fuses LoRAs at build time (product in
+the LoRA's dtype, then the weight's; several LoRAs summed together): a swapped-in LoRA gives
+the very weights a transformer built with it has, and the reference pipeline's frames.
 """
 
 from __future__ import annotations
@@ -49,20 +53,21 @@ class LoraSwapper:
             return
         started = time.perf_counter()
         self.restore(model)
-        deltas: dict[str, torch.Tensor] = {}
+        deltas: dict[str, list[torch.Tensor]] = {}
         params = dict(model.named_parameters())
         for lora in loras:
             for module, (a, b) in self._lora_factors(lora).items():
                 weight = params.get(f"{module}.weight")
                 if weight is None:
                     continue
-                delta = (b.to(weight.device, torch.float32) * lora.strength) @ a.to(weight.device, torch.float32)
-                deltas[module] = deltas[module] + delta if module in deltas else delta
-        for module, delta in deltas.items():
+                delta = torch.matmul(b.to(weight.device) * lora.strength, a.to(weight.device))
+                deltas.setdefault(module, []).append(delta.to(weight.dtype))
+        for module, parts in deltas.items():
             weight = params[f"{module}.weight"]
             host = "cpu" if weight.device.type == "cuda" else weight.device
             self._backup[module] = weight.detach().to(host, copy=True)
-            weight.data.copy_((weight.detach().float() + delta).to(weight.dtype))
+            delta = parts[0] if len(parts) == 1 else torch.stack(parts).sum(dim=0)
+            weight.data.copy_(delta + weight.detach())
         self.active = tuple(loras)
         if loras:
             logger.info("Applied %d LoRA(s) to %d weights in memory in %.1f s", len(loras), len(deltas), time.perf_counter() - started)

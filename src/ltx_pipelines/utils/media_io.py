@@ -337,9 +337,16 @@ def check_output_path(path: PathLike, overwrite: bool = False) -> Path:
     if p.is_dir():
         raise InputError(f"Output path '{p}' is a folder; give a file name ending in .mp4.")
     if p.exists() and not overwrite:
-        raise OutputExistsError(f"Output file '{p}' exists; choose another --output-path or delete it first.")
+        raise OutputExistsError(_exists_message(p))
     _check_folder_writable(p.parent.resolve())
     return p.resolve()
+
+
+def _exists_message(path: Path) -> str:
+    return (
+        f"Output file '{path}' exists; pass --overwrite (overwrite=True from Python) to replace it, "
+        "or choose another --output-path."
+    )
 
 
 def _check_folder_writable(folder: Path) -> None:
@@ -489,7 +496,7 @@ def write_video(
     """
     final = Path(path).expanduser()
     if final.exists() and not overwrite:
-        raise OutputExistsError(f"Output file '{final}' exists; choose another --output-path or delete it first.")
+        raise OutputExistsError(_exists_message(final))
     if final.is_dir():
         raise InputError(f"Output path '{final}' is a folder; give a file name ending in .mp4.")
     if fps <= 0:
@@ -509,3 +516,20 @@ def write_video(
         partial.unlink(missing_ok=True)
         raise
     return final
+
+
+def encode_video(
+    video: torch.Tensor | Iterable[torch.Tensor],
+    fps: float,
+    audio: Audio | None,
+    output_path: PathLike,
+    video_chunks_number: int | None = None,  # noqa: ARG001 - the reference sizes a progress bar with it
+    *,
+    overwrite: bool = False,
+    metadata: dict[str, str] | None = None,
+) -> Path:
+    """The reference's ``encode_video`` call, on our writer: what ``video, audio = pipeline(...)`` unpacks to.
+
+    Written atomically like every output; an existing file is refused unless ``overwrite=True``.
+    """
+    return write_video(output_path, video, fps, audio, metadata=metadata, overwrite=overwrite)

@@ -9,7 +9,8 @@ pinned tokens come out of a stage bit for bit unchanged.
 Timing facts used here (LTX-2's VAEs):
 
 * video latent frame 0 is pixel frame 0; latent frame k >= 1 covers pixel frames 8k-7 .. 8k;
-* audio latents run at sample_rate / hop_length / 4 per second (16000 / 160 / 4 = 25).
+* audio latents run at sample_rate / hop_length / 4 per second (16000 / 160 / 4 = 25), and
+  latent k spans mel hops 4k-3 .. 4k+1 (causal), i.e. [(4k - 3) / 100, (4k + 1) / 100) s.
 """
 
 from __future__ import annotations
@@ -18,10 +19,11 @@ import logging
 import math
 
 import torch
+from ltx_core.components.patchifiers import AudioPatchifier, VideoLatentPatchifier, get_pixel_coords
 from ltx_core.conditioning import ConditioningError
 from ltx_core.model.audio_vae import encode_audio
 from ltx_core.tools import LatentTools
-from ltx_core.types import Audio, LatentState
+from ltx_core.types import Audio, AudioLatentShape, LatentState, SpatioTemporalScaleFactors, VideoLatentShape
 
 from ltx_pipelines.utils.media_io import video_to_tensor
 from ltx_pipelines.utils.model_ledger import LatentFormat, ModelLedger
@@ -88,14 +90,23 @@ def pixel_frames_in_window(start_time: float, end_time: float, frame_rate: float
     return range(first, stop)
 
 
-def video_window_mask(frames: range, num_latent_frames: int) -> torch.Tensor:
-    """[F'] float mask: 1 for every latent frame that holds at least one of ``frames``."""
-    mask = torch.zeros(num_latent_frames)
-    if len(frames):
-        first = latent_frame_of_pixel_frame(frames.start)
-        last = latent_frame_of_pixel_frame(frames.stop - 1)
-        mask[first : last + 1] = 1.0
-    return mask
+def _overlapping(spans: torch.Tensor, start_time: float, end_time: float) -> torch.Tensor:
+    """[N] float mask of the [start, end) second spans ([N, 2]) that overlap [start_time, end_time)."""
+    return ((spans[:, 1] > start_time) & (spans[:, 0] < end_time)).to(torch.float32)
+
+
+def video_window_mask(start_time: float, end_time: float, num_latent_frames: int, frame_rate: float) -> torch.Tensor:
+    """[F'] float mask: 1 for every latent frame whose time span overlaps [start_time, end_time).
+
+    A latent frame spans the pixel frames it encodes, positioned as ltx-core positions them for the
+    model (frame 0 alone, then 8 frames per latent frame): latent frame k >= 1 spans
+    [(8k - 7) / fps, (8k + 1) / fps). A window that starts between two frames thus includes the
+    latent frame that ends there (as the reference pipeline does).
+    """
+    shape = VideoLatentShape(batch=1, channels=1, frames=num_latent_frames, height=1, width=1)
+    bounds = VideoLatentPatchifier(patch_size=1).get_patch_grid_bounds(shape)
+    pixel_spans = get_pixel_coords(bounds, SpatioTemporalScaleFactors.default(), causal_fix=True)[0, 0]
+    return _overlapping(pixel_spans / frame_rate, start_time, end_time)
 
 
 def audio_latents_per_second(fmt: LatentFormat) -> float:
@@ -103,13 +114,19 @@ def audio_latents_per_second(fmt: LatentFormat) -> float:
 
 
 def audio_window_mask(start_time: float, end_time: float, num_latent_frames: int, fmt: LatentFormat) -> torch.Tensor:
-    """[T] float mask: 1 for every audio latent frame overlapping [start_time, end_time)."""
-    rate = audio_latents_per_second(fmt)
-    first = max(0, math.floor(start_time * rate + 1e-6))
-    stop = min(num_latent_frames, math.ceil(end_time * rate - 1e-6))
-    mask = torch.zeros(num_latent_frames)
-    mask[first:stop] = 1.0
-    return mask
+    """[T] float mask: 1 for every audio latent frame whose time span overlaps [start_time, end_time).
+
+    The spans are the ones ltx-core gives the audio tokens (causal: latent frame k ends 1 mel hop
+    after its last mel frame starts, i.e. [(4k - 3), (4k + 1)) hops, clipped at 0).
+    """
+    shape = AudioLatentShape(
+        batch=1, channels=fmt.audio_channels, frames=num_latent_frames, mel_bins=fmt.audio_mel_bins
+    )
+    patchifier = AudioPatchifier(
+        patch_size=1, sample_rate=fmt.audio_sample_rate, hop_length=fmt.audio_hop_length,
+        audio_latent_downsample_factor=AUDIO_LATENT_DOWNSAMPLE,
+    )  # fmt: skip
+    return _overlapping(patchifier.get_patch_grid_bounds(shape)[0, 0], start_time, end_time)
 
 
 # --------------------------------------------------------------------------- frames
@@ -148,13 +165,16 @@ def as_stereo(audio: Audio) -> Audio:
     return Audio(waveform=waveform[:2].contiguous(), sampling_rate=audio.sampling_rate)
 
 
-def encode_audio_latent(ledger: ModelLedger, audio: Audio, num_latent_frames: int) -> torch.Tensor:
+def encode_audio_latent(
+    ledger: ModelLedger, audio: Audio, num_latent_frames: int, waveform_dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
     """Waveform (any rate, mono or stereo) -> normalised audio latent [1, C, T, mel] with T = num_latent_frames.
 
     The audio VAE is causal in time, so silence appended at the end (to make sure the encoder
     yields enough frames) changes no earlier latent; the surplus is then cut off.
+    ``waveform_dtype`` is the precision the mel spectrogram is computed in.
     """
-    stereo = as_stereo(audio).waveform.float()
+    stereo = as_stereo(audio).waveform.to(waveform_dtype)
     needed = math.ceil((num_latent_frames + 1) / audio_latents_per_second(ledger.latent_format) * audio.sampling_rate)
     if stereo.shape[1] < needed:
         stereo = torch.nn.functional.pad(stereo, (0, needed - stereo.shape[1]))

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -73,6 +74,11 @@ class GenerationResult:
     output_path: Path | None = None
     metadata: dict[str, str] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage of this generation
+
+    def __iter__(self) -> Iterator[object]:
+        """``video, audio = result``, as the reference's return value: an iterator of uint8 [F, H, W, 3] chunks
+        and the Audio (both what ``media_io.encode_video`` takes)."""
+        return iter((chunked(self.frames), self.audio))
 
 
 def _lora_list(loras: object) -> tuple[LoraPathStrengthAndSDOps, ...]:

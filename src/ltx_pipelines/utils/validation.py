@@ -44,3 +44,20 @@ def check_generation(height: int, width: int, num_frames: int, frame_rate: float
     check_size(height, width, size_multiple)
     check_num_frames(num_frames)
     check_positive("--frame-rate", frame_rate)
+
+
+def check_prompt(prompt: object, conditioned_by: str | None = None) -> None:
+    """Refuse a missing or blank prompt, unless another input drives the video (``conditioned_by`` names it).
+
+    Text-to-video from nothing is not a request; with conditioning images, a reference video (IC-LoRA),
+    a soundtrack (audio-to-video) or a source clip (retake), an empty prompt is meaningful.
+    """
+    if not isinstance(prompt, str):
+        raise InputError(f"--prompt must be text; got {type(prompt).__name__}.")
+    if prompt.strip() or conditioned_by:
+        return
+    raise InputError(
+        "--prompt is empty: describe what the video should show (and sound like). An empty prompt is accepted "
+        "only with another input that drives the video: --image (any text/image-to-video pipeline), a reference "
+        "video (ic_lora), a soundtrack (a2vid_two_stage) or a source clip (retake)."
+    )

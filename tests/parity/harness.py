@@ -1,0 +1,412 @@
+"""Parity with the reference package: the same request run by ltx-pipelines 1.0.0 and by us.
+
+The pieces the parity test (and a person chasing a difference) needs:
+
+* :func:`install_reference`: the published ``ltx-pipelines==1.0.0`` wheel, installed with
+  ``pip install --target`` into a cache folder (never into the venv: it has our package's name);
+  it shares the venv's ltx-core, torch, transformers and PyAV.
+* :func:`parity_bundle`: the smoke model with the real latent channel counts (the reference
+  hard-codes 128 video / 8 audio channels), plus the input files the requests use.
+* :func:`cases`: one request per pipeline, in the reference's own argument names, with tiny
+  sizes and explicit settings.
+* :func:`run_reference` (a subprocess, see ``reference_runner.py``) and :func:`run_ours`
+  (in-process, the same arguments, bfloat16 as the reference hard-codes) and :func:`differences`.
+
+Run by hand to see the differences of some pipelines::
+
+    PYTHONPATH=src:tests python -m parity.harness retake ti2vid_two_stages_hq
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import torch
+
+REFERENCE = "ltx-pipelines==1.0.0"
+REFERENCE_WHEEL = "ltx_pipelines-1.0.0-py3-none-any.whl"
+RUNNER = Path(__file__).with_name("reference_runner.py")
+PIPELINES = (
+    "ti2vid_one_stage",
+    "ti2vid_two_stages",
+    "ti2vid_two_stages_hq",
+    "distilled",
+    "ic_lora",
+    "keyframe_interpolation",
+    "a2vid_two_stage",
+    "retake",
+)
+CLASSES = {
+    "ti2vid_one_stage": "TI2VidOneStagePipeline",
+    "ti2vid_two_stages": "TI2VidTwoStagesPipeline",
+    "ti2vid_two_stages_hq": "TI2VidTwoStagesHQPipeline",
+    "distilled": "DistilledPipeline",
+    "ic_lora": "ICLoraPipeline",
+    "keyframe_interpolation": "KeyframeInterpolationPipeline",
+    "a2vid_two_stage": "A2VidPipelineTwoStage",
+    "retake": "RetakePipeline",
+}
+
+logger = logging.getLogger(__name__)
+
+
+class ReferenceUnavailable(RuntimeError):
+    """The package index could not be reached (or the wheel not installed): the parity test skips."""
+
+
+# --------------------------------------------------------------------------- the reference install
+
+
+def default_cache() -> Path:
+    return Path(os.environ.get("LTX_PARITY_CACHE", Path.home() / ".cache" / "ltx-parity"))
+
+
+def install_reference(cache: Path) -> Path:
+    """The reference's import root (``<cache>/reference``), installed on first use and reused after."""
+    target = cache / "reference"
+    if (target / "ltx_pipelines" / "retake.py").is_file():
+        return target
+    cache.mkdir(parents=True, exist_ok=True)
+    wheels = cache / "wheels"
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-input"]
+    download = subprocess.run(
+        [*pip, "download", "--no-deps", "--timeout", "20", "--retries", "1", "-d", str(wheels), REFERENCE],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    if download.returncode != 0:
+        raise ReferenceUnavailable(f"could not download {REFERENCE}: {download.stderr.strip()[-400:]}")
+    staging = Path(tempfile.mkdtemp(prefix=".reference-", dir=cache))
+    install = subprocess.run(
+        [*pip, "install", "--no-deps", "--no-compile", "--target", str(staging), str(wheels / REFERENCE_WHEEL)],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    if install.returncode != 0:
+        raise ReferenceUnavailable(f"could not install {REFERENCE}: {install.stderr.strip()[-400:]}")
+    staging.rename(target)  # complete installs only: a second run never sees half a package
+    return target
+
+
+# --------------------------------------------------------------------------- bundle and inputs
+
+
+@dataclass(frozen=True)
+class ParityFiles:
+    """The real-channel bundle and the media the requests read."""
+
+    bundle: object  # ltx_pipelines.smoke_model.SmokeBundle
+    image: Path
+    second_image: Path
+    clip: Path  # 64x64, 17 frames at 24 fps, with a stereo PCM track: retake source, IC-LoRA reference
+    audio: Path  # 1 s of stereo 44.1 kHz wav: audio-to-video soundtrack
+
+
+def parity_bundle(cache: Path) -> ParityFiles:
+    from ltx_pipelines.smoke_model import REAL_CHANNEL_SIZES, ensure_smoke_bundle
+
+    bundle = ensure_smoke_bundle(cache / "bundle-real-channels", sizes=REAL_CHANNEL_SIZES)
+    media = cache / "media"
+    media.mkdir(parents=True, exist_ok=True)
+    files = ParityFiles(bundle, media / "image.png", media / "image2.png", media / "clip.mov", media / "audio.wav")
+    if not files.image.exists():
+        _write_image(files.image, shade=90)
+        _write_image(files.second_image, shade=200)
+    if not files.clip.exists():
+        _write_clip(files.clip)
+    if not files.audio.exists():
+        _write_wav(files.audio, seconds=1.0, rate=44100)
+    return files
+
+
+def _write_image(path: Path, shade: int) -> None:
+    from PIL import Image
+
+    w, h = 96, 80
+    pixels = np.zeros((h, w, 3), dtype=np.uint8)
+    pixels[..., 0] = np.linspace(0, 255, w, dtype=np.uint8)[None, :]
+    pixels[..., 1] = np.linspace(255, 0, h, dtype=np.uint8)[:, None]
+    pixels[..., 2] = shade
+    pixels[20:40, 24:48] = 255
+    Image.fromarray(pixels).save(path)
+
+
+def _tone(seconds: float, rate: int) -> np.ndarray:
+    t = np.arange(round(seconds * rate)) / rate
+    return np.stack([0.3 * np.sin(2 * np.pi * 440 * t), 0.2 * np.sin(2 * np.pi * 660 * t)]).astype(np.float32)
+
+
+def _write_clip(path: Path, frames: int = 17, fps: int = 24, size: int = 64, audio_rate: int = 16000) -> None:
+    """H.264 video and 16-bit PCM audio (a little longer than the video, as AAC padding would make it).
+
+    PCM, not AAC: the reference reads audio after a seek to the start, which makes FFmpeg's AAC decoder
+    lose its warm-up and decode the first 36 ms differently; ours decodes them as written.
+    """
+    x = np.linspace(0, 255, size, dtype=np.float32)
+    audio = (_tone(frames / fps + 0.1, audio_rate) * 32767).astype(np.int16)
+    with av.open(str(path), "w", format="mov") as container:
+        video = container.add_stream("libx264", rate=fps)
+        video.width = video.height = size
+        video.pix_fmt = "yuv420p"
+        sound = container.add_stream("pcm_s16le", rate=audio_rate, layout="stereo")
+        for i in range(frames):
+            rgb = np.stack([np.roll(x, 3 * i)[None, :].repeat(size, 0), x[:, None].repeat(size, 1),
+                            np.full((size, size), 40.0 + 10 * i)], -1).astype(np.uint8)  # fmt: skip
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            frame.pts = i
+            container.mux(video.encode(frame))
+        container.mux(video.encode(None))
+        chunk = av.AudioFrame.from_ndarray(np.ascontiguousarray(audio.T).reshape(1, -1), format="s16", layout="stereo")
+        chunk.sample_rate = audio_rate
+        chunk.pts = 0
+        container.mux(sound.encode(chunk))
+        container.mux(sound.encode(None))
+
+
+def _write_wav(path: Path, seconds: float, rate: int) -> None:
+    samples = _tone(seconds, rate)
+    with av.open(str(path), "w", format="wav") as container:
+        stream = container.add_stream("pcm_s16le", rate=rate, layout="stereo")
+        pcm = (samples.T.reshape(1, -1) * 32767).astype(np.int16)
+        frame = av.AudioFrame.from_ndarray(pcm, format="s16", layout="stereo")
+        frame.sample_rate = rate
+        frame.pts = 0
+        frame.time_base = Fraction(1, rate)
+        for packet in stream.encode(frame):
+            container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+
+
+# --------------------------------------------------------------------------- the requests
+
+PROMPT = "a red fox runs through fresh snow, camera follows"
+NEGATIVE = "blurry, low quality"
+SEED = 42
+SIZE = 64
+FRAMES = 9
+FPS = 24.0
+STEPS = 3
+GUIDED_VIDEO = {"cfg_scale": 3.0, "stg_scale": 1.0, "stg_blocks": [1], "rescale_scale": 0.7, "modality_scale": 3.0,
+                "skip_step": 0}  # fmt: skip
+GUIDED_AUDIO = {**GUIDED_VIDEO, "cfg_scale": 7.0}
+HQ_VIDEO = {"cfg_scale": 3.0, "stg_scale": 0.0, "stg_blocks": [], "rescale_scale": 0.45, "modality_scale": 3.0,
+            "skip_step": 0}  # fmt: skip
+HQ_AUDIO = {**HQ_VIDEO, "cfg_scale": 7.0, "rescale_scale": 1.0}
+
+
+def cases(files: ParityFiles) -> dict[str, dict]:
+    """Per pipeline: constructor and call arguments, as a reference user writes them (JSON values)."""
+    b = files.bundle
+    common = {"seed": SEED, "height": SIZE, "width": SIZE, "num_frames": FRAMES, "frame_rate": FPS}
+    guided = {"prompt": PROMPT, "negative_prompt": NEGATIVE, **common, "num_inference_steps": STEPS,
+              "video_guider_params": GUIDED_VIDEO, "audio_guider_params": GUIDED_AUDIO}  # fmt: skip
+    full = {"checkpoint_path": str(b.checkpoint), "gemma_root": str(b.gemma_root), "loras": []}
+    two_stage = {
+        **full, "distilled_lora": [[str(b.distilled_lora), 0.8]], "spatial_upsampler_path": str(b.spatial_upsampler)
+    }
+    distilled = {"distilled_checkpoint_path": str(b.distilled_checkpoint), "gemma_root": str(b.gemma_root),
+                 "spatial_upsampler_path": str(b.spatial_upsampler), "loras": []}  # fmt: skip
+    keyframes = [[str(files.image), 0, 1.0, 33], [str(files.second_image), FRAMES - 1, 1.0, 33]]
+    return {
+        "ti2vid_one_stage": {"init": full, "call": {**guided, "images": []}},
+        "ti2vid_two_stages": {"init": two_stage, "call": {**guided, "images": []}},
+        "ti2vid_two_stages_hq": {
+            "init": {**two_stage, "distilled_lora_strength_stage_1": 0.25, "distilled_lora_strength_stage_2": 0.5},
+            "call": {**guided, "video_guider_params": HQ_VIDEO, "audio_guider_params": HQ_AUDIO, "images": []},
+        },
+        "distilled": {"init": distilled, "call": {"prompt": PROMPT, **common, "images": []}},
+        "ic_lora": {
+            "init": {**distilled, "loras": [[str(b.ic_lora), 1.0]]},
+            "call": {"prompt": PROMPT, **common, "images": [], "video_conditioning": [[str(files.clip), 1.0]]},
+        },
+        "keyframe_interpolation": {"init": two_stage, "call": {**guided, "images": keyframes}},
+        "a2vid_two_stage": {
+            "init": two_stage,
+            "call": {**{k: v for k, v in guided.items() if k != "audio_guider_params"}, "images": [],
+                     "audio_path": str(files.audio)},
+        },  # fmt: skip
+        "retake": {
+            "init": full,
+            "call": {"video_path": str(files.clip), "prompt": PROMPT, "start_time": 0.36, "end_time": 0.5, "seed": SEED,
+                     "negative_prompt": NEGATIVE, "num_inference_steps": STEPS, "video_guider_params": GUIDED_VIDEO,
+                     "audio_guider_params": GUIDED_AUDIO},
+        },  # fmt: skip
+    }
+
+
+# --------------------------------------------------------------------------- running both
+
+
+@dataclass(frozen=True)
+class Output:
+    frames: torch.Tensor  # uint8 [F, H, W, 3]
+    audio: torch.Tensor  # float32 [channels, samples]
+    sampling_rate: int
+    seconds: float
+
+
+def reference_env(reference: Path) -> dict[str, str]:
+    """The reference first on the path, our src nowhere on it."""
+    ours = str(Path(__file__).resolve().parents[2] / "src")
+    inherited = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and Path(p).resolve() != Path(ours)]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(reference), *inherited]), "OMP_NUM_THREADS": "1"}
+
+
+def run_reference(
+    reference: Path, files: ParityFiles, names: list[str], workdir: Path, introspect: bool = False, timeout: float = 600
+) -> tuple[dict[str, Output], dict | None]:
+    """Run the reference for ``names`` in one subprocess; return its outputs (and its CLI/signature report)."""
+    requests = cases(files)
+    runs = [
+        {"name": n, "module": n, "cls": CLASSES[n], **requests[n], "out": str(workdir / f"reference-{n}.pt")}
+        for n in names
+    ]
+    report_path = workdir / "reference-api.json"
+    spec = {
+        "reference": str(reference),
+        "gemma_config": str(files.bundle.gemma_root / "config.json"),
+        "checkpoint": str(files.bundle.checkpoint),
+        "introspect": str(report_path) if introspect else None,
+        "runs": runs,
+    }
+    spec_path = workdir / "reference-spec.json"
+    spec_path.write_text(json.dumps(spec, indent=1))
+    started = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, str(RUNNER), str(spec_path)], env=reference_env(reference), cwd=workdir,
+        capture_output=True, text=True, timeout=timeout,
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise RuntimeError(f"the reference failed:\n{done.stdout[-2000:]}\n{done.stderr[-6000:]}")
+    elapsed = time.perf_counter() - started
+    outputs = {}
+    for run in runs:
+        saved = torch.load(run["out"])
+        outputs[run["name"]] = Output(saved["frames"], saved["audio"], saved["sampling_rate"], elapsed / len(runs))
+    report = json.loads(report_path.read_text()) if introspect else None
+    return outputs, report
+
+
+def run_ours(name: str, files: ParityFiles) -> Output:
+    """Our pipeline, built and called with the reference's arguments (+ bfloat16, which the reference hard-codes)."""
+    import importlib
+
+    request = cases(files)[name]
+    module = importlib.import_module(f"ltx_pipelines.{name}")
+    cls = getattr(module, CLASSES[name])
+    started = time.perf_counter()
+    pipeline = cls(**decode_arguments(request["init"]), device="cpu", dtype=torch.bfloat16)
+    result = pipeline(**decode_arguments(request["call"]))
+    audio = result.audio
+    return Output(result.frames, audio.waveform.float(), audio.sampling_rate, time.perf_counter() - started)
+
+
+def decode_arguments(values: dict) -> dict:
+    """JSON request values -> the objects the pipelines take (same rules as reference_runner.decode_value)."""
+    from ltx_core.components.guiders import MultiModalGuiderParams
+    from ltx_core.loader import LTXV_LORA_COMFY_RENAMING_MAP, LoraPathStrengthAndSDOps
+
+    from ltx_pipelines.utils.args import ImageConditioningInput
+
+    decoded = {}
+    for key, value in values.items():
+        if key.endswith("_guider_params") and value is not None:
+            value = MultiModalGuiderParams(**value)
+        elif key in ("loras", "distilled_lora"):
+            value = [LoraPathStrengthAndSDOps(path, strength, LTXV_LORA_COMFY_RENAMING_MAP) for path, strength in value]
+        elif key == "images":
+            value = [ImageConditioningInput(*image) for image in value]
+        elif key == "video_conditioning":
+            value = [tuple(item) for item in value]
+        decoded[key] = value
+    return decoded
+
+
+@dataclass(frozen=True)
+class Difference:
+    """How far our output is from the reference's: frames in levels of 255, audio in waveform units."""
+
+    video_max: int
+    video_mean: float
+    audio_max: float
+    audio_mean: float
+    audio_samples: int  # compared (the shorter of the two tracks)
+
+    def __str__(self) -> str:
+        return (
+            f"video max {self.video_max:3d} mean {self.video_mean:7.4f} | "
+            f"audio max {self.audio_max:.5f} mean {self.audio_mean:.6f} over {self.audio_samples} samples"
+        )
+
+
+def differences(ours: Output, reference: Output) -> Difference:
+    if ours.frames.shape != reference.frames.shape:
+        raise AssertionError(
+            f"frame shapes differ: ours {tuple(ours.frames.shape)}, reference {tuple(reference.frames.shape)}"
+        )
+    if ours.sampling_rate != reference.sampling_rate or ours.audio.shape[0] != reference.audio.shape[0]:
+        raise AssertionError(
+            f"audio formats differ: ours {tuple(ours.audio.shape)} at {ours.sampling_rate} Hz, "
+            f"reference {tuple(reference.audio.shape)} at {reference.sampling_rate} Hz"
+        )
+    video = (ours.frames.to(torch.int16) - reference.frames.to(torch.int16)).abs()
+    n = min(ours.audio.shape[-1], reference.audio.shape[-1])
+    audio = (ours.audio[..., :n] - reference.audio[..., :n]).abs()
+    return Difference(int(video.max()), float(video.float().mean()), float(audio.max()), float(audio.mean()), n)
+
+
+def main(argv: list[str]) -> None:
+    names = argv or list(PIPELINES)
+    torch.set_num_threads(1)
+    cache = default_cache()
+    reference = install_reference(cache)
+    files = parity_bundle(cache)
+    with tempfile.TemporaryDirectory() as tmp:
+        theirs, _ = run_reference(reference, files, names, Path(tmp))
+    for name in names:
+        ours = run_ours(name, files)
+        print(f"{name:24s} {differences(ours, theirs[name])}  (ours {ours.seconds:.1f} s)", flush=True)
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.WARNING)
+    main(sys.argv[1:])
+
+
+# --------------------------------------------------------------------------- our API, described like the reference's
+
+
+def our_parser(module_name: str) -> "argparse.ArgumentParser":
+    """The parser our module's main() builds (captured when it parses; nothing runs)."""
+    import argparse
+    import importlib
+
+    class Captured(Exception):
+        pass
+
+    module = importlib.import_module(f"ltx_pipelines.{module_name}")
+    original = argparse.ArgumentParser.parse_args
+    captured: list[argparse.ArgumentParser] = []
+
+    def capture(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        captured.append(self)
+        raise Captured
+
+    argparse.ArgumentParser.parse_args = capture  # scoped: restored below
+    try:
+        module.main([])
+    except Captured:
+        return captured[0]
+    finally:
+        argparse.ArgumentParser.parse_args = original
+    raise RuntimeError(f"ltx_pipelines.{module_name}.main() never parsed its arguments")
