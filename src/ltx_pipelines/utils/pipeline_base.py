@@ -22,6 +22,7 @@ from ltx_core.quantization import QuantizationPolicy
 from ltx_core.types import Audio
 
 from ltx_pipelines.memory.offload import OffloadMode
+from ltx_pipelines.parallel.process_group import join_group
 from ltx_pipelines.utils import constants as C
 from ltx_pipelines.utils.checkpoints import (
     CheckpointInfo,
@@ -99,6 +100,8 @@ class PipelineBase:
         max_gpu_memory: float | None = None,
     ):
         self.checkpoint: CheckpointInfo = inspect_ltx_checkpoint(checkpoint_path)
+        # Inside a process group of several ranks (torchrun, or the caller's): this rank's share of the work.
+        self.parallel, device = join_group(self.checkpoint.config, device)
         find_gemma_files(gemma_root)
         if self.needs_upsampler:
             if spatial_upsampler_path is None:

@@ -1,0 +1,33 @@
+"""Running several ranks on the CPU (gloo): torchrun subprocesses and spawned worker processes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    src = str(REPO / "src")
+    tests = str(REPO / "tests")
+    path = os.pathsep.join([src, tests, os.environ.get("PYTHONPATH", "")])
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": path, **(extra or {})}
+
+
+def run_torchrun(nproc: int, *args: object, timeout: float = 240, env: dict[str, str] | None = None):
+    """``torchrun --standalone --nproc-per-node nproc ARGS...``; returns the finished process."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}"]
+    return subprocess.run(
+        [*command, *map(str, args)], capture_output=True, text=True, timeout=timeout, env=_env(env), cwd=REPO
+    )
+
+
+@pytest.fixture
+def torchrun():
+    """Run a command under torchrun on the CPU: ``torchrun(2, "-m", "ltx_pipelines.distilled", ...)``."""
+    return run_torchrun
