@@ -31,3 +31,21 @@ def run_torchrun(nproc: int, *args: object, timeout: float = 240, env: dict[str,
 def torchrun():
     """Run a command under torchrun on the CPU: ``torchrun(2, "-m", "ltx_pipelines.distilled", ...)``."""
     return run_torchrun
+
+
+@pytest.fixture(scope="session")
+def transformer_report(smoke_bundle, tmp_path_factory):  # noqa: ANN001, ANN201
+    """``transformer_report(n)``: the report of ``transformer_check.py`` on ``n`` ranks (run once per n)."""
+    import json
+
+    reports: dict[int, dict] = {}
+
+    def get(nproc: int) -> dict:
+        if nproc not in reports:
+            out = tmp_path_factory.mktemp(f"transformer_check_{nproc}") / "report.json"
+            done = run_torchrun(nproc, REPO / "tests/parallel/transformer_check.py", smoke_bundle.root, out)
+            assert done.returncode == 0, done.stderr[-4000:]
+            reports[nproc] = json.loads(out.read_text())
+        return reports[nproc]
+
+    return get
