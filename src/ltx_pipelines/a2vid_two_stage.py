@@ -25,8 +25,6 @@ from ltx_pipelines.utils.errors import InputError
 from ltx_pipelines.utils.media_io import probe_media, read_audio
 from ltx_pipelines.utils.media_latents import MaskedLatent, as_stereo, encode_audio_latent
 from ltx_pipelines.utils.pipeline_base import GenerationResult, guider_metadata
-from ltx_pipelines.utils.prompt_enhancement import maybe_enhance_prompt
-from ltx_pipelines.utils.prompts import encode_prompts
 from ltx_pipelines.utils.stages import VideoGeometry, audio_latent_tools
 
 
@@ -96,8 +94,8 @@ class A2VidPipelineTwoStage(TwoStagePipelineBase):
         )
         negative_prompt = C.DEFAULT_NEGATIVE_PROMPT if negative_prompt is None else negative_prompt
 
-        prompt_used, enhancement = maybe_enhance_prompt(self.ledger, prompt, enhance_prompt, images, seed)
-        positive, negative = encode_prompts(self.ledger, [prompt_used, negative_prompt])
+        prompt_used, enhancement = self.enhance_prompt(prompt, enhance_prompt, images, seed)
+        positive, negative = self.encode_prompts([prompt_used, negative_prompt])
         audio_frames = audio_latent_tools(geometry, self.ledger.latent_format).target_shape.frames
         fixed_audio = [MaskedLatent.frozen(encode_audio_latent(self.ledger, audio, audio_frames))]
         generator = self.generator(seed)

@@ -27,10 +27,23 @@ def run_torchrun(nproc: int, *args: object, timeout: float = 240, env: dict[str,
     )
 
 
-@pytest.fixture
+def run_python(*args: object, timeout: float = 240, env: dict[str, str] | None = None):
+    """``python ARGS...`` in one process (the single-process reference of a torchrun run)."""
+    return subprocess.run(
+        [sys.executable, *map(str, args)], capture_output=True, text=True, timeout=timeout, env=_env(env), cwd=REPO
+    )
+
+
+@pytest.fixture(scope="session")
 def torchrun():
     """Run a command under torchrun on the CPU: ``torchrun(2, "-m", "ltx_pipelines.distilled", ...)``."""
     return run_torchrun
+
+
+@pytest.fixture(scope="session")
+def python():
+    """Run ``python ARGS...`` as a subprocess with the repository on the path."""
+    return run_python
 
 
 @pytest.fixture(scope="session")

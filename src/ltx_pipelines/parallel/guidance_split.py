@@ -150,7 +150,7 @@ class GuidanceSplit:
             if len(unit.ranks) > 1:
                 self.ctx.subgroup(unit.ranks)
         if self.ctx.rank == 0:
-            logger.info("Guidance split over %d ranks: %s", self.ctx.world_size, describe(plan, fork))
+            logger.info("Work split over %d ranks (%s): %s", self.ctx.world_size, self.ctx.backend, describe(plan, fork))
 
     def _executor(self, ranks: tuple[int, ...]) -> PassExecutor:
         """The inner executor for a one-rank group; the same with a Ulysses engine for several ranks."""

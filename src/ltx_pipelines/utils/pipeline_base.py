@@ -22,7 +22,10 @@ from ltx_core.quantization import QuantizationPolicy
 from ltx_core.types import Audio
 
 from ltx_pipelines.memory.offload import OffloadMode
+from ltx_pipelines.parallel.decode import decode_video_frames_across_ranks
+from ltx_pipelines.parallel.guidance_split import split_guidance
 from ltx_pipelines.parallel.process_group import join_group
+from ltx_pipelines.parallel.text_encoding import encode_prompts_on_rank_0, enhance_prompt_on_rank_0
 from ltx_pipelines.utils import constants as C
 from ltx_pipelines.utils.checkpoints import (
     CheckpointInfo,
@@ -206,6 +209,14 @@ class PipelineBase:
     def generator(self, seed: int) -> torch.Generator:
         return torch.Generator(device=self.device).manual_seed(seed)
 
+    def encode_prompts(self, prompts: list[str]) -> list[PromptEmbeddings]:
+        """Each prompt's embeddings (in a process group: encoded on rank 0, broadcast)."""
+        return encode_prompts_on_rank_0(self.parallel, self.ledger, prompts)
+
+    def enhance_prompt(self, prompt: str, enabled: bool, images: list = (), seed: int = 0) -> tuple[str, dict]:
+        """(prompt to encode, metadata): Gemma's rewrite when enabled (in a process group: on rank 0)."""
+        return enhance_prompt_on_rank_0(self.parallel, self.ledger, prompt, enabled, images, seed)
+
     def image_conditionings(
         self, images: list[ImageConditioningInput], geometry: VideoGeometry, by_guiding_latent: bool = False
     ) -> list[ConditioningItem]:
@@ -256,7 +267,7 @@ class PipelineBase:
 
     def pass_executor(self, transformer: X0Model) -> PassExecutor:
         """How this pipeline's transformer passes run: the one place that picks engine and schedule."""
-        return TransformerPasses(transformer)
+        return split_guidance(TransformerPasses(transformer), self.parallel)  # unchanged without a process group
 
     def distilled_stage(
         self,
@@ -328,13 +339,16 @@ class PipelineBase:
         audio: Audio | None = None,
     ) -> GenerationResult:
         """Decode video (and audio unless given), then write the mp4 if a path was given."""
-        frames = decode_video_frames(self.ledger, latents.video, generator, tiling_config)
+        if self.parallel is None:
+            frames = decode_video_frames(self.ledger, latents.video, generator, tiling_config)
+        else:
+            frames = decode_video_frames_across_ranks(self.parallel, self.ledger, latents.video, generator, tiling_config)
         if audio is None:
             audio = decode_audio_waveform(self.ledger, latents.audio)
         tags = self.output_metadata(metadata, geometry)
         result = GenerationResult(frames=frames, audio=audio, frame_rate=geometry.frame_rate, metadata=tags)
         result.timings = self.ledger.timings  # filled in as the stages ran (write time added below)
-        if output_path is not None:
+        if output_path is not None and (self.parallel is None or self.parallel.is_writer):  # rank 0 writes
             started = time.perf_counter()
             with self.ledger.timed("write mp4"):
                 result.output_path = write_video(
