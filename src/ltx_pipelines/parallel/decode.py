@@ -145,6 +145,17 @@ def _my_share(
     return torch.cat([chunk.cpu() for chunk in decode_video(latent, decoder, tiling, generator=generator)], dim=0)
 
 
+def decode_frames(
+    ctx: ParallelContext,
+    decoder: VideoDecoder,
+    latent: torch.Tensor,
+    generator: torch.Generator | None,
+    tiling: TilingConfig | None,
+) -> torch.Tensor:
+    """uint8 frames [F, H, W, 3] on every rank: what ``decode_video`` gives in one process, bit for bit."""
+    return _frames_from_rank_0(ctx, _my_share(ctx, decoder, latent, generator, tiling))
+
+
 def decode_video_frames_across_ranks(
     ctx: ParallelContext,
     ledger: ModelLedger,
@@ -167,4 +178,4 @@ def decode_video_frames_across_ranks(
     return frames
 
 
-__all__ = ["decode_tiles_across_ranks", "decode_video_frames_across_ranks", "splits_across_ranks"]
+__all__ = ["decode_frames", "decode_tiles_across_ranks", "decode_video_frames_across_ranks", "splits_across_ranks"]
