@@ -78,10 +78,10 @@ def full_size_files(root: Path) -> tuple[Path, Path, Path, Path]:
     save_file(tensors, str(checkpoint), metadata=metadata)
     lora = root / "distilled-lora-random.safetensors"
     generator = torch.Generator().manual_seed(0)
-    save_file({
-        "diffusion_model.patchify_proj.lora_A.weight": torch.randn(8, 128, generator=generator).to(torch.bfloat16),
-        "diffusion_model.patchify_proj.lora_B.weight": (0.01 * torch.randn(4096, 8, generator=generator)).to(torch.bfloat16),
-    }, str(lora))  # fmt: skip
+    factors = {"lora_A": torch.randn(8, 128, generator=generator), "lora_B": torch.randn(4096, 8, generator=generator)}
+    factors["lora_B"] /= 100
+    tensors = {f"diffusion_model.patchify_proj.{k}.weight": v.to(torch.bfloat16) for k, v in factors.items()}
+    save_file(tensors, str(lora))
     return checkpoint, lora, upsampler, gemma
 
 
@@ -212,7 +212,8 @@ def main() -> None:
     ctx = init_from_env("cpu" if args.tiny else None)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    tiling = TilingConfig(SpatialTilingConfig(64, 32), TemporalTilingConfig(16, 8)) if args.tiny else TilingConfig.default()
+    small_tiles = TilingConfig(SpatialTilingConfig(64, 32), TemporalTilingConfig(16, 8))  # several tiles at 128x128
+    tiling = small_tiles if args.tiny else TilingConfig.default()
     if args.tiny:
         torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:

@@ -79,6 +79,7 @@ def run(name: str, bundle: SmokeBundle, inputs: dict[str, Path], output: Path): 
         pipeline = DistilledPipeline(
             bundle.distilled_checkpoint, bundle.gemma_root, spatial_upsampler_path=bundle.spatial_upsampler
         )
+        pipeline.validate(**common, **SMALL)  # checks only: must not leave a rank waiting in a collective
         return pipeline(**common, **SMALL)
     if name in ("ti2vid_two_stages", "ti2vid_two_stages_hq", "keyframe_interpolation"):
         from ltx_pipelines.keyframe_interpolation import KeyframeInterpolationPipeline

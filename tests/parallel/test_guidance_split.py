@@ -63,7 +63,7 @@ def test_split_passes_equal_one_process_bit_for_bit(transformer_report, nproc) -
     tolerance measured in test_ulysses."""
     cases = transformer_report(nproc)["cases"]
     whole = ["4 passes"] if nproc == 4 else ["4 passes", "3 passes", "2 passes"]
-    for mask in ("", " (masked)"):
+    for mask in ("", " (masked)") if nproc == 2 else ("",):
         for label in whole:
             assert cases[f"split/{label}{mask}"]["exact"], (label, cases[f"split/{label}{mask}"])
         for label in {"4 passes", "3 passes", "2 passes", "1 pass"} - set(whole):

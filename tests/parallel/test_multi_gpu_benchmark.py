@@ -17,7 +17,8 @@ def test_tiny_benchmark_reports_both_modes(torchrun, smoke_bundle, tmp_path) -> 
     assert runs == [("1 rank", "warm-up"), ("1 rank", "measured"), ("2 ranks", "warm-up"), ("2 ranks", "measured")]
     single, parallel = rows[1], rows[3]
     for row in (single, parallel):
-        assert {"text encoding", "stage 1", "upsample", "stage 2", "decode video", "write mp4"} <= set(row["breakdown_s"])
+        stages = {"text encoding", "stage 1", "upsample", "stage 2", "decode video", "write mp4"}
+        assert stages <= set(row["breakdown_s"])
         assert row["peak_gib"] > 0
     assert single["comm_s"] == 0 and single["comm_calls"] == 0
     assert parallel["comm_s"] > 0 and parallel["comm_calls"] > 0 and parallel["comm_per_stage_s"]["stage 2"] > 0

@@ -64,7 +64,9 @@ def test_two_ranks_give_the_single_process_output(outputs, name) -> None:  # noq
                                          "0.8", "--num-inference-steps", 2]),
     ],
 )  # fmt: skip
-def test_torchrun_command_line_gives_the_single_process_frames(outputs, smoke_bundle, torchrun, tmp_path, module, files):  # noqa: ANN001
+def test_torchrun_command_line_gives_the_api_frames(
+    outputs, smoke_bundle, torchrun, tmp_path, module, files  # noqa: ANN001
+) -> None:
     """``torchrun -m ltx_pipelines.<name>``'s path (cli.run_cli under torchrun); the frames it writes are kept."""
     output, kept = tmp_path / "out.mp4", tmp_path / "frames.pt"
     done = torchrun(
@@ -82,4 +84,5 @@ def test_torchrun_command_line_gives_the_single_process_frames(outputs, smoke_bu
     assert "Ulysses over ranks 0-1: each rank computes 4 of 8 video tokens" in log
     if module == "ti2vid_two_stages":
         assert "rank 0: cond + perturbed (STG reuses cond's first 29 blocks); rank 1: uncond + isolated" in log
-    assert log.count("Loaded text encoder") == 1  # rank 0 encodes; the other ranks log warnings only
+    assert log.count("Loaded text encoder") == 1  # rank 0 encodes, the others never load Gemma
+    assert log.count("Loaded transformer") == 1  # both ranks load it; only rank 0 logs progress

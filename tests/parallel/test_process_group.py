@@ -24,7 +24,7 @@ def test_valid_set_ups_pass() -> None:
     "ranks,fragment",
     [
         ([rank(0, "cuda:0"), rank(1, "cpu", host="node-b", gpus=0)], "mixed devices: ranks 1 run on the CPU"),
-        ([rank(0, "cuda:0"), rank(1, "cuda:1"), rank(2, None, no_gpu=True)], "rank 2 (host node-a) has no GPU of its own"),
+        ([rank(0, "cuda:0"), rank(2, None, no_gpu=True)], "rank 2 (host node-a) has no GPU of its own"),
         ([rank(0, "cuda:0", nccl=False), rank(1, "cuda:1", nccl=False)], "NCCL is missing on rank(s) 0, 1"),
         ([rank(0, None, problem="--device mps: nope")], "rank 0: --device mps: nope"),
     ],
@@ -55,7 +55,8 @@ def fake_node(monkeypatch, gpus: int) -> None:  # noqa: ANN001
 )
 def test_each_rank_finds_its_device(monkeypatch, gpus, local_rank, flag, device, problem) -> None:  # noqa: ANN001
     fake_node(monkeypatch, gpus)
-    info = pg.rank_device(pg.TorchrunEnv(rank=local_rank, world_size=4, local_rank=local_rank, local_world_size=4), flag)
+    env = pg.TorchrunEnv(rank=local_rank, world_size=4, local_rank=local_rank, local_world_size=4)
+    info = pg.rank_device(env, flag)
     assert info["device"] == device
     assert (problem or "") in info.get("problem", "")
     assert info.get("no_gpu", False) == (device is None and problem is None)
@@ -108,7 +109,7 @@ def error_lines(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if line.startswith("error")]
 
 
-def test_torchrun_refuses_a_rank_count_that_does_not_divide_the_heads(torchrun, smoke_bundle, tmp_path) -> None:  # noqa: ANN001
+def test_torchrun_refuses_ranks_that_do_not_divide_the_heads(torchrun, smoke_bundle, tmp_path) -> None:  # noqa: ANN001
     output = tmp_path / "out.mp4"
     done = torchrun(4, *distilled_args(smoke_bundle, output))
     assert done.returncode != 0

@@ -105,4 +105,6 @@ def recv(tensor: torch.Tensor, src: int) -> torch.Tensor:
     return tensor
 
 
-__all__ = ["STATS", "CommStats", "all_gather", "all_to_all", "broadcast", "broadcast_object", "measured", "recv", "send"]
+__all__ = [
+    "STATS", "CommStats", "all_gather", "all_to_all", "broadcast", "broadcast_object", "measured", "recv", "send",
+]  # fmt: skip

@@ -138,7 +138,8 @@ def _my_share(
     if splits_across_ranks(decoder, latent, tiling):
         if ctx.rank == 0:
             count = len(decoder._prepare_tiles(latent, tiling))
-            logger.info("Decoding %d tiles on %d ranks (tile i on rank i mod %d)", count, ctx.world_size, ctx.world_size)
+            world = ctx.world_size
+            logger.info("Decoding %d tiles on %d ranks (tile i on rank i mod %d)", count, world, world)
         return decode_tiles_across_ranks(ctx, decoder, latent, generator, tiling)
     if ctx.rank != 0:
         return None

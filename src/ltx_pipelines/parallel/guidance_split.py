@@ -79,7 +79,7 @@ def plan_split(
     left = world_size - len(groups)
     allowed = _divisors(heads)
     while left > 0:
-        grow = {i: min((d for d in allowed if sizes[i] < d <= sizes[i] + left), default=None) for i in range(len(groups))}
+        grow = {i: min((d for d in allowed if s < d <= s + left), default=None) for i, s in enumerate(sizes)}
         candidates = [i for i, size in grow.items() if size is not None]
         if not candidates:
             break  # the remaining ranks cannot share any group's heads: they idle (only with unusual head counts)
@@ -150,7 +150,8 @@ class GuidanceSplit:
             if len(unit.ranks) > 1:
                 self.ctx.subgroup(unit.ranks)
         if self.ctx.rank == 0:
-            logger.info("Work split over %d ranks (%s): %s", self.ctx.world_size, self.ctx.backend, describe(plan, fork))
+            ctx = self.ctx
+            logger.info("Work split over %d ranks (%s): %s", ctx.world_size, ctx.backend, describe(plan, fork))
 
     def _executor(self, ranks: tuple[int, ...]) -> PassExecutor:
         """The inner executor for a one-rank group; the same with a Ulysses engine for several ranks."""

@@ -342,7 +342,8 @@ class PipelineBase:
         if self.parallel is None:
             frames = decode_video_frames(self.ledger, latents.video, generator, tiling_config)
         else:
-            frames = decode_video_frames_across_ranks(self.parallel, self.ledger, latents.video, generator, tiling_config)
+            frames = decode_video_frames_across_ranks(self.parallel, self.ledger, latents.video, generator,
+                                                      tiling_config)  # fmt: skip
         if audio is None:
             audio = decode_audio_waveform(self.ledger, latents.audio)
         tags = self.output_metadata(metadata, geometry)
