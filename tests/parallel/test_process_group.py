@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
@@ -106,7 +108,8 @@ def distilled_args(bundle, output) -> list:  # noqa: ANN001
 
 
 def error_lines(stderr: str) -> list[str]:
-    return [line for line in stderr.splitlines() if line.startswith("error")]
+    """Each rank's ``error (rank R of N): ...`` message (two ranks' lines may share a line of stderr)."""
+    return re.findall(r"error \(rank \d+ of \d+\): .*?(?=error \(rank |\n|$)", stderr)
 
 
 def test_torchrun_refuses_ranks_that_do_not_divide_the_heads(torchrun, smoke_bundle, tmp_path) -> None:  # noqa: ANN001

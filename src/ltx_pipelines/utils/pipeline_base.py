@@ -68,7 +68,7 @@ class GenerationResult:
     frames: torch.Tensor  # uint8 [F, H, W, 3]
     audio: Audio | None
     frame_rate: float
-    output_path: Path | None = None
+    output_path: Path | None = None  # where this process wrote it (None on ranks other than 0)
     metadata: dict[str, str] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage of this generation
 
