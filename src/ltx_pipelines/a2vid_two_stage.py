@@ -27,8 +27,6 @@ from ltx_pipelines.utils.guidance import PromptEmbeddings
 from ltx_pipelines.utils.media_io import probe_media, read_audio
 from ltx_pipelines.utils.media_latents import MaskedLatent, as_stereo, encode_audio_latent
 from ltx_pipelines.utils.pipeline_base import GenerationResult, guider_metadata
-from ltx_pipelines.utils.prompt_enhancement import maybe_enhance_prompt
-from ltx_pipelines.utils.prompts import encode_prompts
 from ltx_pipelines.utils.stages import VideoGeometry, audio_latent_tools
 from ltx_pipelines.utils.validation import check_prompt
 
@@ -117,8 +115,8 @@ class A2VidPipelineTwoStage(TwoStagePipelineBase):
         )
         negative_prompt = C.DEFAULT_NEGATIVE_PROMPT if negative_prompt is None else negative_prompt
 
-        prompt_used, enhancement = maybe_enhance_prompt(self.ledger, prompt, enhance_prompt, images, seed)
-        positive, negative = encode_prompts(self.ledger, [prompt_used, negative_prompt])
+        prompt_used, enhancement = self.enhance_prompt(prompt, enhance_prompt, images, seed)
+        positive, negative = self.encode_prompts([prompt_used, negative_prompt])
         # The soundtrack is fixed and not guided: the negative pass keeps the prompt's audio context, so only
         # the video side is steered away from the negative prompt (as in the reference pipeline).
         negative = PromptEmbeddings(video=negative.video, audio=positive.audio)

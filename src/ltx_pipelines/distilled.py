@@ -17,8 +17,6 @@ from ltx_pipelines.utils.aliases import reference_names
 from ltx_pipelines.utils.conditioning import ImageConditioningInput, as_image_inputs
 from ltx_pipelines.utils.model_ledger import MemoryPolicy
 from ltx_pipelines.utils.pipeline_base import GenerationResult, PipelineBase
-from ltx_pipelines.utils.prompt_enhancement import maybe_enhance_prompt
-from ltx_pipelines.utils.prompts import encode_prompts
 from ltx_pipelines.utils.stages import VideoGeometry
 from ltx_pipelines.utils.validation import check_prompt
 
@@ -71,8 +69,8 @@ class DistilledPipeline(PipelineBase):
         check_prompt(prompt, conditioned_by="the images" if images else None)
         output = self.check_request(geometry, images, output_path, overwrite)
 
-        prompt_used, enhancement = maybe_enhance_prompt(self.ledger, prompt, enhance_prompt, images, seed)
-        (positive,) = encode_prompts(self.ledger, [prompt_used])
+        prompt_used, enhancement = self.enhance_prompt(prompt, enhance_prompt, images, seed)
+        (positive,) = self.encode_prompts([prompt_used])
         generator = self.generator(seed)
         low_geometry = geometry.halved()
         low = self.distilled_stage(

@@ -53,8 +53,6 @@ from ltx_pipelines.utils.media_io import check_output_path, probe_media, read_vi
 from ltx_pipelines.utils.media_latents import VIDEO_TIME_SCALE, encode_video_frames, fit_frame_count
 from ltx_pipelines.utils.model_ledger import MemoryPolicy
 from ltx_pipelines.utils.pipeline_base import GenerationResult, PipelineBase, _lora_list
-from ltx_pipelines.utils.prompt_enhancement import maybe_enhance_prompt
-from ltx_pipelines.utils.prompts import encode_prompts
 from ltx_pipelines.utils.stages import VideoGeometry
 from ltx_pipelines.utils.validation import check_generation, check_prompt
 
@@ -165,8 +163,8 @@ class ICLoraPipeline(PipelineBase):
         attention = ReferenceAttention(conditioning_attention_strength, conditioning_attention_mask)
         output = self.check_ic_request(geometry, stage_1, references, images, attention, output_path, overwrite)
 
-        prompt_used, enhancement = maybe_enhance_prompt(self.ledger, prompt, enhance_prompt, images, seed)
-        (positive,) = encode_prompts(self.ledger, [prompt_used])
+        prompt_used, enhancement = self.enhance_prompt(prompt, enhance_prompt, images, seed)
+        (positive,) = self.encode_prompts([prompt_used])
         generator = self.generator(seed)
         latents = self.distilled_stage(
             name="stage 1",

@@ -40,8 +40,6 @@ from ltx_pipelines.utils.media_latents import (
 )
 from ltx_pipelines.utils.model_ledger import comfy_lora
 from ltx_pipelines.utils.pipeline_base import GenerationResult, PipelineBase, guider_metadata
-from ltx_pipelines.utils.prompt_enhancement import maybe_enhance_prompt
-from ltx_pipelines.utils.prompts import encode_prompts
 from ltx_pipelines.utils.stages import StageLatents, VideoGeometry, audio_latent_tools, video_latent_tools
 from ltx_pipelines.utils.validation import check_prompt, nearest_multiples, nearest_valid_frames
 
@@ -190,7 +188,7 @@ class RetakePipeline(PipelineBase):
         distilled: bool | None = None,
     ) -> RetakeLatents:
         """Encode the source, mask the window, denoise: the latent-level result (what tests inspect)."""
-        prompt_used, enhancement = maybe_enhance_prompt(self.ledger, prompt, enhance_prompt, seed=seed)
+        prompt_used, enhancement = self.enhance_prompt(prompt, enhance_prompt, seed=seed)
         original = self.encode_source(source)
         video_mask, audio_mask = self.window_masks(source, regenerate_video, regenerate_audio)
         video_items = [MaskedLatent(original.video, video_mask.view(1, 1, -1, 1, 1))]
@@ -202,7 +200,7 @@ class RetakePipeline(PipelineBase):
         }  # fmt: skip
         generator = self.generator(seed)
         if self.checkpoint.distilled if distilled is None else distilled:
-            (positive,) = encode_prompts(self.ledger, [prompt_used])
+            (positive,) = self.encode_prompts([prompt_used])
             result = self.distilled_stage(
                 name="retake", geometry=source.geometry, prompt=positive, sigma_values=C.DISTILLED_SIGMA_VALUES,
                 conditionings=video_items, audio_conditionings=audio_items, generator=generator,
@@ -213,7 +211,7 @@ class RetakePipeline(PipelineBase):
                 num_inference_steps, video_guider_params, audio_guider_params
             )
             negative_prompt = C.DEFAULT_NEGATIVE_PROMPT if negative_prompt is None else negative_prompt
-            positive, negative = encode_prompts(self.ledger, [prompt_used, negative_prompt])
+            positive, negative = self.encode_prompts([prompt_used, negative_prompt])
             result = self.guided_stage(
                 name="retake", geometry=source.geometry, positive=positive, negative=negative,
                 video_guider_params=video_params, audio_guider_params=audio_params, num_inference_steps=steps,

@@ -15,8 +15,6 @@ from ltx_pipelines.utils import cli
 from ltx_pipelines.utils.conditioning import ImageConditioningInput, as_image_inputs
 from ltx_pipelines.utils.denoising import DenoisingLoop, euler_denoising_loop
 from ltx_pipelines.utils.pipeline_base import GenerationResult, PipelineBase, guider_metadata
-from ltx_pipelines.utils.prompt_enhancement import maybe_enhance_prompt
-from ltx_pipelines.utils.prompts import encode_prompts
 from ltx_pipelines.utils.stages import VideoGeometry
 from ltx_pipelines.utils.validation import check_prompt
 
@@ -52,8 +50,8 @@ class TI2VidOneStagePipeline(PipelineBase):
         steps, video_params, audio_params = self.resolve_guidance(num_inference_steps, video_guider_params, audio_guider_params)
         negative_prompt = C.DEFAULT_NEGATIVE_PROMPT if negative_prompt is None else negative_prompt
 
-        prompt_used, enhancement = maybe_enhance_prompt(self.ledger, prompt, enhance_prompt, images, seed)
-        positive, negative = encode_prompts(self.ledger, [prompt_used, negative_prompt])
+        prompt_used, enhancement = self.enhance_prompt(prompt, enhance_prompt, images, seed)
+        positive, negative = self.encode_prompts([prompt_used, negative_prompt])
         generator = self.generator(seed)
         latents = self.guided_stage(
             name="stage 1",

@@ -22,8 +22,6 @@ from ltx_pipelines.utils.conditioning import ImageConditioningInput, as_image_in
 from ltx_pipelines.utils.denoising import DenoisingLoop, euler_denoising_loop
 from ltx_pipelines.utils.model_ledger import MemoryPolicy
 from ltx_pipelines.utils.pipeline_base import GenerationResult, PipelineBase, _lora_list, guider_metadata
-from ltx_pipelines.utils.prompt_enhancement import maybe_enhance_prompt
-from ltx_pipelines.utils.prompts import encode_prompts
 from ltx_pipelines.utils.stages import VideoGeometry
 from ltx_pipelines.utils.validation import check_prompt
 
@@ -95,8 +93,8 @@ class TwoStagePipelineBase(PipelineBase):
         negative_prompt = C.DEFAULT_NEGATIVE_PROMPT if negative_prompt is None else negative_prompt
         stage_2_loras = self.distilled_lora if stage_2_loras is None else stage_2_loras
 
-        prompt_used, enhancement = maybe_enhance_prompt(self.ledger, prompt, enhance_prompt, images, seed)
-        positive, negative = encode_prompts(self.ledger, [prompt_used, negative_prompt])
+        prompt_used, enhancement = self.enhance_prompt(prompt, enhance_prompt, images, seed)
+        positive, negative = self.encode_prompts([prompt_used, negative_prompt])
         generator = self.generator(seed)
         low_geometry = geometry.halved()
         low = self.guided_stage(

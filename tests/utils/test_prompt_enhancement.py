@@ -119,7 +119,9 @@ def test_pipelines_encode_the_enhanced_prompt(
         encoded.append(prompts)
         raise _Stop
 
-    monkeypatch.setattr(module, "encode_prompts", encode_prompts)
+    from ltx_pipelines.parallel import text_encoding  # pipelines encode through it (rank 0 in a process group)
+
+    monkeypatch.setattr(text_encoding, "encode_prompts", encode_prompts)
     monkeypatch.setattr(prompt_enhancement, "DEFAULT_ENHANCE_MAX_NEW_TOKENS", 6)
     common = {"gemma_root": smoke_bundle.gemma_root}
     if module_name == "ti2vid_one_stage":

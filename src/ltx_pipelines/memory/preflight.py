@@ -182,7 +182,7 @@ def plan_memory(
             continue  # auto does not pick cpu without the host memory for it (an explicit cpu is obeyed)
         for ff_chunk in FF_CHUNKS:
             need = _transformer_need(sizes, request, mode, ff_chunk, compute_bytes)
-            first_need = first_need or need
+            smallest = need if smallest is None or need.total < smallest.total else smallest
             if need.total + others <= budget:
                 return _finish_plan(mode, ff_chunk, need, budget, sizes, request, requested, host, host_need)
     raise _refusal(smallest, budget, free_gpu, max_gpu_memory, modes[-1])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import replace
@@ -313,7 +314,14 @@ def warn_fixed_steps(args: argparse.Namespace) -> None:
 
 
 def run_cli(main: Callable[[list[str] | None], object], argv: list[str] | None = None) -> None:
-    """Run a pipeline's main(); user errors become one clear line and exit code 2."""
+    """Run a pipeline's main(); user errors become one clear line and exit code 2.
+
+    Under torchrun (WORLD_SIZE > 1) main() runs inside one process group (``ltx_pipelines.parallel``).
+    """
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        from ltx_pipelines.parallel.launch import run_cli_distributed
+
+        return run_cli_distributed(main, argv)
     try:
         main(argv)
     except InputError as e:

@@ -191,6 +191,11 @@ class ModelLedger:
         finally:
             self._checks_only = False
 
+    @property
+    def checking_only(self) -> bool:
+        """Inside :meth:`checks_only` (collective steps stop here on every rank, not only where a model builds)."""
+        return self._checks_only
+
     # -- timings ---------------------------------------------------------------------------
 
     @contextmanager

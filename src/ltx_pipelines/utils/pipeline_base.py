@@ -26,6 +26,10 @@ from ltx_pipelines.memory.budget import StageLoad
 from ltx_pipelines.memory.offload import OffloadMode
 from ltx_pipelines.memory.preflight import MemoryRequest
 from ltx_pipelines.memory.streamed_transformer import streamed_transformer
+from ltx_pipelines.parallel.decode import decode_video_frames_across_ranks
+from ltx_pipelines.parallel.guidance_split import split_guidance
+from ltx_pipelines.parallel.process_group import join_group
+from ltx_pipelines.parallel.text_encoding import encode_prompts_on_rank_0, enhance_prompt_on_rank_0
 from ltx_pipelines.utils import constants as C
 from ltx_pipelines.utils.checkpoints import (
     CheckpointInfo,
@@ -71,7 +75,7 @@ class GenerationResult:
     frames: torch.Tensor  # uint8 [F, H, W, 3]
     audio: Audio | None
     frame_rate: float
-    output_path: Path | None = None
+    output_path: Path | None = None  # where this process wrote it (None on ranks other than 0)
     metadata: dict[str, str] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage of this generation
 
@@ -113,6 +117,8 @@ class PipelineBase:
         max_gpu_memory: float | None = None,
     ):
         self.checkpoint: CheckpointInfo = inspect_ltx_checkpoint(checkpoint_path)
+        # Inside a process group of several ranks (torchrun, or the caller's): this rank's share of the work.
+        self.parallel, device = join_group(self.checkpoint.config, device)
         find_gemma_files(gemma_root)
         if self.needs_upsampler:
             if spatial_upsampler_path is None:
@@ -236,6 +242,14 @@ class PipelineBase:
     def generator(self, seed: int) -> torch.Generator:
         return torch.Generator(device=self.device).manual_seed(seed)
 
+    def encode_prompts(self, prompts: list[str]) -> list[PromptEmbeddings]:
+        """Each prompt's embeddings (in a process group: encoded on rank 0, broadcast)."""
+        return encode_prompts_on_rank_0(self.parallel, self.ledger, prompts)
+
+    def enhance_prompt(self, prompt: str, enabled: bool, images: list = (), seed: int = 0) -> tuple[str, dict]:
+        """(prompt to encode, metadata): Gemma's rewrite when enabled (in a process group: on rank 0)."""
+        return enhance_prompt_on_rank_0(self.parallel, self.ledger, prompt, enabled, images, seed)
+
     def image_conditionings(
         self, images: list[ImageConditioningInput], geometry: VideoGeometry, by_guiding_latent: bool = False
     ) -> list[ConditioningItem]:
@@ -288,11 +302,14 @@ class PipelineBase:
         """How this pipeline's transformer passes run: the one place that picks engine and schedule.
 
         Streamed blocks run block-major: every pass goes through a block before the next one is needed,
-        so each block's weights cross to the GPU once per step, not once per pass.
+        so each block's weights cross to the GPU once per step, not once per pass. Under a process group
+        the passes are split across ranks (unchanged without one).
         """
         if streamed_transformer(transformer) is not None:
-            return TransformerPasses(transformer, engine=EagerBlocks(transformer), block_major=True)
-        return TransformerPasses(transformer)
+            local = TransformerPasses(transformer, engine=EagerBlocks(transformer), block_major=True)
+        else:
+            local = TransformerPasses(transformer)
+        return split_guidance(local, self.parallel)
 
     def distilled_stage(
         self,
@@ -364,13 +381,17 @@ class PipelineBase:
         audio: Audio | None = None,
     ) -> GenerationResult:
         """Decode video (and audio unless given), then write the mp4 if a path was given."""
-        frames = decode_video_frames(self.ledger, latents.video, generator, tiling_config)
+        if self.parallel is None:
+            frames = decode_video_frames(self.ledger, latents.video, generator, tiling_config)
+        else:
+            frames = decode_video_frames_across_ranks(self.parallel, self.ledger, latents.video, generator,
+                                                      tiling_config)  # fmt: skip
         if audio is None:
             audio = decode_audio_waveform(self.ledger, latents.audio)
         tags = self.output_metadata(metadata, geometry)
         result = GenerationResult(frames=frames, audio=audio, frame_rate=geometry.frame_rate, metadata=tags)
         result.timings = self.ledger.timings  # filled in as the stages ran (write time added below)
-        if output_path is not None:
+        if output_path is not None and (self.parallel is None or self.parallel.is_writer):  # rank 0 writes
             started = time.perf_counter()
             with self.ledger.timed("write mp4"):
                 result.output_path = write_video(
