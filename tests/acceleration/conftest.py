@@ -5,12 +5,17 @@ from __future__ import annotations
 import pytest
 import torch
 from ltx_core.guidance.perturbations import BatchedPerturbationConfig, Perturbation, PerturbationConfig, PerturbationType
+from dataclasses import replace
+
+from ltx_core.components.noisers import GaussianNoiser
 from ltx_core.model.transformer import Modality
 from transformer_probe import fixed_inputs
 
 from ltx_pipelines.utils.guidance import ISOLATED_MODALITIES
 from ltx_pipelines.utils.model_ledger import ModelLedger
-from ltx_pipelines.utils.transformer_passes import batch_modality
+from ltx_pipelines.utils.stages import VideoGeometry, audio_latent_tools, prepare_state, video_latent_tools
+from ltx_pipelines.utils.transformer_blocks import EagerBlocks
+from ltx_pipelines.utils.transformer_passes import GuidancePass, PromptEmbeddings, batch_modality, run_passes
 
 STG = PerturbationConfig(
     [Perturbation(PerturbationType.SKIP_VIDEO_SELF_ATTN, [29]), Perturbation(PerturbationType.SKIP_AUDIO_SELF_ATTN, [29])]
@@ -83,3 +88,51 @@ def reference(transformer, batch_for):  # noqa: ANN001, ANN201
         return cache[case]
 
     return forward
+
+
+SIGMAS = [0.9, 0.85, 0.8]
+
+
+@pytest.fixture(scope="package")
+def step_inputs(ledger, cases):  # noqa: ANN001, ANN201
+    """Latent states of a small video, and the four passes of a guided step with random prompts."""
+    geometry, fmt = VideoGeometry(64, 96, 9, 24.0), ledger.latent_format
+    noiser = GaussianNoiser(torch.Generator().manual_seed(0))
+    video = prepare_state(video_latent_tools(geometry, fmt), [], noiser, 1.0, ledger.device, ledger.dtype)
+    audio = prepare_state(audio_latent_tools(geometry, fmt), [], noiser, 1.0, ledger.device, ledger.dtype)
+    g = torch.Generator().manual_seed(1)
+    width = int(ledger.config["transformer"]["caption_channels"])
+    positive, negative = (PromptEmbeddings(torch.randn(1, 8, width, generator=g), torch.randn(1, 8, width, generator=g))
+                          for _ in range(2))  # fmt: skip
+    passes = [
+        GuidancePass("cond", positive, PerturbationConfig.empty()),
+        GuidancePass("uncond", negative, PerturbationConfig.empty()),
+        GuidancePass("perturbed", positive, cases["stg"][0]),
+        GuidancePass("isolated", positive, ISOLATED_MODALITIES),
+    ]
+    return video, audio, passes
+
+
+def run_steps(executor, video, audio, passes):  # noqa: ANN001, ANN201
+    """Three denoising-like steps: the latent moves a little towards each step's estimate."""
+    results = []
+    with torch.inference_mode():
+        for sigma in SIGMAS:
+            out = executor(video, audio, torch.tensor(sigma), passes)
+            results.append(out)
+            video = replace(video, latent=0.9 * video.latent + 0.1 * out["cond"][0])
+            audio = replace(audio, latent=0.9 * audio.latent + 0.1 * out["cond"][1])
+    return results
+
+
+@pytest.fixture(scope="package")
+def steps(step_inputs):  # noqa: ANN001, ANN201
+    """steps(executor) -> each step's results by pass name, on ``step_inputs``."""
+    return lambda executor: run_steps(executor, *step_inputs)
+
+
+@pytest.fixture(scope="package")
+def plain_passes(transformer):  # noqa: ANN001, ANN201
+    """The plain schedule (eager blocks, one pass after another) as an executor: what the others must match."""
+    engine = EagerBlocks(transformer)
+    return lambda video, audio, sigma, passes: run_passes(engine, video, audio, sigma, passes)

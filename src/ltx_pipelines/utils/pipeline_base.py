@@ -21,6 +21,7 @@ from ltx_core.model.video_vae import TilingConfig
 from ltx_core.quantization import QuantizationPolicy
 from ltx_core.types import Audio
 
+from ltx_pipelines.acceleration.options import AccelerationOptions
 from ltx_pipelines.memory.offload import OffloadMode
 from ltx_pipelines.utils import constants as C
 from ltx_pipelines.utils.checkpoints import (
@@ -97,7 +98,10 @@ class PipelineBase:
         memory_policy: MemoryPolicy | str | None = None,
         offload: OffloadMode | str = OffloadMode.AUTO,
         max_gpu_memory: float | None = None,
+        compile: bool | None = None,  # noqa: A002 - the --compile flag
+        step_cache: float | None = None,
     ):
+        self.acceleration = AccelerationOptions(compile=compile, step_cache=step_cache)
         self.checkpoint: CheckpointInfo = inspect_ltx_checkpoint(checkpoint_path)
         find_gemma_files(gemma_root)
         if self.needs_upsampler:
@@ -253,6 +257,10 @@ class PipelineBase:
 
     def pass_executor(self, transformer: X0Model) -> PassExecutor:
         """How this pipeline's transformer passes run: the one place that picks engine and schedule."""
+        if self.acceleration.enabled(self.device.type):
+            from ltx_pipelines.acceleration.executor import accelerated_executor
+
+            return accelerated_executor(transformer, self.acceleration)
         return TransformerPasses(transformer)
 
     def distilled_stage(
