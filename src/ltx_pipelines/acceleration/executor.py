@@ -48,6 +48,11 @@ def _engines(transformer: X0Model) -> dict:
     return getattr(transformer, _ENGINES)
 
 
+def forget_engines(transformer: X0Model) -> None:
+    """Drop this transformer's engines and graphs (before its layers are swapped, e.g. quantized in place)."""
+    transformer.__dict__.pop(_ENGINES, None)
+
+
 def compiled_engine(transformer: X0Model, mode: str | None = None) -> CompiledBlocks:
     """This transformer's compiled engine (built on first use)."""
     engines = _engines(transformer)
@@ -78,4 +83,4 @@ def engine_stats(transformer: X0Model) -> dict[str, object]:
             "fallback": engine.stats.fallback, "attention": chooser.table() if chooser else []}  # fmt: skip
 
 
-__all__ = ["CompiledPasses", "accelerated_executor", "compiled_engine", "engine_stats"]
+__all__ = ["CompiledPasses", "accelerated_executor", "compiled_engine", "engine_stats", "forget_engines"]
