@@ -15,8 +15,9 @@ meets), then once with the full step count, the run reported: total, per stage, 
 compile time spent (warm-up), and how far its frames are from the first variant of the same size.
 
 bf16 runs use the resident model with the LoRA swapped in and out in memory (what the ``keep``
-policy does; the swap is timed separately, it is part of the stage times); FP8 runs hold a second
-FP8 model with the LoRA fused before quantization (what the ledger builds for quantized weights).
+policy does; the swap is timed separately, it is part of the stage times); FP8 runs hold two FP8
+copies, one with the LoRA fused before quantization (what the ledger builds for quantized weights).
+Runs go in the order given; each one's row is printed (and the JSON rewritten) when it ends.
 
     python benchmarks/two_stage_e2e.py --json /tmp/e2e.json                      # GPU, full size
     python benchmarks/two_stage_e2e.py --tiny --device cpu                        # CPU self-check
@@ -25,7 +26,6 @@ FP8 model with the LoRA fused before quantization (what the ledger builds for qu
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import sys
 import tempfile
@@ -39,15 +39,16 @@ from safetensors.torch import save_file
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from ltx_pipelines.acceleration.executor import forget_engines  # noqa: E402
+from ltx_pipelines.acceleration.executor import copy_without_engines  # noqa: E402
 from ltx_pipelines.acceleration.step_cache import StepCachedPasses  # noqa: E402
 
 from distilled_e2e import AUDIO_VAE_CONFIG, VAE_CONFIG, VOCODER_CONFIG, on_device  # noqa: E402
 from transformer_step import build_model, transformer_config  # noqa: E402
 
+#: In order of importance (a time limit cuts the tail): the targets first, the baselines after.
 DEFAULT_RUNS = (
-    "768x512x30:bf16,768x512x30:bf16-compiled,768x512x30:fp8,768x512x30:fp8-compiled,"
-    "1536x1024x40:bf16,1536x1024x40:bf16-compiled,1536x1024x40:fp8,1536x1024x40:fp8-compiled"
+    "768x512x30:bf16-compiled,1536x1024x40:bf16-compiled,768x512x30:fp8-compiled,1536x1024x40:fp8-compiled,"
+    "768x512x30:bf16,768x512x30:fp8,768x512x30:bf16-compiled-cache0.05,1536x1024x40:bf16,1536x1024x40:fp8"
 )
 PROMPT = "A beautiful sunset over the ocean"
 LORA_STRENGTH = 0.8
@@ -137,20 +138,26 @@ def header_only_files(root: Path, config: dict, upsampler_config: dict, modules:
     return checkpoint, upsampler, gemma
 
 
-def fill_components(ledger: object, config: dict, upsampler_config: dict, device: torch.device, dtype: torch.dtype) -> None:
-    """Everything but the transformer, and the cached prompts (positive and the default negative)."""
+def build_components(config: dict, upsampler_config: dict, device: torch.device, dtype: torch.dtype) -> dict:
+    """Everything but the transformer, by ledger key: built once, shared by the bf16 and FP8 pipelines."""
     from ltx_core.model.audio_vae import AudioDecoderConfigurator, VocoderConfigurator
     from ltx_core.model.upsampler import LatentUpsamplerConfigurator
     from ltx_core.model.video_vae import VideoDecoderConfigurator, VideoEncoderConfigurator
 
+    return {
+        ("video_decoder",): on_device(VideoDecoderConfigurator, config, device, dtype),
+        ("video_encoder",): on_device(VideoEncoderConfigurator, config, device, dtype),
+        ("spatial_upsampler",): on_device(LatentUpsamplerConfigurator, upsampler_config, device, dtype),
+        ("audio_decoder",): on_device(AudioDecoderConfigurator, config, device, dtype),
+        ("vocoder",): on_device(VocoderConfigurator, config, device, torch.float32),
+    }
+
+
+def cache_prompts(ledger: object, config: dict, device: torch.device, dtype: torch.dtype) -> None:
+    """The prompt and the default negative prompt, as if encoded before (a repeated prompt skips Gemma)."""
     from ltx_pipelines.utils.constants import DEFAULT_NEGATIVE_PROMPT
     from ltx_pipelines.utils.guidance import PromptEmbeddings
 
-    ledger._models[("video_decoder",)] = on_device(VideoDecoderConfigurator, config, device, dtype)
-    ledger._models[("video_encoder",)] = on_device(VideoEncoderConfigurator, config, device, dtype)
-    ledger._models[("spatial_upsampler",)] = on_device(LatentUpsamplerConfigurator, upsampler_config, device, dtype)
-    ledger._models[("audio_decoder",)] = on_device(AudioDecoderConfigurator, config, device, dtype)
-    ledger._models[("vocoder",)] = on_device(VocoderConfigurator, config, device, torch.float32)
     g = torch.Generator(device=device).manual_seed(0)
     width = int(config["transformer"]["caption_channels"])
     for prompt in (PROMPT, DEFAULT_NEGATIVE_PROMPT):
@@ -252,26 +259,70 @@ def measure(pipeline: object, run: Run, frames: int, out: Path, device: torch.de
     return row
 
 
-def make_pipeline(files: tuple, lora: object, fp8: bool, device: torch.device, dtype: torch.dtype) -> object:
-    from ltx_pipelines import TI2VidTwoStagesPipeline
-    from ltx_pipelines.utils.fp8 import fp8_scaled_mm_policy
+class Pipelines:
+    """The bf16 pipeline (resident model, LoRA swapped in memory) and the FP8 one (two FP8 models), made on demand."""
 
-    checkpoint, upsampler, gemma = files
-    pipeline = TI2VidTwoStagesPipeline(
-        checkpoint_path=checkpoint, distilled_lora=lora, spatial_upsampler_path=upsampler, gemma_root=gemma,
-        quantization=fp8_scaled_mm_policy() if fp8 else None, device=device, dtype=dtype, memory_policy="keep",
-    )  # fmt: skip
-    # Record the pass executors each stage gets (step-cache statistics); this benchmark's pipeline only.
-    pipeline.bench_executors = []
-    make_executor = pipeline.pass_executor
+    def __init__(self, files: tuple, lora: object, config: dict, components: dict, base: torch.nn.Module,
+                 lora_path: Path, device: torch.device, dtype: torch.dtype) -> None:  # fmt: skip
+        self.files, self.lora, self.config, self.components, self.base = files, lora, config, components, base
+        self.lora_path, self.device, self.dtype = lora_path, device, dtype
+        self._made: dict[bool, tuple[object, SwapTimer]] = {}
 
-    def recording(transformer: torch.nn.Module) -> object:
-        executor = make_executor(transformer)
-        pipeline.bench_executors.append(executor)
-        return executor
+    def get(self, fp8: bool) -> tuple[object, SwapTimer]:
+        if fp8 not in self._made:
+            pipeline = self._make(fp8)
+            ledger = pipeline.ledger
+            ledger._models.update(self.components)
+            cache_prompts(ledger, self.config, self.device, self.dtype)
+            if fp8:
+                stage_1, stage_2 = self._fp8_models()
+                # the keys the ledger looks quantized models up by: stage 1 asks with no extra LoRA, stage 2 with it
+                ledger._models[("transformer", ("extra_loras", ()))] = stage_1
+                ledger._models[("transformer", ("extra_loras", (self.lora,)))] = stage_2
+            else:
+                ledger._models[("transformer",)] = self.base
+            self._made[fp8] = (pipeline, SwapTimer(ledger, self.device))
+        return self._made[fp8]
 
-    pipeline.pass_executor = recording
-    return pipeline
+    def _make(self, fp8: bool) -> object:
+        from ltx_pipelines import TI2VidTwoStagesPipeline
+        from ltx_pipelines.utils.fp8 import fp8_scaled_mm_policy
+
+        checkpoint, upsampler, gemma = self.files
+        pipeline = TI2VidTwoStagesPipeline(
+            checkpoint_path=checkpoint, distilled_lora=self.lora, spatial_upsampler_path=upsampler,
+            gemma_root=gemma, quantization=fp8_scaled_mm_policy() if fp8 else None, device=self.device,
+            dtype=self.dtype, memory_policy="keep",
+        )  # fmt: skip
+        # Record the pass executors each stage gets (step-cache statistics); this benchmark's pipeline only.
+        pipeline.bench_executors = []
+        make_executor = pipeline.pass_executor
+
+        def recording(transformer: torch.nn.Module) -> object:
+            executor = make_executor(transformer)
+            pipeline.bench_executors.append(executor)
+            return executor
+
+        pipeline.pass_executor = recording
+        return pipeline
+
+    def _fp8_models(self) -> tuple[torch.nn.Module, torch.nn.Module]:
+        """FP8 copies of the bf16 model: as is (stage 1) and with the LoRA fused first (stage 2)."""
+        from ltx_pipelines.utils.fp8 import convert_to_fp8_scaled_mm
+
+        started = time.perf_counter()
+        if False in self._made:  # the bf16 pipeline may have left the LoRA applied (its last stage was stage 2)
+            self._made[False][0].ledger._lora_swapper.restore(self.base.velocity_model)
+        stage_1 = copy_without_engines(self.base)
+        convert_to_fp8_scaled_mm(stage_1.velocity_model)
+        stage_2 = copy_without_engines(self.base)
+        fuse_lora(stage_2, self.lora_path, LORA_STRENGTH)
+        convert_to_fp8_scaled_mm(stage_2.velocity_model)
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+        print(f"# FP8 stage-1 and stage-2 (LoRA fused) transformers in {time.perf_counter() - started:.1f} s",
+              flush=True)  # fmt: skip
+        return stage_1, stage_2
 
 
 def main() -> None:  # noqa: PLR0915 - one straight measurement script
@@ -296,6 +347,7 @@ def main() -> None:  # noqa: PLR0915 - one straight measurement script
     rank = args.lora_rank or (4 if args.tiny else 384)
     config, upsampler_config = model_config(args.tiny)
     rows: list[dict] = []
+    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         out_dir = Path(args.out_dir) if args.out_dir else root
@@ -308,54 +360,26 @@ def main() -> None:  # noqa: PLR0915 - one straight measurement script
         base = build_model(config, device, dtype, seed=0)
         print(f"# built the random components and a rank-{rank} LoRA on {len(modules)} linears in "
               f"{time.perf_counter() - started:.1f} s", flush=True)  # fmt: skip
+        components = build_components(config, upsampler_config, device, dtype)
+        pipelines = Pipelines(files, lora, config, components, base, lora_path, device, dtype)
         references: dict = {}
-        bf16_runs, fp8_runs = [r for r in runs if not r.fp8], [r for r in runs if r.fp8]
-        if bf16_runs:
-            pipeline = make_pipeline(files, lora, False, device, dtype)
-            fill_components(pipeline.ledger, config, upsampler_config, device, dtype)
-            pipeline.ledger._models[("transformer",)] = base
-            swaps = SwapTimer(pipeline.ledger, device)
-            for run in bf16_runs:
-                rows.append(measure(pipeline, run, frames, out_dir / f"{run.size}.mp4", device, swaps, references))
-            pipeline.ledger._lora_swapper.restore(base.velocity_model)
-            del pipeline
-        forget_engines(base)  # compiled for bf16 weights; the FP8 models get their own
-        if fp8_runs:
-            from ltx_pipelines.utils.fp8 import convert_to_fp8_scaled_mm
-
-            started = time.perf_counter()
-            stage_2 = copy.deepcopy(base)
-            fuse_lora(stage_2, lora_path, LORA_STRENGTH)
-            convert_to_fp8_scaled_mm(stage_2.velocity_model)
-            convert_to_fp8_scaled_mm(base.velocity_model)
-            if device.type == "cuda":
-                torch.cuda.empty_cache()
-            print(f"# FP8 stage-1 and stage-2 (LoRA fused) transformers in {time.perf_counter() - started:.1f} s",
-                  flush=True)  # fmt: skip
-            pipeline = make_pipeline(files, lora, True, device, dtype)
-            fill_components(pipeline.ledger, config, upsampler_config, device, dtype)
-            # the keys the ledger looks quantized models up by: stage 1 asks with no extra LoRA, stage 2 with it
-            pipeline.ledger._models[("transformer", ("extra_loras", ()))] = base
-            pipeline.ledger._models[("transformer", ("extra_loras", (lora,)))] = stage_2
-            swaps = SwapTimer(pipeline.ledger, device)
-            for run in fp8_runs:
-                rows.append(measure(pipeline, run, frames, out_dir / f"{run.size}.mp4", device, swaps, references))
-            files_read = pipeline.ledger.files_loaded
-            print(f"# files read by the FP8 ledger: {files_read}")
-    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+        for run in runs:
+            pipeline, swaps = pipelines.get(run.fp8)
+            rows.append(measure(pipeline, run, frames, out_dir / f"{run.size}.mp4", device, swaps, references))
+            if args.json:  # after every run: a run cut short by a time limit keeps what came before
+                Path(args.json).write_text(json.dumps({"gpu": gpu, "torch": torch.__version__, "rows": rows}, indent=2))
     print(f"# {gpu}, torch {torch.__version__}, {frames} frames")
     print("\n| run | total s | text | stage 1 | upsample | stage 2 | decode video | decode audio | write mp4 | "
-          "LoRA swap (in stages) | peak GiB | compile s (warm-up) | frames vs first (PSNR dB) |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "LoRA swap (in stages) | peak GiB | compile s (warm-up) | step cache reused | frames vs first (PSNR dB) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         b = r["breakdown_s"]
         cells = [b.get(k, 0.0) for k in ("text encoding", "stage 1", "upsample", "stage 2", "decode video",
                                           "decode audio", "write mp4")]  # fmt: skip
         psnr = f"{r['frames_psnr_db']} vs {r['vs']}" if "vs" in r else "-"
+        reused = f"{r['step_cache_blocks_reused_pct']} %" if "step_cache_blocks_reused_pct" in r else "-"
         print(f"| {r['run']} | **{r['total_s']}** | " + " | ".join(f"{c:.2f}" for c in cells)
-              + f" | {r['lora_swap_s']:.2f} | {r['peak_gib']} | {r['compile_s']} | {psnr} |")  # fmt: skip
-    if args.json:
-        Path(args.json).write_text(json.dumps({"gpu": gpu, "torch": torch.__version__, "rows": rows}, indent=2))
+              + f" | {r['lora_swap_s']:.2f} | {r['peak_gib']} | {r['compile_s']} | {reused} | {psnr} |")  # fmt: skip
 
 
 if __name__ == "__main__":

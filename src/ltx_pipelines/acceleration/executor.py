@@ -12,6 +12,8 @@ attention choices and the captured graphs serve every later stage and generation
 
 from __future__ import annotations
 
+import copy
+
 from ltx_core.model.transformer import X0Model
 
 from ltx_pipelines.acceleration.attention_choice import AttentionChooser
@@ -53,6 +55,16 @@ def forget_engines(transformer: X0Model) -> None:
     transformer.__dict__.pop(_ENGINES, None)
 
 
+def copy_without_engines(transformer: X0Model) -> X0Model:
+    """A deep copy of the model, without its engines (compiled code and CUDA graphs are not copyable)."""
+    engines = transformer.__dict__.pop(_ENGINES, None)
+    try:
+        return copy.deepcopy(transformer)
+    finally:
+        if engines is not None:
+            transformer.__dict__[_ENGINES] = engines
+
+
 def compiled_engine(transformer: X0Model, mode: str | None = None) -> CompiledBlocks:
     """This transformer's compiled engine (built on first use)."""
     engines = _engines(transformer)
@@ -83,4 +95,5 @@ def engine_stats(transformer: X0Model) -> dict[str, object]:
             "fallback": engine.stats.fallback, "attention": chooser.table() if chooser else []}  # fmt: skip
 
 
-__all__ = ["CompiledPasses", "accelerated_executor", "compiled_engine", "engine_stats", "forget_engines"]
+__all__ = ["CompiledPasses", "accelerated_executor", "compiled_engine", "copy_without_engines", "engine_stats",
+           "forget_engines"]
