@@ -26,7 +26,9 @@ STEP_ARGS=${STEP_ARGS:---fp8 --sizes 512x768 --pass-sizes 1024x1536 --repeats 2 
 E2E_ARGS=${E2E_ARGS:-}
 REF_LAYERS=${REF_LAYERS:-full}
 PYTHON=${PYTHON:-python3}
-E2E_RUNS=${E2E_RUNS:-768x512x30:bf16-compiled,1536x1024x40:bf16-compiled,768x512x30:fp8-compiled,1536x1024x40:fp8-compiled,768x512x30:bf16,768x512x30:bf16-compiled-cache0.05}
+DEFAULT_E2E=768x512x30:bf16-compiled,1536x1024x40:bf16-compiled,768x512x30:fp8-compiled,1536x1024x40:fp8-compiled
+DEFAULT_E2E=$DEFAULT_E2E,768x512x30:bf16,768x512x30:bf16-compiled-cache0.05
+E2E_RUNS=${E2E_RUNS:-$DEFAULT_E2E}
 export PYTHONUNBUFFERED=1 TQDM_DISABLE=1
 started=$(date +%s)
 left() { echo $((BUDGET_S - ($(date +%s) - started))); }

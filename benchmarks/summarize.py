@@ -106,8 +106,8 @@ def e2e_table(rows: list[dict]) -> list[str]:
         b = r.get("breakdown_s", {})
         vs = f"{r['frames_psnr_db']} dB vs {r['vs']}" if "vs" in r else "-"
         reused = f"{r['step_cache_blocks_reused_pct']} %" if "step_cache_blocks_reused_pct" in r else "-"
-        lines.append(f"| {r['run']} | **{r['total_s']}** | " + " | ".join(fmt(b.get(k), 2) for k in keys)
-                     + f" | {fmt(r.get('lora_swap_s'), 2)} | {r.get('peak_gib')} | {r.get('compile_s')} | {reused} | {vs} |")
+        tail = f" | {fmt(r.get('lora_swap_s'), 2)} | {r.get('peak_gib')} | {r.get('compile_s')} | {reused} | {vs} |"
+        lines.append(f"| {r['run']} | **{r['total_s']}** | " + " | ".join(fmt(b.get(k), 2) for k in keys) + tail)
     return lines
 
 
@@ -124,7 +124,10 @@ def target_lines(rows: list[dict], e2e: list[dict]) -> list[str]:
             size, variant = key
             value = runs.get((size, variant), {}).get("total_s")
             what = f"two-stage {size} end to end, {variant}"
-        verdict = "not measured" if value is None else ("met" if value <= limit else f"missed by {value / limit - 1:.0%}")
+        if value is None:
+            verdict = "not measured"
+        else:
+            verdict = "met" if value <= limit else f"missed by {value / limit - 1:.0%}"
         lines.append(f"- {what}: {fmt(value, 3)} s (target <= {limit} s): {verdict}")
     return lines
 
@@ -134,8 +137,9 @@ def attention_lines(data: dict) -> list[str]:
     for label in ("attention", "attention_fp8"):
         for mode, table in data.get(label, {}).items():
             for row in table:
-                lines.append(f"- {label} ({mode}): B{row['batch']} H{row['heads']} q{row['q_tokens']} kv{row['kv_tokens']} "
-                             f"d{row['head_dim']}{' masked' if row['masked'] else ''}: {row['chosen']} (ms {row['ms']})")
+                shape = f"B{row['batch']} H{row['heads']} q{row['q_tokens']} kv{row['kv_tokens']} d{row['head_dim']}"
+                masked = " masked" if row["masked"] else ""
+                lines.append(f"- {label} ({mode}): {shape}{masked}: {row['chosen']} (ms {row['ms']})")
     return lines
 
 

@@ -355,7 +355,8 @@ def main() -> None:
     parser.add_argument("--compile-modes", default="default",
                         help="torch.compile modes of the compiled variant, comma-separated (default, "
                         "max-autotune-no-cudagraphs, reduce-overhead).")  # fmt: skip
-    parser.add_argument("--compile-backend", default="inductor", help="aot_eager: graph capture only (quick CPU check).")
+    parser.add_argument("--compile-backend", default="inductor",
+                        help="aot_eager: graph capture only (quick CPU check).")  # fmt: skip
     parser.add_argument("--fp8", action="store_true", help="Then convert to fp8-scaled-mm and time FP8 as well.")
     parser.add_argument("--json", default=None, help="Also write the results as JSON here.")
     args = parser.parse_args()
@@ -371,8 +372,8 @@ def main() -> None:
     model = build_model(config, device, dtype, seed=0)
     params = sum(p.numel() for p in model.parameters())
     gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-    print(f"# {gpu}, torch {torch.__version__}, {params / 1e9:.2f}B params, built in {time.perf_counter() - started:.1f} s",
-          flush=True)  # fmt: skip
+    built = time.perf_counter() - started
+    print(f"# {gpu}, torch {torch.__version__}, {params / 1e9:.2f}B params, built in {built:.1f} s", flush=True)
     bench = Bench(model, args, device, dtype)
     engines = run_variants(bench, args, "bf16")
     results = {"gpu": gpu, "torch": torch.__version__, "params_b": params / 1e9, "peak_tflops": PEAK_TFLOPS,

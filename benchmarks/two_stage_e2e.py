@@ -88,7 +88,8 @@ def model_config(tiny: bool) -> tuple[dict, dict]:
         from ltx_pipelines.smoke_model import ltx_config, upsampler_config
 
         return ltx_config(), upsampler_config()
-    config = {**transformer_config(tiny=False), "vae": VAE_CONFIG, "audio_vae": AUDIO_VAE_CONFIG, "vocoder": VOCODER_CONFIG}
+    config = {**transformer_config(tiny=False), "vae": VAE_CONFIG, "audio_vae": AUDIO_VAE_CONFIG,
+              "vocoder": VOCODER_CONFIG}  # fmt: skip
     return config, {"in_channels": 128}
 
 
@@ -103,7 +104,9 @@ def lora_modules(config: dict) -> dict[str, tuple[int, int]]:
     return {
         name: tuple(module.weight.shape)
         for name, module in sorted(model.named_modules())
-        if isinstance(module, torch.nn.Linear) and name.startswith("transformer_blocks.") and name.endswith(LORA_TARGETS)
+        if isinstance(module, torch.nn.Linear)
+        and name.startswith("transformer_blocks.")
+        and name.endswith(LORA_TARGETS)
     }
 
 
@@ -128,7 +131,8 @@ def header_only_files(root: Path, config: dict, upsampler_config: dict, modules:
         str(checkpoint), metadata={"config": json.dumps(config), "model_version": "2.0.0", "distilled": "false"},
     )  # fmt: skip
     upsampler = root / "upsampler-random.safetensors"
-    save_file({"initial_conv.weight": torch.zeros(1)}, str(upsampler), metadata={"config": json.dumps(upsampler_config)})
+    save_file({"initial_conv.weight": torch.zeros(1)}, str(upsampler),
+              metadata={"config": json.dumps(upsampler_config)})  # fmt: skip
     gemma = root / "gemma"
     gemma.mkdir()
     (gemma / "config.json").write_text(json.dumps({"text_config": {"hidden_size": 3840, "num_hidden_layers": 48}}))

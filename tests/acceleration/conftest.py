@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from ltx_core.guidance.perturbations import BatchedPerturbationConfig, Perturbation, PerturbationConfig, PerturbationType
+from ltx_core.guidance.perturbations import (
+    BatchedPerturbationConfig,
+    Perturbation,
+    PerturbationConfig,
+    PerturbationType,
+)
 from dataclasses import replace
 
 from ltx_core.components.noisers import GaussianNoiser
@@ -18,7 +23,10 @@ from ltx_pipelines.utils.transformer_blocks import EagerBlocks
 from ltx_pipelines.utils.transformer_passes import GuidancePass, PromptEmbeddings, batch_modality, run_passes
 
 STG = PerturbationConfig(
-    [Perturbation(PerturbationType.SKIP_VIDEO_SELF_ATTN, [29]), Perturbation(PerturbationType.SKIP_AUDIO_SELF_ATTN, [29])]
+    [
+        Perturbation(PerturbationType.SKIP_VIDEO_SELF_ATTN, [29]),
+        Perturbation(PerturbationType.SKIP_AUDIO_SELF_ATTN, [29]),
+    ]
 )
 #: The perturbation sets of one guided step's passes, alone and stacked in one batch.
 CASES = {
@@ -56,12 +64,15 @@ def batch_for(inputs):  # noqa: ANN001, ANN201
     def make(case: str) -> tuple[Modality, Modality, BatchedPerturbationConfig]:
         configs = CASES[case]
         video, audio = inputs
-        return batch_modality([video] * len(configs)), batch_modality([audio] * len(configs)), BatchedPerturbationConfig(configs)
+        count = len(configs)
+        return batch_modality([video] * count), batch_modality([audio] * count), BatchedPerturbationConfig(configs)
 
     return make
 
 
-def run_engine(engine, video: Modality, audio: Modality, perturbations: BatchedPerturbationConfig):  # noqa: ANN001, ANN201
+def run_engine(
+    engine, video: Modality, audio: Modality, perturbations: BatchedPerturbationConfig  # noqa: ANN001
+) -> tuple[torch.Tensor, torch.Tensor]:
     """prepare -> all blocks -> finish through a block engine, as the pass scheduler runs one group."""
     with torch.inference_mode():
         v_args, a_args = engine.prepare(video, audio)

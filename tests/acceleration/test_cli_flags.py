@@ -37,7 +37,7 @@ def test_a_bad_threshold_is_refused(bad: float) -> None:
         AccelerationOptions(step_cache=bad)
 
 
-def test_cli_refuses_a_negative_threshold_before_loading(smoke_bundle, tmp_path, capsys, no_model_builds) -> None:  # noqa: ANN001
+def test_cli_refuses_a_bad_threshold_early(smoke_bundle, tmp_path, capsys, no_model_builds) -> None:  # noqa: ANN001
     argv = ["--checkpoint-path", str(smoke_bundle.distilled_checkpoint), "--gemma-root", str(smoke_bundle.gemma_root),
             "--spatial-upsampler-path", str(smoke_bundle.spatial_upsampler), "--prompt", "x",
             "--output-path", str(tmp_path / "out.mp4"), "--step-cache", "-1"]  # fmt: skip

@@ -49,7 +49,9 @@ def test_inductor_graph_matches_the_plain_path(transformer, batch_for, reference
     assert engine.stats.graphs == 1
 
 
-def test_a_graph_break_falls_back_to_eager(transformer, batch_for, reference, run, monkeypatch, caplog) -> None:  # noqa: ANN001
+def test_a_graph_break_falls_back_to_eager(  # noqa: ANN201
+    transformer, batch_for, reference, run, monkeypatch, caplog  # noqa: ANN001
+):
     """Code dynamo cannot trace does not fail a generation: the engine warns and runs the same forward eagerly."""
     import ltx_pipelines.acceleration.fused_block as fused_block
 

@@ -27,7 +27,8 @@ def fp8_transformer(transformer):  # noqa: ANN001, ANN201
     model = copy.deepcopy(transformer)
     convert_to_fp8_scaled_mm(model.velocity_model)
     blocks = model.velocity_model.transformer_blocks
-    assert sum(isinstance(m, FP8ScaledLinear) for m in blocks.modules()) == 28 * len(blocks)  # 6 attentions x 4 + 2 FFs x 2
+    # every block: 6 attentions x (q, k, v, out) + 2 feed-forwards x 2 linears
+    assert sum(isinstance(m, FP8ScaledLinear) for m in blocks.modules()) == 28 * len(blocks)
     return model
 
 
@@ -52,7 +53,7 @@ def test_emulated_scaled_matmul_is_the_dequantized_product() -> None:
     assert a.shape == (1, 5, 32) and torch.equal(a, b) and torch.equal(a[0], got)
 
 
-def test_every_large_linear_runs_fp8_in_the_fused_block(fp8_transformer, batch_for, reference, run) -> None:  # noqa: ANN001
+def test_large_linears_run_fp8_in_the_fused_block(fp8_transformer, batch_for, reference, run) -> None:  # noqa: ANN001
     """Activations are quantized (the result differs from FP8 weights alone) and stay close to full precision."""
     video, audio, perturbations = batch_for("mixed")
     fused = run(CompiledBlocks(fp8_transformer, compile=False, fp8_in_graph=True), video, audio, perturbations)

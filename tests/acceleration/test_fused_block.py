@@ -54,7 +54,8 @@ def _random_args(batch: int, tokens: int, dim: int, cross_dim: int, generator: t
 
     angle, cross = rand(batch, tokens, dim), rand(batch, tokens, cross_dim)
     return TransformerArgs(
-        x=rand(batch, tokens, dim), context=rand(batch, 5, dim), context_mask=None, timesteps=rand(batch, 1, 9 * dim), embedded_timestep=rand(batch, 1, dim),
+        x=rand(batch, tokens, dim), context=rand(batch, 5, dim), context_mask=None, timesteps=rand(batch, 1, 9 * dim),
+        embedded_timestep=rand(batch, 1, dim),
         positional_embeddings=(angle.cos(), angle.sin()), cross_positional_embeddings=(cross.cos(), cross.sin()),
         cross_scale_shift_timestep=rand(batch, 1, 4 * dim), cross_gate_timestep=rand(batch, 1, dim), enabled=True,
         prompt_timestep=rand(batch, 1, 2 * dim),

@@ -71,7 +71,9 @@ def _time_ms(shape: AttentionShape, backend: str, repeats: int) -> float:
                            generator=g)  # fmt: skip
 
     q, k, v = rand(shape.q_tokens), rand(shape.kv_tokens), rand(shape.kv_tokens)
-    mask = torch.zeros(shape.batch, 1, 1, shape.kv_tokens, device=shape.device, dtype=shape.dtype) if shape.masked else None
+    mask = None
+    if shape.masked:
+        mask = torch.zeros(shape.batch, 1, 1, shape.kv_tokens, device=shape.device, dtype=shape.dtype)
 
     def run() -> torch.Tensor:
         if backend == "default":

@@ -16,8 +16,8 @@ def add_acceleration_args(parser: argparse.ArgumentParser) -> None:
         help="Compile the transformer block once (torch.compile, one graph for all blocks) with its norms, "
         "modulation, RoPE, gates and GELU fused, FP8 quantization fused too with --quantization fp8-scaled-mm, "
         "and the fastest attention kernel per shape. Faster steps after a one-time compilation per input size "
-        f"(tens of seconds; cached on disk for later runs). Default: {default}, as measured in "
-        "benchmarks/RESULTS.md: on a CPU compiling never pays.",
+        "(tens of seconds on a GPU, about a minute on a CPU; kept in the on-disk compile cache for later runs). "
+        f"Default: {default} (the first generation pays the compilation; benchmarks/RESULTS.md has the gain).",
     )  # fmt: skip
     parser.add_argument(
         "--step-cache", type=float, default=None, metavar="THRESHOLD",

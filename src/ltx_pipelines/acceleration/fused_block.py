@@ -136,8 +136,9 @@ def _cross_modal(
                                                video.cross_gate_timestep, slice(0, 2))  # fmt: skip
         scale_a, shift_a, _ = av_ada_values(audio_table, ax.shape[0], audio.cross_scale_shift_timestep,
                                             audio.cross_gate_timestep, slice(0, 2))  # fmt: skip
-        out = attention(block.audio_to_video_attn, vx_normed * (1 + scale_v) + shift_v, kernels, kernels.a2v,
-                        context=ax_normed * (1 + scale_a) + shift_a, pe=video.cross_pe, k_pe=audio.cross_pe)  # fmt: skip
+        query, context = vx_normed * (1 + scale_v) + shift_v, ax_normed * (1 + scale_a) + shift_a
+        out = attention(block.audio_to_video_attn, query, kernels, kernels.a2v, context=context, pe=video.cross_pe,
+                        k_pe=audio.cross_pe)  # fmt: skip
         out = out * gate
         vx = vx + (out * masks.a2v if plan.a2v == MIXED else out)
     if plan.v2a != SKIP:
@@ -145,8 +146,9 @@ def _cross_modal(
                                                audio.cross_gate_timestep, slice(2, 4))  # fmt: skip
         scale_v, shift_v, _ = av_ada_values(video_table, vx.shape[0], video.cross_scale_shift_timestep,
                                             video.cross_gate_timestep, slice(2, 4))  # fmt: skip
-        out = attention(block.video_to_audio_attn, ax_normed * (1 + scale_a) + shift_a, kernels, kernels.v2a,
-                        context=vx_normed * (1 + scale_v) + shift_v, pe=audio.cross_pe, k_pe=video.cross_pe)  # fmt: skip
+        query, context = ax_normed * (1 + scale_a) + shift_a, vx_normed * (1 + scale_v) + shift_v
+        out = attention(block.video_to_audio_attn, query, kernels, kernels.v2a, context=context, pe=audio.cross_pe,
+                        k_pe=video.cross_pe)  # fmt: skip
         out = out * gate
         ax = ax + (out * masks.v2a if plan.v2a == MIXED else out)
     return vx, ax

@@ -10,9 +10,10 @@ from dataclasses import dataclass
 
 from ltx_pipelines.utils.errors import InputError
 
-#: ``--compile`` left unset: compile on these device types. The CPU never: inductor's C++ build
-#: costs more than it saves on any CPU-sized run. CUDA: see benchmarks/RESULTS.md for the measured
-#: gain per step against the one-time compilation per input size.
+#: ``--compile`` left unset: compile on these device types. Off on the CPU: inductor's C++ build takes
+#: about a minute per input size, more than it saves on anything a CPU generates. Off on CUDA until the
+#: GPU run (benchmarks/gpu_run.sh) shows the gain per generation outweighs the one-time compilation of a
+#: first generation (a one-shot command line run pays it; a server pays it once per size).
 COMPILE_BY_DEFAULT = {"cpu": False, "cuda": False}
 
 

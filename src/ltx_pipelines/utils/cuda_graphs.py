@@ -130,5 +130,7 @@ class GraphedTransformer(EagerBlocks):
     def prepare(self, video: Modality, audio: Modality | None) -> tuple[TransformerArgs, TransformerArgs | None]:
         return self.inner.prepare(video, audio)
 
-    def finish(self, video: Modality, audio: Modality | None, v_out: TransformerArgs, a_out: TransformerArgs | None):  # noqa: ANN201
+    def finish(
+        self, video: Modality, audio: Modality | None, v_out: TransformerArgs, a_out: TransformerArgs | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         return self.inner.finish(video, audio, v_out, a_out)
