@@ -69,3 +69,29 @@ def test_a_graph_break_falls_back_to_eager(  # noqa: ANN201
     assert "running it eagerly" in caplog.text
     for g, w in zip(got, reference("plain"), strict=True):
         assert torch.equal(g, w)
+
+
+class ForcedBackend:
+    """An attention chooser that forces one backend on every attention (cuDNN cannot run on a CPU)."""
+
+    def __init__(self, backend: str):
+        self.backend = backend
+
+    def choose(self, model, video, audio) -> dict:  # noqa: ANN001
+        return dict.fromkeys(("video_self", "video_text", "audio_self", "audio_text", "a2v", "v2a"), self.backend)
+
+    def table(self) -> list:
+        return []
+
+
+def test_an_unusable_attention_backend_gives_way_to_pytorchs_pick(  # noqa: ANN201
+    transformer, batch_for, reference, run, caplog  # noqa: ANN001
+):
+    engine = CompiledBlocks(transformer, backend="aot_eager", attention=ForcedBackend("cudnn"))
+    video, audio, perturbations = batch_for("plain")
+    got = run(engine, video, audio, perturbations)
+    assert "using PyTorch's choice" in caplog.text
+    assert engine.compiled and engine.stats.fallback is None  # still compiled, with SDPA's own pick
+    assert all(k.video_self is None for k in engine._kernels.values())
+    for g, w in zip(got, reference("plain"), strict=True):
+        torch.testing.assert_close(g, w, rtol=1e-5, atol=1e-5)

@@ -66,9 +66,10 @@ def attention_shapes(
 def _time_ms(shape: AttentionShape, backend: str, repeats: int) -> float:
     g = torch.Generator(device=shape.device).manual_seed(0)
 
-    def rand(tokens: int) -> torch.Tensor:
-        return torch.randn(shape.batch, shape.heads, tokens, shape.head_dim, device=shape.device, dtype=shape.dtype,
+    def rand(tokens: int) -> torch.Tensor:  # laid out as the block lays them out: [B, T, H*d] viewed per head
+        flat = torch.randn(shape.batch, tokens, shape.heads * shape.head_dim, device=shape.device, dtype=shape.dtype,
                            generator=g)  # fmt: skip
+        return flat.view(shape.batch, tokens, shape.heads, shape.head_dim).transpose(1, 2)
 
     q, k, v = rand(shape.q_tokens), rand(shape.kv_tokens), rand(shape.kv_tokens)
     mask = None

@@ -140,12 +140,12 @@ class CompiledBlocks(EagerBlocks):
         """Blocks ``start:stop``, each through the fused forward with its plan and masks."""
         blocks = self.velocity_model.transformer_blocks
         stop = len(blocks) if stop is None else stop
-        kernels = self.kernels(video, audio)
         v_stream, a_stream = stream_of(video), stream_of(audio)
         vx = video.x if video is not None else None
         ax = audio.x if audio is not None else None
         for index in range(start, stop):
             plan, masks = self.plans.get(perturbations, index, video, audio)
+            kernels = self.kernels(video, audio)  # may change once, if a forced attention backend fails to compile
             vx, ax = self._run(blocks[index], vx, ax, v_stream, a_stream, plan, masks, kernels)
         video = replace(video, x=vx) if video is not None else None
         audio = replace(audio, x=ax) if audio is not None else None
@@ -157,14 +157,19 @@ class CompiledBlocks(EagerBlocks):
         before = _unique_graphs()
         started = time.perf_counter()
         try:
-            with torch._dynamo.config.patch(recompile_limit=RECOMPILE_LIMIT, inline_inbuilt_nn_modules=True):
-                out = self._forward(*args)
+            out = self._compiled_call(args)
         except torch._dynamo.exc.TorchDynamoException as e:
             logger.debug("compile failure", exc_info=True)
+            kernels = args[-1]
+            if _forced_backends(kernels):  # first retry with PyTorch's own attention pick for these shapes
+                logger.warning("Compiling with the measured SDPA backends failed (%s); using PyTorch's choice.",
+                               _reason(e))  # fmt: skip
+                plain = replace(kernels, **dict.fromkeys(_forced_backends(kernels)))
+                self._kernels = {key: plain if value == kernels else value for key, value in self._kernels.items()}
+                return self._run(*args[:-1], plain)
             # A graph break or a compiler failure: run eagerly from now on (same numbers, no fusion).
-            reason = str(e).splitlines()[0][:200]
-            logger.warning("torch.compile of the transformer block failed (%s); running it eagerly.", reason)
-            self.stats.fallback, self.compiled = reason, False
+            logger.warning("torch.compile of the transformer block failed (%s); running it eagerly.", _reason(e))
+            self.stats.fallback, self.compiled = _reason(e), False
             return fused_block_forward(*args)
         built = _unique_graphs() - before
         if built:
@@ -173,6 +178,21 @@ class CompiledBlocks(EagerBlocks):
             logger.info("Compiled a transformer block variant in %.1f s (%d so far)", time.perf_counter() - started,
                         self.stats.graphs)  # fmt: skip
         return out
+
+
+    def _compiled_call(self, args: tuple) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        with torch._dynamo.config.patch(recompile_limit=RECOMPILE_LIMIT, inline_inbuilt_nn_modules=True):
+            return self._forward(*args)
+
+
+def _forced_backends(kernels: Kernels) -> list[str]:
+    """The attention fields of ``kernels`` that force an SDPA backend."""
+    names = ("video_self", "video_text", "audio_self", "audio_text", "a2v", "v2a")
+    return [n for n in names if getattr(kernels, n) not in (None, OWN_ATTENTION)]
+
+
+def _reason(error: Exception) -> str:
+    return str(error).splitlines()[0][:200] if str(error) else type(error).__name__
 
 
 def _shape(args: TransformerArgs | None) -> tuple:
