@@ -1,27 +1,33 @@
-"""Seconds per guided denoising step of the full-size LTX-2 transformer, plain vs optimised.
+"""Seconds per guided step and per pass of the full-size LTX-2 transformer: plain, optimised, compiled, FP8.
 
-Builds the 19B audio-video transformer from ltx-core's default config on the meta
-device, materialises it on the GPU in bfloat16 with random weights (no checkpoint
-needed), and times, side by side in one run:
+Builds the 19B audio-video transformer from ltx-core's default config on the meta device,
+materialises it on the GPU in bfloat16 with random weights (no checkpoint needed), and times,
+side by side in one run:
 
 * plain: the four guidance passes one after another (conditional, negative prompt,
-  STG-perturbed, modality-isolated), eager PyTorch;
-* optimised: our guided denoiser: at small token counts on a GPU the passes are stacked
-  in one batch and the transformer blocks replayed from CUDA graphs; at larger ones the
-  STG pass shares the prefix before its first perturbed block; plus the fastest SDPA
-  backend found for the run, and FP8 matmuls when --fp8 is given.
+  STG-perturbed, modality-isolated), eager PyTorch, ltx-core's own block forward;
+* optimised: our default executor (STG prefix sharing; at small token counts on a GPU the passes
+  stacked in one batch and replayed from CUDA graphs);
+* compiled: the same schedule over ``acceleration.CompiledBlocks``: one compiled graph of the
+  fused block for all 48 blocks, SDPA backend chosen per attention shape, CUDA graphs capturing
+  the compiled blocks where passes are small;
+* with --fp8: the model converted to fp8-scaled-mm (first the video linears only, for the error
+  split, then all), timed through the optimised (FP8 layers' own Triton quantizer) and compiled
+  (quantization fused into the graph) paths.
 
-Reports s/step, s/pass, achieved TFLOP/s, peak GPU memory and the max abs difference
-between the plain and optimised outputs. 121 frames at 24 fps, 1024 text tokens.
+Guided steps at --sizes (stage 1 of the two-stage pipeline), single passes at --sizes and
+--pass-sizes (1024x1536: stage 2). Per row: s/step, s/pass, TFLOP/s of a pass and its share of the
+dense peaks (989 bf16 / 1979 FP8 TFLOP/s, H100/H200 SXM), peak memory, the first call's time and
+the compile time it holds, graphs compiled and recompiles while timing (must be 0), and the
+difference from the plain bf16 outputs. 121 frames at 24 fps, 1024 text tokens.
 
-    python benchmarks/transformer_step.py                 # GPU, full size
-    python benchmarks/transformer_step.py --tiny --device cpu --sizes 64x96   # self-check
+    python benchmarks/transformer_step.py --fp8 --json /tmp/step.json        # GPU, full size
+    python benchmarks/transformer_step.py --tiny --device cpu --fp8            # CPU self-check
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import math
 import statistics
@@ -125,134 +131,268 @@ def count_flops(fn) -> float:  # noqa: ANN001
     return float(counter.get_total_flops())
 
 
-def sdpa_backend_context(name: str):  # noqa: ANN201
-    if name == "default":
-        return contextlib.nullcontext()
-    from torch.nn.attention import SDPBackend, sdpa_kernel
+PEAK_TFLOPS = {"bf16": 989.0, "fp8": 1979.0}  # dense tensor-core peaks, H100 / H200 SXM
 
-    backend = {"flash": SDPBackend.FLASH_ATTENTION, "cudnn": SDPBackend.CUDNN_ATTENTION, "efficient": SDPBackend.EFFICIENT_ATTENTION}[name]
-    return sdpa_kernel([backend])
+
+def is_video_linear(name: str) -> bool:
+    """The video stream's own linears (self-attention, prompt attention, feed-forward) of a block."""
+    parts = name.split(".")
+    return len(parts) > 2 and parts[2] in ("attn1", "attn2", "ff")
+
+
+def convert_fp8(model: X0Model, keep: callable) -> int:
+    """Quantize the fp8-scaled-mm target linears whose name passes ``keep``; returns how many were converted."""
+    from ltx_pipelines.utils.fp8 import FP8ScaledLinear, is_fp8_target
+
+    count = 0
+    velocity = model.velocity_model
+    for name, module in list(velocity.named_modules()):
+        if isinstance(module, torch.nn.Linear) and is_fp8_target(name) and keep(name):
+            parent, _, attr = name.rpartition(".")
+            setattr(velocity.get_submodule(parent), attr, FP8ScaledLinear.from_linear(module))
+            count += 1
+    return count
+
+
+def rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    a, b = a.float().cpu(), b.float().cpu()
+    return float((a - b).norm() / b.norm().clamp(min=1e-12))
+
+
+def max_abs(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a.float().cpu() - b.float().cpu()).abs().max())
+
+
+class Bench:
+    """Inputs per size, the plain bf16 reference outputs, and one row per (size, variant)."""
+
+    def __init__(self, model: X0Model, args: argparse.Namespace, device: torch.device, dtype: torch.dtype):
+        self.model, self.args, self.device, self.dtype = model, args, device, dtype
+        self.caption = args.caption
+        self.video_params, self.audio_params = DEFAULT_VIDEO_GUIDER_PARAMS, DEFAULT_AUDIO_GUIDER_PARAMS
+        self.sigmas = torch.tensor([0.9, 0.0])
+        self.inputs: dict[str, tuple] = {}
+        self.flops: dict[str, float] = {}
+        self.reference: dict[tuple[str, str], tuple[torch.Tensor, torch.Tensor]] = {}
+        self.rows: list[dict] = []
+
+    def case(self, size: str) -> tuple:
+        if size not in self.inputs:
+            height, width = map(int, size.split("x"))
+            self.inputs[size] = make_inputs(height, width, self.args.frames, 24.0, self.caption, self.device,
+                                            self.dtype, seed=1)  # fmt: skip
+        return self.inputs[size]
+
+    # -- what is timed ---------------------------------------------------------------------
+
+    def step_fn(self, size: str, executor: object | None, plain: bool = False):  # noqa: ANN201
+        video, audio, positive, negative = self.case(size)
+        kwargs = {"batch_passes": False, "share_stg_prefix": False, "cuda_graphs": False} if plain else {}
+        denoiser = MultiModalGuidedDenoiser(
+            self.model, positive, negative, create_multimodal_guider_factory(self.video_params),
+            create_multimodal_guider_factory(self.audio_params), executor=executor, **kwargs,
+        )  # fmt: skip
+        return lambda: denoiser(video, audio, self.sigmas, 0)
+
+    def pass_fn(self, size: str, executor: object | None, plain: bool = False):  # noqa: ANN201
+        video, audio, positive, _ = self.case(size)
+        denoiser = ConditionalDenoiser(self.model, positive, cuda_graphs=False if plain else None, executor=executor)
+        return lambda: denoiser(video, audio, self.sigmas, 0)
+
+    # -- measuring ---------------------------------------------------------------------------
+
+    def sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def peak_gib(self) -> float:
+        return torch.cuda.max_memory_allocated(self.device) / 2**30 if self.device.type == "cuda" else 0.0
+
+    def first_and_timed(self, fn, engine) -> dict:  # noqa: ANN001
+        """The first call (compilation, graph capture) alone, then the median of the timed calls."""
+        graphs, seconds = (engine.stats.graphs, engine.stats.seconds) if engine else (0, 0.0)
+        self.sync()
+        started = time.perf_counter()
+        fn()
+        self.sync()
+        first = time.perf_counter() - started
+        warm_graphs = engine.stats.graphs if engine else 0
+        median, out = timed(fn, self.args.repeats, max(self.args.warmup - 1, 0), self.device)
+        result = {"s": median, "out": out, "first_s": first}
+        if engine is not None:
+            result.update(compile_s=engine.stats.seconds - seconds, graphs=warm_graphs - graphs,
+                          recompiles_while_timing=engine.stats.graphs - warm_graphs)  # fmt: skip
+        return result
+
+    def measure(self, size: str, variant: str, step: object | None, single: object, engine=None,  # noqa: ANN001
+                precision: str = "bf16") -> dict:  # fmt: skip
+        """Time a variant's step (if any) and pass at ``size``; compare with the plain bf16 outputs."""
+        video, audio, _, _ = self.case(size)
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        row: dict = {"size": size, "variant": variant, "video_tokens": video.latent.shape[1],
+                     "audio_tokens": audio.latent.shape[1]}  # fmt: skip
+        with torch.inference_mode():
+            if size not in self.flops:
+                self.flops[size] = count_flops(single)
+            for kind, fn in (("step", step), ("pass", single)):
+                if fn is None:
+                    continue
+                timing = self.first_and_timed(fn, engine)
+                out = timing.pop("out")
+                row[f"{kind}_s"] = round(timing.pop("s"), 4)
+                row.update({f"{kind}_{k}": round(v, 3) if isinstance(v, float) else v for k, v in timing.items()})
+                key = (size, kind)
+                if variant == "plain":
+                    self.reference[key] = tuple(t.float().cpu() for t in out)
+                elif key in self.reference:
+                    ref = self.reference[key]
+                    row[f"{kind}_max_abs_diff"] = max(max_abs(o, r) for o, r in zip(out, ref, strict=True))
+                    row[f"{kind}_rel_err_video"], row[f"{kind}_rel_err_audio"] = (rel(o, r) for o, r in zip(out, ref))
+        tflops = self.flops[size] / row["pass_s"] / 1e12
+        row["pass_tflop"] = round(self.flops[size] / 1e12, 2)
+        row["tflop_per_s"] = round(tflops, 1)
+        row["pct_of_peak"] = round(100 * tflops / PEAK_TFLOPS[precision], 1)
+        row["peak_gib"] = round(self.peak_gib(), 2)
+        self.rows.append(row)
+        print(json.dumps(row), flush=True)
+        return row
+
+    def fp8_error(self, size: str, label: str) -> dict:
+        """X0 error of one FP8 pass (eager fused block, quantization as in the graph) against bf16."""
+        from ltx_pipelines.acceleration.compiled_blocks import CompiledBlocks
+        from ltx_pipelines.acceleration.executor import CompiledPasses
+
+        engine = CompiledBlocks(self.model, compile=False, fp8_in_graph=True)
+        with torch.inference_mode():
+            out = self.pass_fn(size, CompiledPasses(self.model, engine, cuda_graphs=False))()
+        ref = self.reference[(size, "pass")]
+        row = {"size": size, "variant": label, "pass_rel_err_video": rel(out[0], ref[0]),
+               "pass_rel_err_audio": rel(out[1], ref[1])}  # fmt: skip
+        self.rows.append(row)
+        print(json.dumps(row), flush=True)
+        return row
+
+
+def compiled_executor(model: X0Model, args: argparse.Namespace, mode: str):  # noqa: ANN201
+    """A fresh compiled engine (its own attention choices) and the executor over it."""
+    from ltx_pipelines.acceleration.attention_choice import AttentionChooser
+    from ltx_pipelines.acceleration.compiled_blocks import CompiledBlocks
+    from ltx_pipelines.acceleration.executor import CompiledPasses
+
+    engine = CompiledBlocks(model, mode=None if mode == "default" else mode, backend=args.compile_backend,
+                            attention=AttentionChooser())  # fmt: skip
+    # compile's own CUDA graphs cannot be captured inside ours
+    return engine, CompiledPasses(model, engine, cuda_graphs=False if mode == "reduce-overhead" else None)
+
+
+def run_variants(bench: Bench, args: argparse.Namespace, precision: str) -> dict:
+    """Every variant at every size; returns the compiled engines by mode (for their attention tables)."""
+    step_sizes = [s for s in args.sizes.split(",") if s]
+    pass_sizes = [s for s in args.pass_sizes.split(",") if s]
+    engines = {}
+    prefix = "" if precision == "bf16" else "fp8 "
+    variants = ["plain", "optimised"] if precision == "bf16" else ["optimised"]
+    for size in [*step_sizes, *pass_sizes]:
+        stepped = size in step_sizes
+        for variant in variants:
+            if variant == "optimised" and precision == "bf16" and not stepped:
+                continue  # one large pass: the default executor runs exactly the plain path
+            plain = variant == "plain"
+            step = bench.step_fn(size, None, plain=plain) if stepped else None
+            bench.measure(size, prefix + variant, step, bench.pass_fn(size, None, plain=plain), precision=precision)
+        for mode in args.compile_modes.split(","):
+            if mode not in engines:
+                engines[mode] = compiled_executor(bench.model, args, mode)
+            engine, executor = engines[mode]
+            step = bench.step_fn(size, executor) if stepped else None
+            label = f"{prefix}compiled" + ("" if mode == "default" else f" ({mode})")
+            try:
+                bench.measure(size, label, step, bench.pass_fn(size, executor), engine, precision)
+            except Exception as e:  # noqa: BLE001 - one failing lever must not lose the rest of the run
+                print(json.dumps({"size": size, "variant": label, "error": repr(e)[:400]}), flush=True)
+    return {mode: engine for mode, (engine, _) in engines.items()}
+
+
+def attention_tables(engines: dict) -> dict:
+    return {mode: engine.attention.table() for mode, engine in engines.items() if engine.attention is not None}
+
+
+def print_table(rows: list[dict]) -> None:
+    print("\n| size | video tokens | variant | step (s) | pass (s) | TFLOP/s (% of peak) | peak GiB | first call s "
+          "(compile s) | graphs / recompiles while timing | max abs diff / rel err vs plain |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        if "pass_s" not in r:
+            continue
+        first = r.get("step_first_s", r.get("pass_first_s"))
+        compile_s = r.get("step_compile_s", 0) + r.get("pass_compile_s", 0) if "pass_compile_s" in r else None
+        graphs = f"{r.get('step_graphs', 0) + r.get('pass_graphs', 0)} / " \
+                 f"{r.get('step_recompiles_while_timing', 0) + r.get('pass_recompiles_while_timing', 0)}" \
+            if "pass_graphs" in r else "-"  # fmt: skip
+        kind = "step" if "step_max_abs_diff" in r else "pass"
+        diff = f"{r[f'{kind}_max_abs_diff']:.3g} / {max(r[f'{kind}_rel_err_video'], r[f'{kind}_rel_err_audio']):.3g}" \
+            if f"{kind}_max_abs_diff" in r else "-"  # fmt: skip
+        step = f"{r['step_s']:.3f}" if "step_s" in r else "-"
+        print(f"| {r['size']} | {r['video_tokens']} | {r['variant']} | {step} | {r['pass_s']:.3f} | "
+              f"{r['tflop_per_s']} ({r['pct_of_peak']} %) | {r['peak_gib']} | {first:.1f}"
+              f"{f' ({compile_s:.1f})' if compile_s is not None else ''} | {graphs} | {diff} |")  # fmt: skip
+    for r in rows:
+        if "pass_s" not in r and "pass_rel_err_video" in r:
+            print(f"# {r['variant']} at {r['size']}: X0 rel. error vs bf16 video {r['pass_rel_err_video']:.4f} "
+                  f"audio {r['pass_rel_err_audio']:.4f}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--tiny", action="store_true", help="Small model for a CPU self-check.")
-    parser.add_argument("--sizes", default="256x384,512x768,544x960", help="Stage-1 HxW sizes.")
-    parser.add_argument("--frames", type=int, default=121)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--batch-max-tokens", type=int, default=2048, help="Stack passes in one batch up to this many video tokens.")
-    parser.add_argument("--backends", default="default,flash,cudnn,efficient", help="SDPA backends to try (GPU).")
+    parser.add_argument("--sizes", default=None, help="Stage-1 HxW sizes: guided step and pass (default 512x768).")
+    parser.add_argument("--pass-sizes", default=None, help="HxW sizes timed for one pass only (default 1024x1536).")
+    parser.add_argument("--frames", type=int, default=None, help="Video frames (default 121; tiny 17).")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=1, help="Untimed calls, the first (compiling) one included.")
+    parser.add_argument("--compile-modes", default="default",
+                        help="torch.compile modes of the compiled variant, comma-separated (default, "
+                        "max-autotune-no-cudagraphs, reduce-overhead).")  # fmt: skip
+    parser.add_argument("--compile-backend", default="inductor",
+                        help="aot_eager: graph capture only (quick CPU check).")  # fmt: skip
+    parser.add_argument("--fp8", action="store_true", help="Then convert to fp8-scaled-mm and time FP8 as well.")
     parser.add_argument("--json", default=None, help="Also write the results as JSON here.")
-    parser.add_argument("--fp8", action="store_true", help="Then convert the model to fp8-scaled-mm and time the optimised step again.")
     args = parser.parse_args()
+    args.sizes = args.sizes if args.sizes is not None else ("64x96" if args.tiny else "512x768")
+    args.pass_sizes = args.pass_sizes if args.pass_sizes is not None else ("128x192" if args.tiny else "1024x1536")
+    args.frames = args.frames or (17 if args.tiny else 121)
 
     device = torch.device(args.device)
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     config = transformer_config(args.tiny)
+    args.caption = config["transformer"]["caption_channels"]
     started = time.perf_counter()
     model = build_model(config, device, dtype, seed=0)
-    caption = config["transformer"]["caption_channels"]
     params = sum(p.numel() for p in model.parameters())
     gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-    print(f"# {gpu}, torch {torch.__version__}, {params / 1e9:.2f}B params, built in {time.perf_counter() - started:.1f} s")
-    video_params = DEFAULT_VIDEO_GUIDER_PARAMS
-    audio_params = DEFAULT_AUDIO_GUIDER_PARAMS
-    if args.tiny:
-        from dataclasses import replace
-
-        video_params, audio_params = replace(video_params, stg_blocks=[29]), replace(audio_params, stg_blocks=[29])
-    results = []
-    sigmas = torch.tensor([0.9, 0.0])
-    backends = args.backends.split(",") if device.type == "cuda" else ["default"]
-    for size in args.sizes.split(","):
-        height, width = map(int, size.split("x"))
-        video, audio, positive, negative = make_inputs(height, width, args.frames, 24.0, caption, device, dtype, seed=1)
-        tokens = video.latent.shape[1]
-
-        def guided(optimised: bool):  # noqa: ANN202
-            denoiser = MultiModalGuidedDenoiser(
-                model, positive, negative,
-                create_multimodal_guider_factory(video_params), create_multimodal_guider_factory(audio_params),
-                batch_passes=optimised and tokens <= args.batch_max_tokens, share_stg_prefix=optimised,
-                cuda_graphs=None if optimised else False,
-            )  # fmt: skip
-            return lambda: denoiser(video, audio, sigmas, 0)
-
-        plain_single = ConditionalDenoiser(model, positive, cuda_graphs=False)
-        opt_single = ConditionalDenoiser(model, positive)
-
-        def one_pass():  # noqa: ANN202
-            return plain_single(video, audio, sigmas, 0)
-
-        def one_opt_pass():  # noqa: ANN202
-            return opt_single(video, audio, sigmas, 0)
-
-        with torch.inference_mode():
-            if device.type == "cuda":
-                torch.cuda.reset_peak_memory_stats(device)
-            flops = count_flops(one_pass)
-            pass_s, _ = timed(one_pass, args.repeats, args.warmup, device)
-            plain_s, plain_out = timed(guided(False), args.repeats, args.warmup, device)
-            plain_peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else 0.0
-            best = ("default", None, None)
-            backend_times = {}
-            for backend in backends:
-                try:
-                    with sdpa_backend_context(backend):
-                        t, out = timed(guided(True), args.repeats, args.warmup, device)
-                    backend_times[backend] = round(t, 4)
-                    if best[1] is None or t < best[1]:
-                        best = (backend, t, out)
-                except RuntimeError as e:  # a backend may not support these shapes
-                    backend_times[backend] = f"unavailable: {str(e).splitlines()[0][:80]}"
-            with sdpa_backend_context(best[0]):
-                opt_pass_s, _ = timed(one_opt_pass, args.repeats, args.warmup, device)
-            opt_peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else 0.0
-        diff_v = (best[2][0].float() - plain_out[0].float()).abs().max().item()
-        diff_a = (best[2][1].float() - plain_out[1].float()).abs().max().item()
-        row = {
-            "size": size, "video_tokens": tokens, "audio_tokens": audio.latent.shape[1],
-            "plain_step_s": round(plain_s, 4), "plain_pass_s": round(pass_s, 4),
-            "opt_step_s": round(best[1], 4), "opt_pass_s": round(opt_pass_s, 4), "sdpa_backend": best[0],
-            "backend_step_s": backend_times, "pass_tflops": round(flops / 1e12, 2),
-            "plain_tflop_per_s": round(flops / pass_s / 1e12, 1), "opt_tflop_per_s": round(flops / opt_pass_s / 1e12, 1),
-            "peak_gib_plain": round(plain_peak, 2), "peak_gib_opt": round(opt_peak, 2),
-            "max_abs_diff_video": diff_v, "max_abs_diff_audio": diff_a,
-        }  # fmt: skip
-        results.append(row)
-        print(json.dumps(row), flush=True)
-
+    built = time.perf_counter() - started
+    print(f"# {gpu}, torch {torch.__version__}, {params / 1e9:.2f}B params, built in {built:.1f} s", flush=True)
+    bench = Bench(model, args, device, dtype)
+    engines = run_variants(bench, args, "bf16")
+    results = {"gpu": gpu, "torch": torch.__version__, "params_b": params / 1e9, "peak_tflops": PEAK_TFLOPS,
+               "attention": attention_tables(engines)}  # fmt: skip
     if args.fp8:
-        from ltx_pipelines.utils.fp8 import convert_to_fp8_scaled_mm
-
-        convert_to_fp8_scaled_mm(model.velocity_model)
-        for row, size in zip(results, args.sizes.split(","), strict=True):
-            height, width = map(int, size.split("x"))
-            video, audio, positive, negative = make_inputs(height, width, args.frames, 24.0, caption, device, dtype, seed=1)
-            denoiser = MultiModalGuidedDenoiser(
-                model, positive, negative,
-                create_multimodal_guider_factory(video_params), create_multimodal_guider_factory(audio_params),
-                batch_passes=video.latent.shape[1] <= args.batch_max_tokens,
-            )  # fmt: skip
-            single = ConditionalDenoiser(model, positive)
-            with torch.inference_mode(), sdpa_backend_context(row["sdpa_backend"]):
-                step_s, fp8_out = timed(lambda: denoiser(video, audio, sigmas, 0), args.repeats, args.warmup, device)  # noqa: B023
-                pass_s, _ = timed(lambda: single(video, audio, sigmas, 0), args.repeats, args.warmup, device)  # noqa: B023
-            row["fp8_step_s"], row["fp8_pass_s"] = round(step_s, 4), round(pass_s, 4)
-            print(json.dumps({"size": size, "fp8_step_s": row["fp8_step_s"], "fp8_pass_s": row["fp8_pass_s"]}), flush=True)
-
-    print("\n| stage-1 size | video tokens | plain step (s) | optimised step (s) | plain pass (s) | opt pass (s) | TFLOP/s plain/opt | peak GiB | max abs diff |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for r in results:
-        print(
-            f"| {r['size']} | {r['video_tokens']} | {r['plain_step_s']:.3f} | {r['opt_step_s']:.3f} ({r['sdpa_backend']}) | "
-            f"{r['plain_pass_s']:.3f} | {r['opt_pass_s']:.3f} | {r['plain_tflop_per_s']}/{r['opt_tflop_per_s']} | "
-            f"{r['peak_gib_opt']} | {max(r['max_abs_diff_video'], r['max_abs_diff_audio']):.3g} |"
-        )
+        sizes = [s for s in (*args.sizes.split(","), *args.pass_sizes.split(",")) if s]
+        biggest = max(sizes, key=lambda s: math.prod(map(int, s.split("x"))))
+        converted = convert_fp8(model, is_video_linear)
+        bench.fp8_error(biggest, f"fp8 error split: video linears only ({converted} layers)")
+        converted += convert_fp8(model, lambda name: True)
+        bench.fp8_error(biggest, f"fp8 error split: all large linears ({converted} layers)")
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+        fp8_engines = run_variants(bench, args, "fp8")
+        results["attention_fp8"] = attention_tables(fp8_engines)
+    results["rows"] = bench.rows
+    print_table(bench.rows)
     if args.json:
-        Path(args.json).write_text(json.dumps({"gpu": gpu, "torch": torch.__version__, "results": results}, indent=2))
+        Path(args.json).write_text(json.dumps(results, indent=2, default=str))
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from ltx_core.components.guiders import MultiModalGuiderParams
 from ltx_core.loader import LoraPathStrengthAndSDOps
 from ltx_core.quantization import QuantizationPolicy
 
+from ltx_pipelines.acceleration.cli_flags import acceleration_kwargs, add_acceleration_args
 from ltx_pipelines.utils import constants as C
 from ltx_pipelines.utils.conditioning import ImageConditioningInput
 from ltx_pipelines.utils.errors import InputError
@@ -129,6 +130,7 @@ def base_parser(description: str, *, height: int, width: int, size_multiple: int
         "--max-gpu-memory", type=float, default=None, metavar="GIB",
         help="Use at most this much GPU memory (for shared GPUs); drives --offload auto and the memory check.",
     )  # fmt: skip
+    add_acceleration_args(parser)
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     parser.add_argument(
         "--enhance-prompt", action="store_true",
@@ -250,6 +252,7 @@ def model_kwargs(args: argparse.Namespace) -> dict[str, object]:
         "memory_policy": args.memory_policy,
         "offload": args.offload,
         "max_gpu_memory": args.max_gpu_memory,
+        **acceleration_kwargs(args),
     }
 
 

@@ -11,11 +11,12 @@ stay eager: they run once per pass and hold the host-side work graphs cannot cap
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 
 import torch
 from ltx_core.guidance.perturbations import BatchedPerturbationConfig
-from ltx_core.model.transformer import X0Model
+from ltx_core.model.transformer import Modality, X0Model
 from ltx_core.model.transformer.transformer_args import TransformerArgs
 
 from ltx_pipelines.utils.transformer_blocks import EagerBlocks, args_tensors, with_tensors
@@ -62,13 +63,13 @@ class _MaskCachingPerturbations(BatchedPerturbationConfig):
 class _CapturedBlocks:
     """One captured run of the block stack with static input and output buffers."""
 
-    def __init__(self, blocks: list[torch.nn.Module], video: TransformerArgs, audio: TransformerArgs | None,
+    def __init__(self, run: Callable, video: TransformerArgs, audio: TransformerArgs | None,
                  perturbations: BatchedPerturbationConfig, pool: object) -> None:  # fmt: skip
         self.static_in = [t.clone() for t in (*args_tensors(video), *args_tensors(audio))]
         n_video = len(args_tensors(video))
         self.video = with_tensors(video, self.static_in[:n_video])
         self.audio = with_tensors(audio, self.static_in[n_video:])
-        self.blocks = blocks
+        self.run = run  # (video, audio, perturbations) -> (video, audio): the block range of an engine
         self.perturbations = _MaskCachingPerturbations(perturbations.perturbations)
         stream = torch.cuda.Stream()
         stream.wait_stream(torch.cuda.current_stream())
@@ -80,10 +81,7 @@ class _CapturedBlocks:
             self.out_video, self.out_audio = self._run()
 
     def _run(self) -> tuple[TransformerArgs | None, TransformerArgs | None]:
-        video, audio = self.video, self.audio
-        for block in self.blocks:
-            video, audio = block(video=video, audio=audio, perturbations=self.perturbations)
-        return video, audio
+        return self.run(self.video, self.audio, self.perturbations)
 
     def replay(self, video: TransformerArgs, audio: TransformerArgs | None) -> tuple:
         for static, fresh in zip(self.static_in, (*args_tensors(video), *args_tensors(audio)), strict=True):
@@ -117,10 +115,22 @@ class GraphedTransformer(EagerBlocks):
 
         The returned args live in the graph's static buffers: use them before the same graph replays.
         """
-        blocks = list(self.velocity_model.transformer_blocks)[start:stop]
+        count = len(range(*slice(start, stop).indices(self.num_blocks)))
         key = (_signature(video), _signature(audio), _perturbation_key(perturbations), start, stop)
         if key not in self._graphs:
             logger.info("Capturing a CUDA graph of transformer blocks %d-%d (%d so far)", start,
-                        start + len(blocks) - 1, len(self._graphs) + 1)  # fmt: skip
-            self._graphs[key] = _CapturedBlocks(blocks, video, audio, perturbations, self._pool)
+                        start + count - 1, len(self._graphs) + 1)  # fmt: skip
+
+            def run(v: TransformerArgs, a: TransformerArgs | None, p: BatchedPerturbationConfig) -> tuple:
+                return self.inner.blocks(v, a, p, start, stop)
+
+            self._graphs[key] = _CapturedBlocks(run, video, audio, perturbations, self._pool)
         return self._graphs[key].replay(video, audio)
+
+    def prepare(self, video: Modality, audio: Modality | None) -> tuple[TransformerArgs, TransformerArgs | None]:
+        return self.inner.prepare(video, audio)
+
+    def finish(
+        self, video: Modality, audio: Modality | None, v_out: TransformerArgs, a_out: TransformerArgs | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return self.inner.finish(video, audio, v_out, a_out)

@@ -23,6 +23,7 @@ from ltx_core.quantization import QuantizationPolicy
 from ltx_core.types import Audio
 
 from ltx_pipelines.memory.budget import StageLoad
+from ltx_pipelines.acceleration.options import AccelerationOptions
 from ltx_pipelines.memory.offload import OffloadMode
 from ltx_pipelines.memory.preflight import MemoryRequest
 from ltx_pipelines.memory.streamed_transformer import streamed_transformer
@@ -115,7 +116,10 @@ class PipelineBase:
         memory_policy: MemoryPolicy | str | None = None,
         offload: OffloadMode | str = OffloadMode.AUTO,
         max_gpu_memory: float | None = None,
+        compile: bool | None = None,  # noqa: A002 - the --compile flag
+        step_cache: float | None = None,
     ):
+        self.acceleration = AccelerationOptions(compile=compile, step_cache=step_cache)
         self.checkpoint: CheckpointInfo = inspect_ltx_checkpoint(checkpoint_path)
         # Inside a process group of several ranks (torchrun, or the caller's): this rank's share of the work.
         self.parallel, device = join_group(self.checkpoint.config, device)
@@ -302,11 +306,16 @@ class PipelineBase:
         """How this pipeline's transformer passes run: the one place that picks engine and schedule.
 
         Streamed blocks run block-major: every pass goes through a block before the next one is needed,
-        so each block's weights cross to the GPU once per step, not once per pass. Under a process group
-        the passes are split across ranks (unchanged without one).
+        so each block's weights cross to the GPU once per step, not once per pass (the compiled blocks
+        do not stream yet, so streaming wins over --compile). Under a process group the passes are
+        split across ranks (unchanged without one).
         """
         if streamed_transformer(transformer) is not None:
             local = TransformerPasses(transformer, engine=EagerBlocks(transformer), block_major=True)
+        elif self.acceleration.enabled(self.device.type):
+            from ltx_pipelines.acceleration.executor import accelerated_executor
+
+            local = accelerated_executor(transformer, self.acceleration)
         else:
             local = TransformerPasses(transformer)
         return split_guidance(local, self.parallel)

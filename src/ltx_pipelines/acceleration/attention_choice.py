@@ -1,0 +1,144 @@
+"""Picking the SDPA backend per attention shape by timing them once on the GPU.
+
+PyTorch's default order (flash, then memory-efficient, then cuDNN) is not the fastest for every
+shape: at 24 576 video tokens attention is ~40 % of a pass, and flash, cuDNN and efficient differ
+with head dim (128 video, 64 audio) and with the key length (self-attention, 1 024 prompt tokens,
+126 audio tokens). The chooser times each candidate on random tensors of each shape the block
+meets (a few milliseconds), keeps the fastest, and remembers it, so every later block call, and
+every compiled graph, uses the same choice. On a CPU it leaves PyTorch's choice alone.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import torch
+from ltx_core.model.transformer.transformer_args import TransformerArgs
+from torch.nn.attention import sdpa_kernel
+from torch.nn.functional import scaled_dot_product_attention
+
+from ltx_pipelines.acceleration.fused_ops import BACKENDS
+
+logger = logging.getLogger(__name__)
+
+#: Backends tried on a GPU ("default" is PyTorch's own pick, kept unless another is faster).
+CANDIDATES = ("default", "flash", "cudnn", "efficient")
+#: Another backend replaces the default only when it is at least this much faster (timing noise).
+MIN_GAIN = 0.03
+
+
+@dataclass(frozen=True)
+class AttentionShape:
+    batch: int
+    heads: int
+    q_tokens: int
+    kv_tokens: int
+    head_dim: int
+    masked: bool
+    dtype: torch.dtype
+    device: str
+
+
+def attention_shapes(
+    model: torch.nn.Module, video: TransformerArgs | None, audio: TransformerArgs | None
+) -> dict[str, AttentionShape]:
+    """The attention shapes a block meets with these inputs, by the ``Kernels`` field they set."""
+    block = model.transformer_blocks[0]
+    shapes: dict[str, AttentionShape] = {}
+
+    def add(name: str, attn: torch.nn.Module, q: torch.Tensor, kv_tokens: int, masked: bool) -> None:
+        shapes[name] = AttentionShape(q.shape[0], attn.heads, q.shape[1], kv_tokens, attn.dim_head, masked,
+                                      q.dtype, str(q.device))  # fmt: skip
+
+    if video is not None:
+        add("video_self", block.attn1, video.x, video.x.shape[1], video.self_attention_mask is not None)
+        add("video_text", block.attn2, video.x, video.context.shape[1], video.context_mask is not None)
+    if audio is not None:
+        add("audio_self", block.audio_attn1, audio.x, audio.x.shape[1], audio.self_attention_mask is not None)
+        add("audio_text", block.audio_attn2, audio.x, audio.context.shape[1], audio.context_mask is not None)
+    if video is not None and audio is not None and hasattr(block, "audio_to_video_attn"):
+        add("a2v", block.audio_to_video_attn, video.x, audio.x.shape[1], False)
+        add("v2a", block.video_to_audio_attn, audio.x, video.x.shape[1], False)
+    return shapes
+
+
+def _time_ms(shape: AttentionShape, backend: str, repeats: int) -> float:
+    g = torch.Generator(device=shape.device).manual_seed(0)
+
+    def rand(tokens: int) -> torch.Tensor:  # laid out as the block lays them out: [B, T, H*d] viewed per head
+        flat = torch.randn(shape.batch, tokens, shape.heads * shape.head_dim, device=shape.device, dtype=shape.dtype,
+                           generator=g)  # fmt: skip
+        return flat.view(shape.batch, tokens, shape.heads, shape.head_dim).transpose(1, 2)
+
+    q, k, v = rand(shape.q_tokens), rand(shape.kv_tokens), rand(shape.kv_tokens)
+    mask = None
+    if shape.masked:
+        mask = torch.zeros(shape.batch, 1, 1, shape.kv_tokens, device=shape.device, dtype=shape.dtype)
+
+    def run() -> torch.Tensor:
+        if backend == "default":
+            return scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        with sdpa_kernel([BACKENDS[backend]]):
+            return scaled_dot_product_attention(q, k, v, attn_mask=mask)
+
+    run()
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    for _ in range(repeats):
+        run()
+    end.record()
+    end.synchronize()
+    return start.elapsed_time(end) / repeats
+
+
+class AttentionChooser:
+    """Measures once per shape, then answers from memory; ``timings`` keeps what it measured (ms)."""
+
+    def __init__(self, candidates: tuple[str, ...] = CANDIDATES, repeats: int = 5):
+        self.candidates = candidates
+        self.repeats = repeats
+        self.timings: dict[AttentionShape, dict[str, float | str]] = {}
+        self.choices: dict[AttentionShape, str | None] = {}
+
+    def choose(
+        self, model: torch.nn.Module, video: TransformerArgs | None, audio: TransformerArgs | None
+    ) -> dict[str, str | None]:
+        """Backend name (or None: PyTorch's default) per ``Kernels`` attention field."""
+        return {name: self.backend(shape) for name, shape in attention_shapes(model, video, audio).items()}
+
+    def backend(self, shape: AttentionShape) -> str | None:
+        if shape not in self.choices:
+            self.choices[shape] = self._measure(shape) if shape.device.startswith("cuda") else None
+        return self.choices[shape]
+
+    def _measure(self, shape: AttentionShape) -> str | None:
+        times: dict[str, float | str] = {}
+        for backend in self.candidates:
+            try:
+                times[backend] = round(_time_ms(shape, backend, self.repeats), 4)
+            except RuntimeError as e:  # this backend does not take this shape / dtype / mask
+                times[backend] = f"unavailable: {str(e).splitlines()[0][:80]}"
+        self.timings[shape] = times
+        measured = {b: t for b, t in times.items() if isinstance(t, float)}
+        if not measured:
+            return None
+        best = min(measured, key=measured.get)
+        default = measured.get("default")
+        if best == "default" or (default is not None and measured[best] > default * (1 - MIN_GAIN)):
+            choice = None
+        else:
+            choice = best
+        logger.info("SDPA for %s: %s (ms: %s)", shape, choice or "default", times)
+        return choice
+
+    def table(self) -> list[dict]:
+        """One row per measured shape: its dimensions, each backend's time and the choice."""
+        return [
+            {"batch": s.batch, "heads": s.heads, "q_tokens": s.q_tokens, "kv_tokens": s.kv_tokens,
+             "head_dim": s.head_dim, "masked": s.masked, "ms": t, "chosen": self.choices.get(s) or "default"}
+            for s, t in self.timings.items()
+        ]  # fmt: skip
+
+
+__all__ = ["CANDIDATES", "AttentionChooser", "AttentionShape", "attention_shapes"]

@@ -1,0 +1,205 @@
+"""A block engine that runs every transformer block through one fused (optionally compiled) function.
+
+``torch.compile`` of each ltx-core block as it stands recompiles per block (the block index and
+the perturbation object steer Python branches) and ran 4x slower at 6 144 tokens. Here the block
+is :func:`fused_block_forward`, whose only static inputs are the plan (which attentions run) and
+the kernel choices, so one compiled graph per distinct plan and token count serves all blocks:
+a guided step needs three (plain, STG-skipped at its block, modality-isolated), or two more when
+its passes are stacked in one batch. Compilation is regional (one block, ``fullgraph=True``,
+static shapes) and happens on first use of each variant; ``compile_stats`` counts it.
+
+The engine keeps to the block-engine interface (``prepare`` / ``blocks`` / ``finish``), delegates
+``prepare`` and ``finish`` to an optional inner engine, and can itself be replayed from CUDA
+graphs (``utils.cuda_graphs.GraphedTransformer(transformer, inner=this)``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+import torch
+from ltx_core.guidance.perturbations import BatchedPerturbationConfig
+from ltx_core.model.transformer import Modality, X0Model
+from ltx_core.model.transformer.transformer_args import TransformerArgs
+
+from ltx_pipelines.acceleration.attention_choice import AttentionChooser, attention_shapes
+from ltx_pipelines.acceleration.block_plan import BlockPlans
+from ltx_pipelines.acceleration.fused_block import fused_block_forward, stream_of
+from ltx_pipelines.acceleration.fused_ops import OWN_ATTENTION, Kernels, uses_sdpa
+from ltx_pipelines.utils.fp8 import FP8ScaledLinear, fp8_matmul_supported
+from ltx_pipelines.utils.transformer_blocks import Args, EagerBlocks
+
+logger = logging.getLogger(__name__)
+
+#: Compiled variants one engine may hold (plans x token counts x batch sizes) before dynamo gives up
+#: and runs eagerly; a two-stage generation needs about a dozen.
+RECOMPILE_LIMIT = 64
+
+
+@dataclass
+class CompileStats:
+    """What compilation cost this engine: graphs built and the wall time of the calls that built them."""
+
+    graphs: int = 0
+    seconds: float = 0.0
+    fallback: str | None = None  # why the engine went back to eager, if it did
+
+
+def _unique_graphs() -> int:
+    from torch._dynamo.utils import counters
+
+    return int(counters["stats"]["unique_graphs"])
+
+
+def compact_timesteps(modality: Modality | None) -> Modality | None:
+    """The same modality with one timestep per sample when all its tokens share it.
+
+    ltx-core embeds the timestep of every token and modulates every token with its own copy; when
+    nothing is conditioned all copies are equal, and one row per sample broadcasts to the same
+    values (ltx-core accepts ``[B, 1]``), saving the per-token AdaLN matmul and its memory traffic.
+    """
+    if modality is None or modality.timesteps.ndim != 2 or modality.timesteps.shape[1] <= 1:
+        return modality
+    first = modality.timesteps[:, :1]
+    if not bool((modality.timesteps == first).all()):
+        return modality
+    return replace(modality, timesteps=first.contiguous())
+
+
+class CompiledBlocks(EagerBlocks):
+    """Blocks through :func:`fused_block_forward`: eager (bit-exact with ltx-core) or compiled.
+
+    * ``compile``: regional ``torch.compile`` of the fused block (``mode`` and ``backend`` are
+      torch.compile's: tests use ``aot_eager`` to see the graphs without code generation);
+    * ``fp8_in_graph``: FP8 layers quantize inside the graph (default: when compiled);
+    * ``attention``: pick an SDPA backend per attention shape (default: measured, on CUDA only);
+    * ``compact``: one timestep row per sample where tokens share it (default: when compiled;
+      equal values, but the smaller AdaLN matmul may round differently, so eager stays bit-exact);
+    * ``inner``: the engine whose ``prepare``/``finish`` run around our blocks (default: eager).
+    """
+
+    def __init__(
+        self,
+        transformer: X0Model,
+        *,
+        compile: bool = True,  # noqa: A002 - torch.compile's name
+        mode: str | None = None,
+        backend: str = "inductor",
+        fp8_in_graph: bool | None = None,
+        attention: AttentionChooser | None = None,
+        compact: bool | None = None,
+        inner: EagerBlocks | None = None,
+    ):
+        super().__init__(transformer)
+        self.inner = inner or EagerBlocks(transformer)
+        self.compiled = compile
+        self.fp8_in_graph = compile if fp8_in_graph is None else fp8_in_graph
+        self.compact = compile if compact is None else compact
+        self.attention = attention
+        self.plans = BlockPlans()
+        self.stats = CompileStats()
+        self._kernels: dict[tuple, Kernels] = {}
+        self._forward: Callable = fused_block_forward
+        if compile:
+            extra = {"mode": mode} if backend == "inductor" else {}
+            self._forward = torch.compile(fused_block_forward, fullgraph=True, dynamic=False, backend=backend, **extra)
+
+    def prepare(self, video: Modality, audio: Modality | None) -> tuple[TransformerArgs, Args]:
+        if self.compact:
+            video, audio = compact_timesteps(video), compact_timesteps(audio)
+        return self.inner.prepare(video, audio)
+
+    def finish(self, video: Modality, audio: Modality | None, v_out: TransformerArgs, a_out: Args):  # noqa: ANN201
+        return self.inner.finish(video, audio, v_out, a_out)
+
+    def kernels(self, video: TransformerArgs | None, audio: TransformerArgs | None) -> Kernels:
+        """Kernel choices for inputs of these shapes (attention backends measured on first sight)."""
+        ref = video.x if video is not None else audio.x
+        key = (_shape(video), _shape(audio))
+        if key not in self._kernels:
+            fp8 = self.fp8_in_graph and any(isinstance(m, FP8ScaledLinear) for m in self.velocity_model.modules())
+            if not uses_sdpa(self.velocity_model.transformer_blocks[0].attn1):
+                backends = dict.fromkeys(attention_shapes(self.velocity_model, video, audio), OWN_ATTENTION)
+            else:
+                backends = self.attention.choose(self.velocity_model, video, audio) if self.attention else {}
+            self._kernels[key] = Kernels(fp8_in_graph=fp8, fp8_native=fp8 and fp8_matmul_supported(ref.device),
+                                         **backends)  # fmt: skip
+        return self._kernels[key]
+
+    def blocks(
+        self,
+        video: TransformerArgs,
+        audio: Args,
+        perturbations: BatchedPerturbationConfig,
+        start: int = 0,
+        stop: int | None = None,
+    ) -> tuple[TransformerArgs, Args]:
+        """Blocks ``start:stop``, each through the fused forward with its plan and masks."""
+        blocks = self.velocity_model.transformer_blocks
+        stop = len(blocks) if stop is None else stop
+        v_stream, a_stream = stream_of(video), stream_of(audio)
+        vx = video.x if video is not None else None
+        ax = audio.x if audio is not None else None
+        for index in range(start, stop):
+            plan, masks = self.plans.get(perturbations, index, video, audio)
+            kernels = self.kernels(video, audio)  # may change once, if a forced attention backend fails to compile
+            vx, ax = self._run(blocks[index], vx, ax, v_stream, a_stream, plan, masks, kernels)
+        video = replace(video, x=vx) if video is not None else None
+        audio = replace(audio, x=ax) if audio is not None else None
+        return video, audio
+
+    def _run(self, *args: object) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        if not self.compiled:
+            return fused_block_forward(*args)
+        before = _unique_graphs()
+        started = time.perf_counter()
+        try:
+            out = self._compiled_call(args)
+        except torch._dynamo.exc.TorchDynamoException as e:
+            logger.debug("compile failure", exc_info=True)
+            kernels = args[-1]
+            if _forced_backends(kernels):  # first retry with PyTorch's own attention pick for these shapes
+                logger.warning("Compiling with the measured SDPA backends failed (%s); using PyTorch's choice.",
+                               _reason(e))  # fmt: skip
+                plain = replace(kernels, **dict.fromkeys(_forced_backends(kernels)))
+                self._kernels = {key: plain if value == kernels else value for key, value in self._kernels.items()}
+                return self._run(*args[:-1], plain)
+            # A graph break or a compiler failure: run eagerly from now on (same numbers, no fusion).
+            logger.warning("torch.compile of the transformer block failed (%s); running it eagerly.", _reason(e))
+            self.stats.fallback, self.compiled = _reason(e), False
+            return fused_block_forward(*args)
+        built = _unique_graphs() - before
+        if built:
+            self.stats.graphs += built
+            self.stats.seconds += time.perf_counter() - started
+            logger.info("Compiled a transformer block variant in %.1f s (%d so far)", time.perf_counter() - started,
+                        self.stats.graphs)  # fmt: skip
+        return out
+
+
+    def _compiled_call(self, args: tuple) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        with torch._dynamo.config.patch(recompile_limit=RECOMPILE_LIMIT, inline_inbuilt_nn_modules=True):
+            return self._forward(*args)
+
+
+def _forced_backends(kernels: Kernels) -> list[str]:
+    """The attention fields of ``kernels`` that force an SDPA backend."""
+    names = ("video_self", "video_text", "audio_self", "audio_text", "a2v", "v2a")
+    return [n for n in names if getattr(kernels, n) not in (None, OWN_ATTENTION)]
+
+
+def _reason(error: Exception) -> str:
+    return str(error).splitlines()[0][:200] if str(error) else type(error).__name__
+
+
+def _shape(args: TransformerArgs | None) -> tuple:
+    if args is None:
+        return ()
+    return (tuple(args.x.shape), tuple(args.context.shape), args.x.dtype, str(args.x.device),
+            args.self_attention_mask is not None, args.context_mask is not None)  # fmt: skip
+
+
+__all__ = ["RECOMPILE_LIMIT", "CompileStats", "CompiledBlocks", "compact_timesteps"]
