@@ -42,12 +42,14 @@ class DistilledPipeline(PipelineBase):
         memory_policy: MemoryPolicy | str | None = None,
         offload: str = "auto",
         max_gpu_memory: float | None = None,
+        compile: bool | None = None,  # noqa: A002 - the --compile flag
+        step_cache: float | None = None,
     ):
         """``checkpoint_path``: the distilled weights (also accepted as ``distilled_checkpoint_path``)."""
         super().__init__(
             checkpoint_path=checkpoint_path, gemma_root=gemma_root, loras=loras, quantization=quantization,
             spatial_upsampler_path=spatial_upsampler_path, device=device, dtype=dtype, memory_policy=memory_policy,
-            offload=offload, max_gpu_memory=max_gpu_memory,
+            offload=offload, max_gpu_memory=max_gpu_memory, compile=compile, step_cache=step_cache,
         )  # fmt: skip
 
     def __call__(
