@@ -115,7 +115,7 @@ def run(name: str, bundle: SmokeBundle, inputs: dict[str, Path], output: Path): 
         from ltx_pipelines.retake import RetakePipeline
 
         pipeline = RetakePipeline(bundle.checkpoint, bundle.gemma_root)
-        return pipeline(inputs["source.mp4"], 0.2, 0.5, **common, num_inference_steps=2)
+        return pipeline(video_path=inputs["source.mp4"], start_time=0.2, end_time=0.5, **common, num_inference_steps=2)
     raise SystemExit(f"unknown pipeline {name!r}; choose from {', '.join(PIPELINES)}")
 
 
