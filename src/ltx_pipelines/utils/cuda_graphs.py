@@ -98,8 +98,9 @@ class GraphedTransformer(EagerBlocks):
     again, which is why the pass scheduler finishes a group before starting the next one.
     """
 
-    def __init__(self, transformer: X0Model):
+    def __init__(self, transformer: X0Model, inner: EagerBlocks | None = None):
         super().__init__(transformer)
+        self.inner = inner or EagerBlocks(transformer)  # the engine whose blocks are captured (eager, compiled)
         self._graphs: dict[tuple, _CapturedBlocks] = {}
         self._pool = torch.cuda.graph_pool_handle()
 
