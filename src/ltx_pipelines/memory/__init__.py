@@ -3,4 +3,5 @@
 * ``offload`` - the offload modes and how ``auto`` picks one
 * ``budget`` - estimates of GPU and host memory for a request, before anything loads
 * ``streaming`` - transformer blocks streamed to the GPU from pinned host memory or from the file
+* ``streamed_text_encoder`` - the Gemma text encoder with its decoder layers streamed the same way
 """

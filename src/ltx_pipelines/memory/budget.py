@@ -131,30 +131,44 @@ class ComponentSizes:
 
 @dataclass(frozen=True)
 class TextEncoderSizes:
-    """Bytes of the Gemma text encoder: everything, one decoder layer, and the layer count."""
+    """Bytes of the Gemma text encoder: everything, one decoder layer, the layer count, the token embedding.
+
+    The embedding is counted once: the tied lm_head of prompt enhancement shares its tensor.
+    """
 
     total: int
     layer: int
     num_layers: int
+    embedding: int
 
     @property
     def rest(self) -> int:
-        return self.total - self.layer * self.num_layers
+        """What stays on the device when streamed by layer: all but the layers and the (host) embedding."""
+        return self.total - self.layer * self.num_layers - self.embedding
+
+    def streamed(self, slots: int) -> int:
+        """Weights on the device when streamed: the rest and a ring of ``slots`` layers."""
+        return self.rest + slots * self.layer
 
 
 def text_encoder_sizes(headers: list[dict], num_layers: int, compute_bytes: int) -> TextEncoderSizes:
     """From the Gemma weight files' headers: layers are the tensors under ``...layers.<i>.``."""
-    total, per_layer = 0, {}
+    total, embedding, per_layer = 0, 0, {}
     for tensors in headers:
         for name, (dtype, shape) in tensors.items():
             size = _numel(shape) * (compute_bytes if dtype.startswith(("F", "BF")) else _DTYPE_BYTES.get(dtype, 2))
             total += size
+            if "vision" in name:
+                continue
+            if name.endswith("embed_tokens.weight"):
+                embedding += size
             marker = ".layers."
-            if marker in name and "vision" not in name:
+            if marker in name:
                 index = name.split(marker, 1)[1].split(".", 1)[0]
                 if index.isdigit():
                     per_layer[int(index)] = per_layer.get(int(index), 0) + size
-    return TextEncoderSizes(total=total, layer=max(per_layer.values(), default=0), num_layers=num_layers)
+    return TextEncoderSizes(total=total, layer=max(per_layer.values(), default=0), num_layers=num_layers,
+                            embedding=embedding)  # fmt: skip
 
 
 @dataclass(frozen=True)

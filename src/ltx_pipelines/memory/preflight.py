@@ -10,8 +10,9 @@ first that fits:
 4. ``disk``: blocks streamed from the memory-mapped checkpoint (least host memory).
 
 A request that fits none is refused with the figures and what to change. Independently, the Gemma
-text encoder is streamed by layer when it does not fit whole, and the VAE decodes in tiles sized
-to what is left.
+text encoder is streamed by layer when it does not fit whole (the device then holds two layers,
+the vision tower and the norms; the token embedding stays in host memory), and the VAE decodes in
+tiles sized to what is left.
 """
 
 from __future__ import annotations
@@ -193,11 +194,11 @@ def _finish_plan(mode: OffloadMode, ff_chunk: int | None, need: _Need, budget: i
                  host_need: int) -> MemoryPlan:  # fmt: skip
     te = sizes.text_encoder
     stream_te = te.total + TEXT_ENCODER_ACTIVATIONS > budget
-    if stream_te and te.rest + STREAM_SLOTS * te.layer + TEXT_ENCODER_ACTIVATIONS > budget:
+    streamed_te = te.streamed(STREAM_SLOTS) + TEXT_ENCODER_ACTIVATIONS  # the layers in flight, no embedding
+    if stream_te and streamed_te > budget:
         raise InputError(
-            f"The Gemma text encoder needs at least {_gib(te.rest + STREAM_SLOTS * te.layer + TEXT_ENCODER_ACTIVATIONS)}"
-            f" of GPU memory even streamed by layer; only {_gib(budget)} can be used. Free GPU memory or raise "
-            "--max-gpu-memory."
+            f"The Gemma text encoder needs at least {_gib(streamed_te)} of GPU memory even streamed by layer; "
+            f"only {_gib(budget)} can be used. Free GPU memory or raise --max-gpu-memory."
         )
     tiling = _vae_tiling(budget, sizes, request)
     if requested is not OffloadMode.AUTO:

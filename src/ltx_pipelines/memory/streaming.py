@@ -221,6 +221,8 @@ class MappedStore:
         self.num_layers = num_layers
         self._read = read
         self._transfers = transfers
+        # More buffers than layers would let the reader wrap around onto a layer it already holds.
+        staging = min(staging, num_layers)
         self._buffers = [transfers.pinned(layout.nbytes) for _ in range(staging)]
         self._free_after: list[object | None] = [None] * staging
         self._filled: dict[int, int] = {}  # layer -> staging buffer holding it

@@ -49,6 +49,7 @@ from ltx_pipelines.memory.chunking import chunk_feed_forwards
 from ltx_pipelines.memory.host import GIB, available_host_memory, process_memory
 from ltx_pipelines.memory.offload import OffloadMode, parse_max_gpu_memory
 from ltx_pipelines.memory.preflight import MemoryPlan, MemoryRequest, plan_memory
+from ltx_pipelines.memory.streamed_text_encoder import build_streamed_text_encoder, close_streamed_text_encoder
 from ltx_pipelines.memory.streamed_transformer import StreamedTransformer
 from ltx_pipelines.utils import progress
 from ltx_pipelines.utils.checkpoints import read_header
@@ -273,7 +274,9 @@ class ModelLedger:
             return
         if name == "transformer" and self._swaps_loras_in_memory():
             kwargs = {}
-        if self._models.pop((name, *sorted(kwargs.items())), None) is not None:
+        model = self._models.pop((name, *sorted(kwargs.items())), None)
+        if model is not None:
+            close_streamed_text_encoder(model)
             cleanup_memory()
 
     def _swaps_loras_in_memory(self) -> bool:
@@ -296,6 +299,8 @@ class ModelLedger:
         return model
 
     def release_all(self) -> None:
+        for model in self._models.values():
+            close_streamed_text_encoder(model)
         self._models.clear()
         self._close_streamed()
         cleanup_memory()
@@ -439,7 +444,17 @@ class ModelLedger:
             module_ops=(GEMMA_MODEL_OPS, *module_ops_from_gemma_root(str(files.root))),
             model_loader=GemmaDirectoryLoader(files.config),
         )
+        if self._streams_text_encoder():
+            self.files_loaded.extend(files.weights)
+            slots = self.plan.slots if self.plan is not None else 2
+            return build_streamed_text_encoder(builder, device=self.device, dtype=self.dtype, slots=slots)
         return self._build(builder, list(files.weights))
+
+    def _streams_text_encoder(self) -> bool:
+        """Gemma by layer when the plan says it does not fit, or for an explicit cpu/disk on the CPU (the tests)."""
+        if self.plan is not None and self.plan.stream_text_encoder:
+            return True
+        return self.device.type == "cpu" and self.offload in (OffloadMode.CPU, OffloadMode.DISK)
 
     def _build_embeddings_processor(self) -> torch.nn.Module:
         from ltx_core.text_encoders.gemma import EMBEDDINGS_PROCESSOR_KEY_OPS

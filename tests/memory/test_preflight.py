@@ -1,0 +1,158 @@
+"""The memory pre-flight: which offload mode `auto` picks at which thresholds, and what it refuses."""
+
+from __future__ import annotations
+
+import pytest
+
+from ltx_pipelines.memory.budget import (
+    ComponentSizes,
+    ModelSizes,
+    StageLoad,
+    TransformerSizes,
+    stage_activation_bytes,
+    text_encoder_sizes,
+)
+from ltx_pipelines.memory.host import GIB, HostMemory
+from ltx_pipelines.memory.offload import OffloadMode
+from ltx_pipelines.memory.preflight import MemoryRequest, plan_memory
+from ltx_pipelines.utils.errors import InputError
+
+
+
+def gemma_3_12b_header() -> dict[str, tuple[str, tuple[int, ...]]]:
+    """The bf16 tensors of Gemma 3 12B (its published config), named as in its files: 22.7 GiB in all."""
+    width, ff, vocab, q, kv = 3840, 15360, 262208, 16 * 256, 8 * 256
+    layer = {"self_attn.q_proj.weight": (q, width), "self_attn.k_proj.weight": (kv, width),
+             "self_attn.v_proj.weight": (kv, width), "self_attn.o_proj.weight": (width, q),
+             "self_attn.q_norm.weight": (256,), "self_attn.k_norm.weight": (256,),
+             "mlp.gate_proj.weight": (ff, width), "mlp.up_proj.weight": (ff, width),
+             "mlp.down_proj.weight": (width, ff),
+             **{f"{n}_layernorm.weight": (width,) for n in ("input", "post_attention", "pre_feedforward",
+                                                              "post_feedforward")}}  # fmt: skip
+    tensors = {f"language_model.model.layers.{i}.{k}": v for i in range(48) for k, v in layer.items()}
+    tensors["language_model.model.embed_tokens.weight"] = (vocab, width)
+    tensors["language_model.model.norm.weight"] = (width,)
+    vision = 1152  # SigLIP so400m: 27 layers, 4304 wide, 896 px in 14 px patches
+    tensors["vision_tower.vision_model.embeddings.position_embedding.weight"] = (4096, vision)
+    tensors["vision_tower.vision_model.embeddings.patch_embedding.weight"] = (vision, 3, 14, 14)
+    for i in range(27):
+        for name, shape in (("self_attn.q_proj", (vision, vision)), ("self_attn.k_proj", (vision, vision)),
+                            ("self_attn.v_proj", (vision, vision)), ("self_attn.out_proj", (vision, vision)),
+                            ("mlp.fc1", (4304, vision)), ("mlp.fc2", (vision, 4304))):  # fmt: skip
+            tensors[f"vision_tower.vision_model.encoder.layers.{i}.{name}.weight"] = shape
+            tensors[f"vision_tower.vision_model.encoder.layers.{i}.{name}.bias"] = (shape[0],)
+    tensors["multi_modal_projector.mm_input_projection_weight"] = (vision, width)
+    return {name: ("BF16", shape) for name, shape in tensors.items()}
+
+
+GEMMA = text_encoder_sizes([gemma_3_12b_header()], num_layers=48, compute_bytes=2)
+# The LTX-2 19B figures (bf16): 48 blocks of 0.73 GiB, 0.7 GiB outside them; Gemma 3 12B from its shapes.
+SIZES = ModelSizes(
+    transformer=TransformerSizes(blocks=int(35 * GIB), block=int(35 * GIB / 48), rest=int(0.7 * GIB), num_blocks=48,
+                                 video_width=4096, audio_width=2048),  # fmt: skip
+    components=ComponentSizes(video_decoder=int(0.8 * GIB), video_encoder=int(0.6 * GIB),
+                              audio_decoder=int(0.2 * GIB), upsampler=int(0.5 * GIB)),  # fmt: skip
+    text_encoder=GEMMA,
+)
+# The default two-stage generation: stage 1 at 512x768 (6 144 tokens, 4 passes), stage 2 at 1024x1536.
+REQUEST = MemoryRequest(
+    stages=(StageLoad("stage 1", 6144, 126, 4), StageLoad("stage 2", 24576, 126, 1)),
+    height=1024, width=1536, num_frames=121, has_loras=True,
+)  # fmt: skip
+PLENTY = HostMemory(int(200 * GIB), "MemAvailable")
+
+
+def plan(free_gib: float, requested: OffloadMode = OffloadMode.AUTO, host: HostMemory = PLENTY, **kw):  # noqa: ANN003, ANN201
+    return plan_memory(sizes=SIZES, request=REQUEST, requested=requested, free_gpu=int(free_gib * GIB), host=host, **kw)
+
+
+def test_a_large_gpu_keeps_everything_resident() -> None:
+    p = plan(80)
+    assert p.offload is OffloadMode.NONE and p.ff_chunk is None and not p.stream_text_encoder
+
+
+def test_just_too_small_for_resident_chunks_the_feed_forward_first() -> None:
+    resident = SIZES.transformer.total + stage_activation_bytes(
+        REQUEST.stages[1], SIZES.transformer, 2, batched=False, ff_chunk=None)  # fmt: skip
+    p = plan((resident + 0.75 * GIB) / GIB - 0.3)
+    assert p.offload is OffloadMode.NONE and p.ff_chunk == 4096
+
+
+@pytest.mark.parametrize("free_gib", [24, 16])
+def test_consumer_cards_stream_from_pinned_host_memory(free_gib) -> None:  # noqa: ANN001
+    p = plan(free_gib)
+    assert p.offload is OffloadMode.CPU
+    assert p.stream_text_encoder  # 22.7 GiB of Gemma never fits on these
+    assert p.gpu_peak <= p.gpu_budget
+    assert "auto" in p.reason
+
+
+def test_six_gib_streams_and_tiles_the_vae() -> None:
+    p = plan(6)
+    assert p.offload is OffloadMode.CPU and p.ff_chunk is not None and p.vae_tiling is not None
+
+
+def test_short_host_memory_makes_auto_choose_disk() -> None:
+    p = plan(16, host=HostMemory(int(20 * GIB), "MemAvailable"))
+    assert p.offload is OffloadMode.DISK and "short" in p.reason
+
+
+def test_an_explicit_cpu_is_obeyed_even_with_little_host_memory_reported() -> None:
+    """Some machines report a small MemTotal and grow on use: the user may know better."""
+    p = plan(16, requested=OffloadMode.CPU, host=HostMemory(int(8 * GIB), "MemAvailable"))
+    assert p.offload is OffloadMode.CPU and p.reason == "asked for"
+
+
+def test_max_gpu_memory_caps_a_large_gpu() -> None:
+    assert plan(80, max_gpu_memory=16).offload is OffloadMode.CPU
+
+
+def test_an_impossible_request_is_refused_with_the_figures_and_what_to_change() -> None:
+    with pytest.raises(InputError) as e:
+        plan(80, max_gpu_memory=2)
+    message = str(e.value)
+    assert "GiB" in message and "--max-gpu-memory 2" in message
+    assert "--quantization" in message and "--num-frames" in message
+
+
+def test_explicit_resident_that_does_not_fit_suggests_offload() -> None:
+    with pytest.raises(InputError, match="--offload cpu"):
+        plan(24, requested=OffloadMode.NONE)
+
+
+def test_on_the_cpu_nothing_is_planned_but_an_explicit_mode_streams() -> None:
+    cpu = dict(sizes=SIZES, request=REQUEST, free_gpu=None, host=PLENTY)
+    assert plan_memory(requested=OffloadMode.AUTO, **cpu).offload is OffloadMode.NONE
+    assert plan_memory(requested=OffloadMode.DISK, **cpu).offload is OffloadMode.DISK
+
+
+def test_fp8_halves_what_streaming_needs_to_pin() -> None:
+    assert plan(16, fp8=True).host_peak == 2 * SIZES.transformer.blocks  # one FP8 copy per LoRA set (two)
+    assert plan(16).host_peak == SIZES.transformer.blocks
+
+
+def test_gemma_sizes_from_the_header_split_layers_embedding_and_what_stays_on_the_device() -> None:
+    assert GEMMA.total / GIB == pytest.approx(22.70, abs=0.01)
+    assert GEMMA.layer / GIB == pytest.approx(0.4175, abs=0.001) and GEMMA.num_layers == 48
+    assert GEMMA.embedding / GIB == pytest.approx(1.875, abs=0.001)  # 262 208 x 3840, shared with the lm_head
+    assert GEMMA.rest / GIB == pytest.approx(0.785, abs=0.01)  # vision tower, projector, final norm
+    assert GEMMA.streamed(2) == GEMMA.rest + 2 * GEMMA.layer
+
+
+# A request whose transformer needs next to nothing: what is left to decide is Gemma.
+TINY_REQUEST = MemoryRequest(stages=(StageLoad("stage 1", 256, 26, 1),), height=64, width=64, num_frames=9)
+TINY_TRANSFORMER = TransformerSizes(blocks=0, block=0, rest=0, num_blocks=0, video_width=64, audio_width=64)
+
+
+def plan_gemma(free_gib: float):  # noqa: ANN201
+    sizes = ModelSizes(TINY_TRANSFORMER, SIZES.components, GEMMA)
+    return plan_memory(sizes=sizes, request=TINY_REQUEST, requested=OffloadMode.AUTO, free_gpu=int(free_gib * GIB),
+                       host=PLENTY)  # fmt: skip
+
+
+def test_streamed_gemma_counts_two_layers_and_the_rest_but_not_the_embedding() -> None:
+    need = GEMMA.streamed(2) + 1.5 * GIB  # + the activations of two long prompts
+    assert plan_gemma(6).stream_text_encoder  # 3.1 GiB streamed: fits a 6 GiB card
+    assert plan_gemma((need + 0.75 * GIB) / GIB + 0.01).stream_text_encoder  # just enough: the embedding is not counted
+    with pytest.raises(InputError, match=f"{need / GIB:.1f} GiB of GPU memory even streamed by layer"):
+        plan_gemma((need + 0.75 * GIB) / GIB - 0.05)
