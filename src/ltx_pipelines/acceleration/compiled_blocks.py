@@ -30,7 +30,7 @@ from ltx_pipelines.acceleration.block_plan import BlockPlans
 from ltx_pipelines.acceleration.fused_block import fused_block_forward, stream_of
 from ltx_pipelines.acceleration.fused_ops import OWN_ATTENTION, Kernels, uses_sdpa
 from ltx_pipelines.utils.fp8 import FP8ScaledLinear, fp8_matmul_supported
-from ltx_pipelines.utils.transformer_blocks import Args, EagerBlocks
+from ltx_pipelines.utils.transformer_blocks import Args, EagerBlocks, compact_timesteps
 
 logger = logging.getLogger(__name__)
 
@@ -52,21 +52,6 @@ def _unique_graphs() -> int:
     from torch._dynamo.utils import counters
 
     return int(counters["stats"]["unique_graphs"])
-
-
-def compact_timesteps(modality: Modality | None) -> Modality | None:
-    """The same modality with one timestep per sample when all its tokens share it.
-
-    ltx-core embeds the timestep of every token and modulates every token with its own copy; when
-    nothing is conditioned all copies are equal, and one row per sample broadcasts to the same
-    values (ltx-core accepts ``[B, 1]``), saving the per-token AdaLN matmul and its memory traffic.
-    """
-    if modality is None or modality.timesteps.ndim != 2 or modality.timesteps.shape[1] <= 1:
-        return modality
-    first = modality.timesteps[:, :1]
-    if not bool((modality.timesteps == first).all()):
-        return modality
-    return replace(modality, timesteps=first.contiguous())
 
 
 class CompiledBlocks(EagerBlocks):
@@ -202,4 +187,4 @@ def _shape(args: TransformerArgs | None) -> tuple:
             args.self_attention_mask is not None, args.context_mask is not None)  # fmt: skip
 
 
-__all__ = ["RECOMPILE_LIMIT", "CompileStats", "CompiledBlocks", "compact_timesteps"]
+__all__ = ["RECOMPILE_LIMIT", "CompileStats", "CompiledBlocks"]

@@ -29,6 +29,8 @@ from ltx_pipelines.memory.host import GIB
 TRANSFORMER_PREFIX = "model.diffusion_model."
 BLOCKS_PREFIX = TRANSFORMER_PREFIX + "transformer_blocks."
 PERSISTENT_WIDTHS = 15
+#: The same with one timestep row per sample (all tokens at one noise level): hidden states, RoPE, cross RoPE.
+COMPACT_PERSISTENT_WIDTHS = 4
 ATTENTION_WIDTHS = 6
 FEED_FORWARD_WIDTHS = 9
 SAFETY = 1.10
@@ -178,9 +180,11 @@ class ModelSizes:
     text_encoder: TextEncoderSizes
 
 
-def pass_state_bytes(video_tokens: int, audio_tokens: int, sizes: TransformerSizes, compute_bytes: int) -> int:
-    """One pass's transformer state kept between blocks."""
-    return PERSISTENT_WIDTHS * compute_bytes * (video_tokens * sizes.video_width + audio_tokens * sizes.audio_width)
+def pass_state_bytes(video_tokens: int, audio_tokens: int, sizes: TransformerSizes, compute_bytes: int,
+                     compact: bool = False) -> int:  # fmt: skip
+    """One pass's transformer state kept between blocks (``compact``: timesteps not repeated per token)."""
+    widths = COMPACT_PERSISTENT_WIDTHS if compact else PERSISTENT_WIDTHS
+    return widths * compute_bytes * (video_tokens * sizes.video_width + audio_tokens * sizes.audio_width)
 
 
 def block_temporaries(video_tokens: int, sizes: TransformerSizes, compute_bytes: int, ff_chunk: int | None) -> int:
@@ -202,9 +206,9 @@ class StageLoad:
 
 
 def stage_activation_bytes(stage: StageLoad, sizes: TransformerSizes, compute_bytes: int, *,
-                           batched: bool, ff_chunk: int | None) -> int:  # fmt: skip
+                           batched: bool, ff_chunk: int | None, compact: bool = False) -> int:  # fmt: skip
     """Peak activations of a stage: every pass's state, plus one block's temporaries per pass computed at once."""
-    state = stage.passes * pass_state_bytes(stage.video_tokens, stage.audio_tokens, sizes, compute_bytes)
+    state = stage.passes * pass_state_bytes(stage.video_tokens, stage.audio_tokens, sizes, compute_bytes, compact)
     temporaries = block_temporaries(stage.video_tokens, sizes, compute_bytes, ff_chunk)
     return int(SAFETY * (state + temporaries * (stage.passes if batched else 1)))
 

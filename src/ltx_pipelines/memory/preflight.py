@@ -17,7 +17,7 @@ tiles sized to what is left.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ltx_core.model.video_vae import SpatialTilingConfig, TemporalTilingConfig, TilingConfig
 
@@ -32,8 +32,10 @@ from ltx_pipelines.memory.host import GIB, HostMemory
 from ltx_pipelines.memory.offload import OffloadMode
 from ltx_pipelines.utils.errors import InputError
 
-#: Feed-forward chunk sizes tried, in video tokens (None: the whole sequence at once).
-FF_CHUNKS: tuple[int | None, ...] = (None, 4096, 1024)
+#: Activation savings tried in order: feed-forward chunk in video tokens (None: the whole sequence at
+#: once), and compact timesteps (one AdaLN row per sample instead of one per token: the same values,
+#: but a smaller matmul may round differently, so only as the last resort).
+ACTIVATION_STEPS: tuple[tuple[int | None, bool], ...] = ((None, False), (4096, False), (1024, False), (1024, True))
 #: VAE tiles tried, largest first: (pixels, overlap in pixels, frames, overlap in frames); ltx-core wants
 #: pixels in multiples of 32 (>= 64) and frames in multiples of 8 (>= 16).
 VAE_TILES = ((512, 64, 64, 24), (384, 64, 48, 16), (256, 64, 32, 16), (192, 32, 24, 8), (128, 32, 16, 8))
@@ -67,6 +69,7 @@ class MemoryPlan:
     stream_text_encoder: bool
     vae_tiling: TilingConfig | None
     slots: int = STREAM_SLOTS
+    compact_timesteps: bool = False
 
     def describe(self) -> str:
         parts = [f"offload={self.offload.value} ({self.reason})"]
@@ -76,6 +79,8 @@ class MemoryPlan:
             parts.append(f"host weights {self.host_peak / GIB:.1f} GiB")
         if self.ff_chunk:
             parts.append(f"feed-forward in chunks of {self.ff_chunk} tokens")
+        if self.compact_timesteps:
+            parts.append("one timestep row per sample")
         if self.stream_text_encoder:
             parts.append("Gemma streamed by layer")
         if self.vae_tiling is not None and self.vae_tiling.spatial_config is not None:
@@ -99,7 +104,7 @@ class _Need:
 
 
 def _transformer_need(sizes: ModelSizes, request: MemoryRequest, offload: OffloadMode, ff_chunk: int | None,
-                      compute_bytes: int) -> _Need:  # fmt: skip
+                      compute_bytes: int, compact: bool = False) -> _Need:  # fmt: skip
     t = sizes.transformer
     if offload is OffloadMode.NONE:
         weights = t.total
@@ -108,7 +113,7 @@ def _transformer_need(sizes: ModelSizes, request: MemoryRequest, offload: Offloa
     worst, stage_name = 0, ""
     for stage in request.stages:
         batched = stage.video_tokens <= 2048
-        act = stage_activation_bytes(stage, t, compute_bytes, batched=batched, ff_chunk=ff_chunk)
+        act = stage_activation_bytes(stage, t, compute_bytes, batched=batched, ff_chunk=ff_chunk, compact=compact)
         if act > worst:
             worst, stage_name = act, stage.name
     return _Need(weights + worst, weights, worst, stage_name)
@@ -181,11 +186,12 @@ def plan_memory(
     for mode in modes:
         if mode is OffloadMode.CPU and requested is OffloadMode.AUTO and host_need > host.available - HOST_MARGIN:
             continue  # auto does not pick cpu without the host memory for it (an explicit cpu is obeyed)
-        for ff_chunk in FF_CHUNKS:
-            need = _transformer_need(sizes, request, mode, ff_chunk, compute_bytes)
+        for ff_chunk, compact in ACTIVATION_STEPS:
+            need = _transformer_need(sizes, request, mode, ff_chunk, compute_bytes, compact)
             smallest = need if smallest is None or need.total < smallest.total else smallest
             if need.total + others <= budget:
-                return _finish_plan(mode, ff_chunk, need, budget, sizes, request, requested, host, host_need)
+                plan = _finish_plan(mode, ff_chunk, need, budget, sizes, request, requested, host, host_need)
+                return replace(plan, compact_timesteps=compact)
     raise _refusal(smallest, budget, free_gpu, max_gpu_memory, modes[-1])
 
 

@@ -20,19 +20,29 @@ import time
 import torch
 from ltx_core.loader import LoraPathStrengthAndSDOps, SafetensorsStateDictLoader
 
+from ltx_pipelines.memory.streaming import LayerLayout
+
 logger = logging.getLogger(__name__)
 
 
 class LoraSwapper:
-    """Applies one set of LoRAs at a time to a model's weights, reversibly."""
+    """Applies one set of LoRAs at a time to a model's weights, reversibly.
+
+    On a GPU the originals of the touched weights are copied once into one pinned host buffer and
+    the LoRA factors are pinned when first read, so a swap moves data at full PCIe speed with no
+    host synchronisation (measured: 31 s per generation for the 19B model's 1 344 linears with
+    pageable copies); elsewhere plain host copies do.
+    """
 
     def __init__(self, on_file_read: callable | None = None):
         self._factors: dict[tuple[str, str], dict[str, tuple[torch.Tensor, torch.Tensor]]] = {}
-        self._backup: dict[str, torch.Tensor] = {}
+        self._originals: dict[str, torch.Tensor] = {}  # module -> the weight as built, kept across swaps
+        self._modified: set[str] = set()  # modules whose weight differs from the original now
         self.active: tuple[LoraPathStrengthAndSDOps, ...] = ()
         self._on_file_read = on_file_read
+        self._model: int | None = None  # id of the model the originals belong to
 
-    def _lora_factors(self, lora: LoraPathStrengthAndSDOps) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    def _lora_factors(self, lora: LoraPathStrengthAndSDOps, pin: bool) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         """Module name -> (A, B), read from the file the first time only."""
         key = (lora.path, lora.sd_ops.name if lora.sd_ops else "")
         if key not in self._factors:
@@ -41,7 +51,8 @@ class LoraSwapper:
             for name, a in state.items():
                 if name.endswith(".lora_A.weight"):
                     module = name[: -len(".lora_A.weight")]
-                    factors[module] = (a, state[f"{module}.lora_B.weight"])
+                    b = state[f"{module}.lora_B.weight"]
+                    factors[module] = (a.pin_memory(), b.pin_memory()) if pin else (a, b)
             self._factors[key] = factors
             if self._on_file_read:
                 self._on_file_read(lora.path)
@@ -49,36 +60,51 @@ class LoraSwapper:
 
     def set(self, model: torch.nn.Module, loras: tuple[LoraPathStrengthAndSDOps, ...]) -> None:
         """Make `loras` the applied set (removing whatever was applied before)."""
+        if self._model != id(model):  # another (rebuilt) model: nothing of ours is applied to it
+            self._originals, self._modified, self.active, self._model = {}, set(), (), id(model)
         if tuple(loras) == self.active:
             return
         started = time.perf_counter()
         self.restore(model)
-        deltas: dict[str, list[torch.Tensor]] = {}
         params = dict(model.named_parameters())
+        on_gpu = any(p.is_cuda for p in params.values())
+        deltas: dict[str, list[torch.Tensor]] = {}
         for lora in loras:
-            for module, (a, b) in self._lora_factors(lora).items():
+            for module, (a, b) in self._lora_factors(lora, pin=on_gpu).items():
                 weight = params.get(f"{module}.weight")
                 if weight is None:
                     continue
-                delta = torch.matmul(b.to(weight.device) * lora.strength, a.to(weight.device))
+                a, b = a.to(weight.device, non_blocking=True), b.to(weight.device, non_blocking=True)
+                delta = torch.matmul(b * lora.strength, a)
                 deltas.setdefault(module, []).append(delta.to(weight.dtype))
+        self._back_up(params, [m for m in deltas if m not in self._originals], pin=on_gpu)
         for module, parts in deltas.items():
             weight = params[f"{module}.weight"]
-            host = "cpu" if weight.device.type == "cuda" else weight.device
-            self._backup[module] = weight.detach().to(host, copy=True)
             delta = parts[0] if len(parts) == 1 else torch.stack(parts).sum(dim=0)
             weight.data.copy_(delta + weight.detach())
+            self._modified.add(module)
         self.active = tuple(loras)
         if loras:
             logger.info("Applied %d LoRA(s) to %d weights in memory in %.1f s", len(loras), len(deltas), time.perf_counter() - started)
 
+    def _back_up(self, params: dict[str, torch.Tensor], modules: list[str], pin: bool) -> None:
+        """Keep the original of each weight about to change: one packed host buffer (pinned on a GPU)."""
+        if not modules:
+            return
+        weights = {m: params[f"{m}.weight"].detach() for m in modules}
+        layout = LayerLayout.of(weights)
+        buffer = torch.empty(layout.nbytes, dtype=torch.uint8, pin_memory=pin)
+        views = layout.views(buffer)
+        for module, weight in weights.items():
+            views[module].copy_(weight, non_blocking=pin)
+        self._originals.update(views)
+
     def restore(self, model: torch.nn.Module) -> None:
         """Put back the exact original weights."""
-        if not self._backup:
-            self.active = ()
-            return
-        params = dict(model.named_parameters())
-        for module, original in self._backup.items():
-            params[f"{module}.weight"].data.copy_(original.to(params[f"{module}.weight"].device))
-        self._backup.clear()
+        if self._modified:
+            params = dict(model.named_parameters())
+            for module in self._modified:
+                weight = params[f"{module}.weight"]
+                weight.data.copy_(self._originals[module], non_blocking=weight.is_cuda)
+            self._modified.clear()
         self.active = ()

@@ -310,8 +310,11 @@ class PipelineBase:
         do not stream yet, so streaming wins over --compile). Under a process group the passes are
         split across ranks (unchanged without one).
         """
+        compact = self.ledger.plan is not None and self.ledger.plan.compact_timesteps
         if streamed_transformer(transformer) is not None:
-            local = TransformerPasses(transformer, engine=EagerBlocks(transformer), block_major=True)
+            local = TransformerPasses(transformer, engine=EagerBlocks(transformer, compact), block_major=True)
+        elif compact:
+            local = TransformerPasses(transformer, engine=EagerBlocks(transformer, compact))
         elif self.acceleration.enabled(self.device.type):
             from ltx_pipelines.acceleration.executor import accelerated_executor
 

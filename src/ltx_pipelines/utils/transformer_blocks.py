@@ -77,12 +77,28 @@ def denoised_outputs(
     return video_x0, to_denoised(audio.latent, ax, audio.timesteps)
 
 
+def compact_timesteps(modality: Modality | None) -> Modality | None:
+    """The same modality with one timestep per sample when all its tokens share it.
+
+    ltx-core embeds the timestep of every token and modulates every token with its own copy; when
+    nothing is conditioned all copies are equal, and one row per sample broadcasts to the same
+    values (ltx-core accepts ``[B, 1]``), saving the per-token AdaLN matmul and its memory traffic.
+    """
+    if modality is None or modality.timesteps.ndim != 2 or modality.timesteps.shape[1] <= 1:
+        return modality
+    first = modality.timesteps[:, :1]
+    if not bool((modality.timesteps == first).all()):
+        return modality
+    return replace(modality, timesteps=first.contiguous())
+
+
 class EagerBlocks:
     """The resident transformer, block by block, as ltx-core's own forward runs it."""
 
-    def __init__(self, transformer: X0Model):
+    def __init__(self, transformer: X0Model, compact: bool = False):
         self.transformer = transformer
         self.velocity_model = transformer.velocity_model
+        self.compact = compact  # one timestep row per sample where tokens share it (memory pre-flight's last resort)
 
     @property
     def num_blocks(self) -> int:
@@ -90,6 +106,8 @@ class EagerBlocks:
 
     def prepare(self, video: Modality, audio: Modality | None) -> tuple[TransformerArgs, Args]:
         """Patchify projection, timestep and positional embeddings of each modality."""
+        if self.compact:
+            video, audio = compact_timesteps(video), compact_timesteps(audio)
         model = self.velocity_model
         v_args = model.video_args_preprocessor.prepare(video, audio)
         a_args = model.audio_args_preprocessor.prepare(audio, video) if audio is not None else None
@@ -114,4 +132,4 @@ class EagerBlocks:
         return denoised_outputs(self.velocity_model, video, audio, v_out, a_out)
 
 
-__all__ = ["EagerBlocks", "args_tensors", "denoised_outputs", "pick_args", "stack_args", "with_tensors"]
+__all__ = ["EagerBlocks", "args_tensors", "compact_timesteps", "denoised_outputs", "pick_args", "stack_args", "with_tensors"]
