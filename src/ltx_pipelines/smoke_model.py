@@ -324,8 +324,13 @@ def _meta_build(factory: object, config: dict) -> torch.nn.Module:
         return factory.from_config(config)
 
 
-def ltx_checkpoint_tensors(seed: int, sizes: SmokeSizes = SMOKE_SIZES) -> dict[str, torch.Tensor]:
-    """All tensors of an LTX-2 checkpoint, under the real key prefixes."""
+def checkpoint_layout(config: dict, gemma_hidden: int, gemma_layers: int) -> list[tuple[str, torch.Size, bool]]:
+    """Every tensor of an LTX-2 checkpoint with this config: (name, shape, stored?), in order.
+
+    The decoders' copies of the latent statistics are not stored (the encoders' are) but listed, so
+    that seeded random draws stay in the order the smoke bundle was made with.
+    Shared by the smoke model and the full-size random bundles of the benchmarks.
+    """
     from ltx_core.model.audio_vae import AudioDecoderConfigurator, AudioEncoderConfigurator, VocoderConfigurator
     from ltx_core.model.transformer import LTXModelConfigurator
     from ltx_core.model.video_vae import VideoDecoderConfigurator, VideoEncoderConfigurator
@@ -334,43 +339,38 @@ def ltx_checkpoint_tensors(seed: int, sizes: SmokeSizes = SMOKE_SIZES) -> dict[s
         Embeddings1DConnectorConfigurator,
     )
 
-    config = ltx_config(sizes)
+    layout: list[tuple[str, torch.Size, bool]] = []
+
+    def add(module: torch.nn.Module, prefix: str, statistics_prefix: str | None = "") -> None:
+        """Sorted keys under `prefix`; the VAEs' latent statistics under `statistics_prefix` (None: skipped)."""
+        for key, value in sorted(module.state_dict().items()):
+            if key.startswith("per_channel_statistics."):
+                layout.append(((statistics_prefix or prefix) + key, value.shape, statistics_prefix is not None))
+            else:
+                layout.append((prefix + key, value.shape, True))
+
+    add(_meta_build(LTXModelConfigurator, config), "model.diffusion_model.")
+    add(_meta_build(Embeddings1DConnectorConfigurator, config), "model.diffusion_model.video_embeddings_connector.")
+    add(_meta_build(AudioEmbeddings1DConnectorConfigurator, config), "model.diffusion_model.audio_embeddings_connector.")
+    layout.append(("text_embedding_projection.aggregate_embed.weight",
+                   torch.Size([gemma_hidden, gemma_hidden * (gemma_layers + 1)]), True))  # fmt: skip
+    add(_meta_build(VideoEncoderConfigurator, config), "vae.encoder.", "vae.")
+    add(_meta_build(VideoDecoderConfigurator, config), "vae.decoder.", None)  # statistics shared with the encoder
+    add(_meta_build(AudioEncoderConfigurator, config), "audio_vae.encoder.", "audio_vae.")
+    add(_meta_build(AudioDecoderConfigurator, config), "audio_vae.decoder.", None)
+    add(_meta_build(VocoderConfigurator, config), "vocoder.")
+    return layout
+
+
+def ltx_checkpoint_tensors(seed: int, sizes: SmokeSizes = SMOKE_SIZES) -> dict[str, torch.Tensor]:
+    """All tensors of an LTX-2 checkpoint, under the real key prefixes."""
     generator = torch.Generator().manual_seed(seed)
-    tensors: dict[str, torch.Tensor] = {}
-
-    def add(prefix: str, module: torch.nn.Module) -> None:
-        for key, value in _random_state_dict(module, generator).items():
-            tensors[prefix + key] = value
-
-    add("model.diffusion_model.", _meta_build(LTXModelConfigurator, config))
-    add("model.diffusion_model.video_embeddings_connector.", _meta_build(Embeddings1DConnectorConfigurator, config))
-    add(
-        "model.diffusion_model.audio_embeddings_connector.",
-        _meta_build(AudioEmbeddings1DConnectorConfigurator, config),
-    )
-    tensors["text_embedding_projection.aggregate_embed.weight"] = torch.randn(
-        GEMMA_HIDDEN, GEMMA_HIDDEN * (GEMMA_LAYERS + 1), generator=generator
-    ) / (GEMMA_HIDDEN * (GEMMA_LAYERS + 1)) ** 0.5
-
-    encoder = _meta_build(VideoEncoderConfigurator, config)
-    decoder = _meta_build(VideoDecoderConfigurator, config)
-    for key, value in _random_state_dict(encoder, generator).items():
-        prefix = "vae." if key.startswith("per_channel_statistics.") else "vae.encoder."
-        tensors[prefix + key] = value
-    for key, value in _random_state_dict(decoder, generator).items():
-        if not key.startswith("per_channel_statistics."):  # shared with the encoder
-            tensors["vae.decoder." + key] = value
-
-    audio_encoder = _meta_build(AudioEncoderConfigurator, config)
-    audio_decoder = _meta_build(AudioDecoderConfigurator, config)
-    for key, value in _random_state_dict(audio_encoder, generator).items():
-        prefix = "audio_vae." if key.startswith("per_channel_statistics.") else "audio_vae.encoder."
-        tensors[prefix + key] = value
-    for key, value in _random_state_dict(audio_decoder, generator).items():
-        if not key.startswith("per_channel_statistics."):
-            tensors["audio_vae.decoder." + key] = value
-
-    add("vocoder.", _meta_build(VocoderConfigurator, config))
+    layout = checkpoint_layout(ltx_config(sizes), GEMMA_HIDDEN, GEMMA_LAYERS)
+    tensors = {}
+    for name, shape, stored in layout:
+        value = _init_tensor(name, shape, generator).contiguous()
+        if stored:
+            tensors[name] = value
     return tensors
 
 

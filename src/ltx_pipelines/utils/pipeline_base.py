@@ -393,6 +393,8 @@ class PipelineBase:
         audio: Audio | None = None,
     ) -> GenerationResult:
         """Decode video (and audio unless given), then write the mp4 if a path was given."""
+        if tiling_config is None and self.ledger.plan is not None:
+            tiling_config = self.ledger.plan.vae_tiling  # tiles sized to the memory left (None: whole video fits)
         if self.parallel is None:
             frames = decode_video_frames(self.ledger, latents.video, generator, tiling_config)
         else:
