@@ -19,6 +19,7 @@ from ltx_pipelines.utils import constants as C
 from ltx_pipelines.utils.conditioning import ImageConditioningInput
 from ltx_pipelines.utils.errors import InputError
 from ltx_pipelines.utils.model_ledger import comfy_lora
+from ltx_pipelines.utils.pipeline_base import frames_not_kept
 
 
 def resolve_path(path: str) -> str:
@@ -326,7 +327,8 @@ def run_cli(main: Callable[[list[str] | None], object], argv: list[str] | None =
 
         return run_cli_distributed(main, argv)
     try:
-        main(argv)
+        with frames_not_kept():  # the CLI writes the mp4 and never reads the frames back
+            main(argv)
     except InputError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)

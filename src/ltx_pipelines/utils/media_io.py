@@ -11,7 +11,9 @@ from __future__ import annotations
 import io
 import json
 import os
+import queue
 import secrets
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -516,6 +518,76 @@ def write_video(
         partial.unlink(missing_ok=True)
         raise
     return final
+
+
+class BackgroundVideoWriter:
+    """Writes an mp4 on a thread while the caller hands it frame chunks (GPU decoding overlaps H.264).
+
+    ``with BackgroundVideoWriter(path, fps, audio, ...) as writer: writer.put(chunk)``: the file is written
+    atomically by :func:`write_video`; an exception in the ``with`` block (or in the encoder) leaves no file.
+    At most ``depth`` chunks wait in between, so host memory holds a few chunks, never the whole video.
+    """
+
+    _END, _ABORT = object(), object()
+
+    def __init__(self, path: PathLike, fps: float, audio: Audio | None = None, metadata: dict[str, str] | None = None,
+                 overwrite: bool = False, depth: int = 2) -> None:  # fmt: skip
+        self._args = (path, self._chunks(), fps, audio, metadata, overwrite)
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._error: BaseException | None = None
+        self.path: Path | None = None
+        self._thread = threading.Thread(target=self._run, name="mp4 writer", daemon=True)
+
+    def _chunks(self) -> Iterator[torch.Tensor]:
+        while True:
+            item = self._queue.get()
+            if item is self._END:
+                return
+            if item is self._ABORT:
+                raise _WriteAborted()
+            yield item
+
+    def _run(self) -> None:
+        try:
+            self.path = write_video(*self._args)
+        except _WriteAborted:
+            pass
+        except BaseException as e:  # noqa: BLE001 - re-raised in the caller's thread
+            self._error = e
+
+    def __enter__(self) -> "BackgroundVideoWriter":
+        self._thread.start()
+        return self
+
+    def put(self, chunk: torch.Tensor) -> None:
+        while True:
+            if self._error is not None or not self._thread.is_alive():
+                raise self._error or RuntimeError("the mp4 writer stopped early")
+            try:
+                self._queue.put(chunk, timeout=0.5)
+                return
+            except queue.Full:
+                continue
+
+    def finish(self) -> Path:
+        """No more frames: wait until the file is complete and in place; returns its path."""
+        if self._thread.is_alive():
+            self._queue.put(self._END)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self.path
+
+    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        if self._thread.is_alive():
+            self._queue.put(self._ABORT if exc is not None else self._END)
+        self._thread.join()
+        if exc is None and self._error is not None:
+            raise self._error
+
+
+class _WriteAborted(Exception):
+    """The producer failed: the writer stops and removes its partial file."""
 
 
 def encode_video(

@@ -322,10 +322,7 @@ class ModelLedger:
 
     def plan_memory(self, request: MemoryRequest) -> MemoryPlan:
         """Decide where the weights live for ``request`` (or refuse it), and log the decision."""
-        free = None
-        if self.device.type == "cuda":
-            free_now, _ = torch.cuda.mem_get_info(self.device)
-            free = free_now + torch.cuda.memory_reserved(self.device)  # what we hold ourselves can be released
+        free = self.free_gpu_bytes()
         plan = plan_memory(
             sizes=self.model_sizes(), request=request, requested=self.offload, free_gpu=free,
             host=available_host_memory(), max_gpu_memory=self.max_gpu_memory,
@@ -335,6 +332,13 @@ class ModelLedger:
         if self.device.type == "cuda" or plan.offload is not OffloadMode.NONE:
             logger.info("Memory plan: %s", plan.describe())
         return plan
+
+    def free_gpu_bytes(self) -> int | None:
+        """GPU memory this generation may use: free now plus what we hold ourselves (None without a GPU)."""
+        if self.device.type != "cuda":
+            return None
+        free_now, _ = torch.cuda.mem_get_info(self.device)
+        return free_now + torch.cuda.memory_reserved(self.device)
 
     def transformer_offload(self) -> OffloadMode:
         """Where the transformer's blocks live: the plan's choice, else what was asked (auto: resident)."""

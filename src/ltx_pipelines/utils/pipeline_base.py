@@ -9,6 +9,8 @@ import json
 import logging
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -51,7 +53,7 @@ from ltx_pipelines.utils.gemma import find_gemma_files
 from ltx_pipelines.utils.guidance import ConditionalDenoiser, MultiModalGuidedDenoiser, PromptEmbeddings
 from ltx_pipelines.utils.transformer_blocks import EagerBlocks
 from ltx_pipelines.utils.transformer_passes import PassExecutor, TransformerPasses
-from ltx_pipelines.utils.media_io import check_output_path, write_video
+from ltx_pipelines.utils.media_io import BackgroundVideoWriter, check_output_path, write_video
 from ltx_pipelines.utils.model_ledger import ChecksPassed, MemoryPolicy, ModelLedger
 from ltx_pipelines.utils.stages import (
     StageLatents,
@@ -59,6 +61,7 @@ from ltx_pipelines.utils.stages import (
     audio_latent_tools,
     chunked,
     decode_audio_waveform,
+    decode_video_chunks,
     decode_video_frames,
     denoise_stage,
     upsample_video_latent,
@@ -69,11 +72,25 @@ from ltx_pipelines.utils.validation import check_generation
 logger = logging.getLogger(__name__)
 
 
+#: Whether a generation that writes an mp4 also hands its frames back (the CLI sets it off: nobody reads them).
+keep_frames: ContextVar[bool] = ContextVar("ltx_keep_frames", default=True)
+
+
+@contextmanager
+def frames_not_kept() -> Iterator[None]:
+    """Within this block, results of generations that write an mp4 carry no frames (``frames`` is None)."""
+    token = keep_frames.set(False)
+    try:
+        yield
+    finally:
+        keep_frames.reset(token)
+
+
 @dataclass
 class GenerationResult:
     """Decoded output of a pipeline call (and where it was written, if anywhere)."""
 
-    frames: torch.Tensor  # uint8 [F, H, W, 3]
+    frames: torch.Tensor | None  # uint8 [F, H, W, 3]; None when written to a file under frames_not_kept()
     audio: Audio | None
     frame_rate: float
     output_path: Path | None = None  # where this process wrote it (None on ranks other than 0)
@@ -395,6 +412,10 @@ class PipelineBase:
         """Decode video (and audio unless given), then write the mp4 if a path was given."""
         if tiling_config is None and self.ledger.plan is not None:
             tiling_config = self.ledger.plan.vae_tiling  # tiles sized to the memory left (None: whole video fits)
+        tags = self.output_metadata(metadata, geometry)
+        if self.parallel is None and output_path is not None:  # decode straight into the mp4 writer
+            return self._decode_into_file(latents, geometry, generator, output_path, overwrite, tags, tiling_config,
+                                          audio)  # fmt: skip
         if self.parallel is None:
             frames = decode_video_frames(self.ledger, latents.video, generator, tiling_config)
         else:
@@ -402,7 +423,6 @@ class PipelineBase:
                                                       tiling_config)  # fmt: skip
         if audio is None:
             audio = decode_audio_waveform(self.ledger, latents.audio)
-        tags = self.output_metadata(metadata, geometry)
         result = GenerationResult(frames=frames, audio=audio, frame_rate=geometry.frame_rate, metadata=tags)
         result.timings = self.ledger.timings  # filled in as the stages ran (write time added below)
         if output_path is not None and (self.parallel is None or self.parallel.is_writer):  # rank 0 writes
@@ -412,6 +432,33 @@ class PipelineBase:
                     output_path, chunked(frames), geometry.frame_rate, audio, metadata=tags, overwrite=overwrite
                 )
             logger.info("Wrote %s in %.1f s", result.output_path, time.perf_counter() - started)
+        return result
+
+    def _decode_into_file(self, latents: StageLatents, geometry: VideoGeometry, generator: torch.Generator,
+                          output_path: Path, overwrite: bool, tags: dict[str, str], tiling_config: TilingConfig | None,
+                          audio: Audio | None) -> GenerationResult:  # fmt: skip
+        """Each decoded tile goes to the H.264 encoder on its thread while the next one decodes.
+
+        The frames are kept for the result only when the caller may want them (``keep_frames``, on by
+        default; the CLI turns it off): a 4K clip of 257 frames is 6.4 GB of host memory.
+        """
+        if audio is None:
+            audio = decode_audio_waveform(self.ledger, latents.audio)  # the mp4 interleaves it with the frames
+        kept: list[torch.Tensor] = []
+        started = time.perf_counter()
+        with BackgroundVideoWriter(output_path, geometry.frame_rate, audio, tags, overwrite) as writer:
+            for chunk in decode_video_chunks(self.ledger, latents.video, generator, tiling_config):
+                if keep_frames.get():
+                    kept.append(chunk)
+                for part in chunked(chunk):
+                    writer.put(part)
+            with self.ledger.timed("write mp4"):  # what encoding adds after the last tile has decoded
+                path = writer.finish()
+        logger.info("Wrote %s in %.1f s (encoding overlapped the decode)", path, time.perf_counter() - started)
+        frames = torch.cat(kept, dim=0) if kept else None
+        result = GenerationResult(frames=frames, audio=audio, frame_rate=geometry.frame_rate, metadata=tags,
+                                  output_path=path)  # fmt: skip
+        result.timings = self.ledger.timings
         return result
 
     def output_metadata(self, settings: dict, geometry: VideoGeometry) -> dict[str, str]:

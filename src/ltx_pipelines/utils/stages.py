@@ -153,15 +153,22 @@ def upsample_video_latent(ledger: ModelLedger, latent: torch.Tensor) -> torch.Te
     return upsampled
 
 
+def decode_video_chunks(
+    ledger: ModelLedger, latent: torch.Tensor, generator: torch.Generator, tiling: TilingConfig | None = None
+) -> Iterator[torch.Tensor]:
+    """Latent -> uint8 frame chunks [f, H, W, 3] on the CPU, one temporal tile at a time, as they decode."""
+    started = time.perf_counter()
+    with ledger.timed("decode video"), torch.inference_mode(), ledger.use("video_decoder") as decoder:
+        for chunk in decode_video(latent, decoder, tiling, generator=generator):
+            yield chunk.cpu()
+    logger.info("Decoded video in %.1f s", time.perf_counter() - started)
+
+
 def decode_video_frames(
     ledger: ModelLedger, latent: torch.Tensor, generator: torch.Generator, tiling: TilingConfig | None = None
 ) -> torch.Tensor:
     """Latent -> uint8 frames [F, H, W, 3] on the CPU."""
-    started = time.perf_counter()
-    with ledger.timed("decode video"), torch.inference_mode(), ledger.use("video_decoder") as decoder:
-        chunks = [chunk.cpu() for chunk in decode_video(latent, decoder, tiling, generator=generator)]
-    logger.info("Decoded video in %.1f s", time.perf_counter() - started)
-    return torch.cat(chunks, dim=0)
+    return torch.cat(list(decode_video_chunks(ledger, latent, generator, tiling)), dim=0)
 
 
 def decode_audio_waveform(ledger: ModelLedger, latent: torch.Tensor) -> Audio:
