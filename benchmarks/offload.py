@@ -74,7 +74,7 @@ def write_random_safetensors(path: Path, shapes: list[tuple[str, torch.Size]], m
     with open(path, "wb") as f:
         f.write(struct.pack("<Q", len(raw)) + raw)
         for name, shape in shapes:
-            f.write(_random(name, torch.Size(shape), g, device).cpu().view(torch.uint8).numpy().tobytes())
+            f.write(_random(name, torch.Size(shape), g, device).reshape(-1).cpu().view(torch.uint8).numpy().tobytes())
 
 
 def _random(name: str, shape: torch.Size, g: torch.Generator, device: torch.device) -> torch.Tensor:
@@ -144,16 +144,29 @@ def host() -> dict[str, float]:
     return {"host_rss_gib": round(mem["rss"] / GIB, 2), "host_private_gib": round(mem["rss_anon"] / GIB, 2)}
 
 
-def free_all(*objects: object) -> None:
-    for obj in objects:
-        del obj
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
-
-
 def step_part(files: dict, args: argparse.Namespace, device: torch.device, dtype: torch.dtype) -> list[dict]:
     """Guided step and stage-2 pass: resident vs streamed, under caps, with set-up times."""
+    rows, reference = [], {}
+    variants = [("none", None, None), ("cpu", None, args.step_caps[0]), ("disk", None, args.step_caps[0]),
+                ("cpu", "fp8", args.step_caps[0])] + [("cpu", None, cap) for cap in args.step_caps[1:]]  # fmt: skip
+    for offload, quant, cap in variants:
+        if left(args.budget) < args.e2e_reserve + 40:
+            log(f"step {offload}/{quant or 'bf16'}/{cap}: skipped, out of time")
+            continue
+        row = measure_variant(files, args, device, dtype, offload, quant, cap, reference)
+        gc.collect()  # the variant's model and inputs are gone with its frame: give the memory back
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+        rows.append(row)
+        log(json.dumps(row))
+    cap_gpu(device, None)
+    return rows
+
+
+def measure_variant(files: dict, args: argparse.Namespace, device: torch.device, dtype: torch.dtype, offload: str,
+                    quant: str | None, cap: float | None, reference: dict) -> dict:  # fmt: skip
+    from dataclasses import replace
+
     from ltx_core.components.guiders import create_multimodal_guider_factory
 
     from ltx_pipelines.memory.chunking import chunk_feed_forwards
@@ -167,75 +180,61 @@ def step_part(files: dict, args: argparse.Namespace, device: torch.device, dtype
     (h1, w1), (h2, w2) = args.step_size, args.pass_size
     caption = 64 if args.tiny else 3840
     sigmas = torch.tensor([0.9, 0.0])
-    stg = dict(stg_blocks=[args.stg_block])
-    from dataclasses import replace
-
-    video_params = replace(DEFAULT_VIDEO_GUIDER_PARAMS, **stg)
-    audio_params = replace(DEFAULT_AUDIO_GUIDER_PARAMS, **stg)
-    rows, reference = [], {}
-    variants = [("none", None, None), ("cpu", None, args.step_caps[0]), ("disk", None, args.step_caps[0]),
-                ("cpu", "fp8", args.step_caps[0])] + [("cpu", None, cap) for cap in args.step_caps[1:]]  # fmt: skip
-    for offload, quant, cap in variants:
-        if left(args.budget) < args.e2e_reserve + 40:
-            log(f"step {offload}/{quant or 'bf16'}/{cap}: skipped, out of time")
-            continue
-        cap_gpu(device, None)
-        started = time.perf_counter()
-        ledger = ModelLedger(files["checkpoint"], files["gemma"], device=device, dtype=dtype, memory_policy="keep",
-                             offload=offload, quantization=fp8_scaled_mm_policy() if quant else None)  # fmt: skip
-        with torch.inference_mode():
-            model = ledger.get("transformer")
-        load_s = time.perf_counter() - started
-        streamed = getattr(model, "ltx_streaming", None)
-        pinned_s = None
-        if streamed is not None and offload == "cpu":
-            store = streamed.streamer.store
-            while not store.complete:
-                time.sleep(0.05)
-            pinned_s = time.perf_counter() - started
-        cap_gpu(device, cap)
-        small = cap is not None and cap <= 8
-        compact = small and streamed is not None
-        chunk_feed_forwards(model, 1024 if small else None)
-        engine = EagerBlocks(model, compact=compact)
-        executor = TransformerPasses(model, engine=engine, block_major=streamed is not None)
-        row = {"offload": offload, "weights": quant or "bf16", "cap_gib": cap, "load_s": round(load_s, 2),
-               "setup_until_pinned_s": round(pinned_s, 2) if pinned_s else None,
-               "ff_chunk": 1024 if small else None, "compact_timesteps": compact}  # fmt: skip
-        try:
-            with torch.inference_mode():
-                video, audio, positive, negative = make_inputs(h1, w1, args.frames, 24.0, caption, device, dtype, seed=1)
-                denoiser = MultiModalGuidedDenoiser(
-                    model, positive, negative, create_multimodal_guider_factory(video_params),
-                    create_multimodal_guider_factory(audio_params), executor=executor,
-                )  # fmt: skip
-                row["step_s"], out = timed(lambda: denoiser(video, audio, sigmas, 0), args.repeats, 1, device)  # noqa: B023
-                row["step_peak_gib"] = round(gpu_peak(device), 2)
-                key = ("step", h1, w1)
-                if offload == "none":
-                    reference[key] = out[0].float().cpu()
-                elif key in reference and quant is None:
-                    row["step_max_abs_diff"] = float((out[0].float().cpu() - reference[key]).abs().max())
-                if not small:
-                    video, audio, positive, _ = make_inputs(h2, w2, args.frames, 24.0, caption, device, dtype, seed=2)
-                    single = ConditionalDenoiser(model, positive, executor=executor)
-                    torch.cuda.reset_peak_memory_stats(device) if device.type == "cuda" else None
-                    row["pass_s"], out = timed(lambda: single(video, audio, sigmas, 0), args.repeats, 1, device)  # noqa: B023
-                    row["pass_peak_gib"] = round(gpu_peak(device), 2)
-                    key = ("pass", h2, w2)
-                    if offload == "none":
-                        reference[key] = out[0].float().cpu()
-                    elif key in reference and quant is None:
-                        row["pass_max_abs_diff"] = float((out[0].float().cpu() - reference[key]).abs().max())
-        except torch.OutOfMemoryError as e:
-            row["error"] = f"out of memory: {str(e).splitlines()[0][:160]}"
-        row.update(host())
-        rows.append(row)
-        log(json.dumps(row))
-        ledger.release_all()
-        free_all(model, executor, engine)
+    video_params = replace(DEFAULT_VIDEO_GUIDER_PARAMS, stg_blocks=[args.stg_block])
+    audio_params = replace(DEFAULT_AUDIO_GUIDER_PARAMS, stg_blocks=[args.stg_block])
     cap_gpu(device, None)
-    return rows
+    started = time.perf_counter()
+    ledger = ModelLedger(files["checkpoint"], files["gemma"], device=device, dtype=dtype, memory_policy="keep",
+                         offload=offload, quantization=fp8_scaled_mm_policy() if quant else None)  # fmt: skip
+    with torch.inference_mode():
+        model = ledger.get("transformer")
+    load_s = time.perf_counter() - started
+    streamed = getattr(model, "ltx_streaming", None)
+    pinned_s = None
+    if streamed is not None and offload == "cpu":
+        while not streamed.streamer.store.complete:
+            time.sleep(0.05)
+        pinned_s = time.perf_counter() - started
+    cap_gpu(device, cap)
+    small = cap is not None and cap <= 8
+    compact = small and streamed is not None
+    chunk_feed_forwards(model, 1024 if small else None)
+    executor = TransformerPasses(model, engine=EagerBlocks(model, compact=compact), block_major=streamed is not None)
+    row = {"offload": offload, "weights": quant or "bf16", "cap_gib": cap, "load_s": round(load_s, 2),
+           "setup_until_pinned_s": round(pinned_s, 2) if pinned_s else None,
+           "ff_chunk": 1024 if small else None, "compact_timesteps": compact}  # fmt: skip
+    try:
+        with torch.inference_mode():
+            video, audio, positive, negative = make_inputs(h1, w1, args.frames, 24.0, caption, device, dtype, seed=1)
+            denoiser = MultiModalGuidedDenoiser(
+                model, positive, negative, create_multimodal_guider_factory(video_params),
+                create_multimodal_guider_factory(audio_params), executor=executor,
+            )  # fmt: skip
+            row["step_s"], out = timed(lambda: denoiser(video, audio, sigmas, 0), args.repeats, 1, device)
+            row["step_peak_gib"] = round(gpu_peak(device), 2)
+            compare(row, reference, ("step", h1, w1), out[0], offload, quant, "step_max_abs_diff")
+            if not small:
+                video, audio, positive, _ = make_inputs(h2, w2, args.frames, 24.0, caption, device, dtype, seed=2)
+                single = ConditionalDenoiser(model, positive, executor=executor)
+                if device.type == "cuda":
+                    torch.cuda.reset_peak_memory_stats(device)
+                row["pass_s"], out = timed(lambda: single(video, audio, sigmas, 0), args.repeats, 1, device)
+                row["pass_peak_gib"] = round(gpu_peak(device), 2)
+                compare(row, reference, ("pass", h2, w2), out[0], offload, quant, "pass_max_abs_diff")
+    except torch.OutOfMemoryError as e:
+        row["error"] = f"out of memory: {str(e).splitlines()[0][:160]}"
+    row.update(host())
+    ledger.release_all()
+    return row
+
+
+def compare(row: dict, reference: dict, key: tuple, out: torch.Tensor, offload: str, quant: str | None,
+            name: str) -> None:  # fmt: skip
+    """The resident bf16 output is the reference; streamed bf16 outputs record their largest difference."""
+    if offload == "none":
+        reference[key] = out.float().cpu()
+    elif key in reference and quant is None:
+        row[name] = float((out.float().cpu() - reference[key]).abs().max())
 
 
 def e2e_part(files: dict, args: argparse.Namespace, device: torch.device, dtype: torch.dtype) -> list[dict]:
@@ -289,7 +288,10 @@ def e2e_part(files: dict, args: argparse.Namespace, device: torch.device, dtype:
             rows.append(row)
             log(json.dumps(row))
         pipeline.ledger.release_all()
-        free_all(pipeline)
+        del pipeline
+        gc.collect()
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
     cap_gpu(device, None)
     return rows
 
