@@ -130,7 +130,8 @@ def cap_gpu(device: torch.device, cap_gib: float | None) -> None:
     if device.type != "cuda":
         return
     total = torch.cuda.get_device_properties(device).total_memory
-    torch.cuda.set_per_process_memory_fraction(1.0 if cap_gib is None else min(1.0, cap_gib * GIB / total), device)
+    fraction = 1.0 if cap_gib is None else min(1.0, cap_gib * GIB / total)
+    torch.cuda.set_per_process_memory_fraction(fraction, device.index or 0)
     torch.cuda.empty_cache()
     torch.cuda.reset_peak_memory_stats(device)
 
@@ -314,6 +315,9 @@ def main() -> None:
     parser.add_argument("--warm-estimate", type=float, default=110.0, help="Seconds a warm e2e run needs to start.")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
     device = torch.device(args.device)
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     args.step_caps = [float(c) for c in args.step_caps.split(",")]

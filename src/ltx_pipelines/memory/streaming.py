@@ -146,6 +146,16 @@ class ImmediateTransfers(Transfers):
         return None
 
 
+def release_pinned_cache() -> None:
+    """Give freed pinned host memory back to the system.
+
+    PyTorch keeps freed pinned blocks cached for reuse; a closed store's 35 GiB would otherwise stay
+    pinned (measured: resident host memory grew by each store closed, until the machine thrashed).
+    """
+    if torch.cuda.is_available():
+        torch._C._host_emptyCache()
+
+
 def transfers_for(device: torch.device) -> Transfers:
     return Transfers(device) if device.type == "cuda" else ImmediateTransfers(device)
 
@@ -204,6 +214,7 @@ class PinnedStore:
         self._stop = True
         self._thread.join()
         self.buffers = [None] * len(self.buffers)
+        release_pinned_cache()
 
 
 class MappedStore:
@@ -295,6 +306,8 @@ class MappedStore:
             self._stop = True
             self._cond.notify_all()
         self._thread.join()
+        self._buffers = []
+        release_pinned_cache()
 
 
 Store = PinnedStore | MappedStore
