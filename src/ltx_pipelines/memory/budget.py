@@ -52,6 +52,18 @@ def _numel(shape: tuple[int, ...]) -> int:
     return n
 
 
+def device_bytes(dtype: str, shape: tuple[int, ...], compute_bytes: int) -> int:
+    """Bytes of one stored tensor once loaded: float tensors of 2+ bytes take the compute dtype, others stay."""
+    stored = _DTYPE_BYTES.get(dtype, 2)
+    floating = dtype.startswith(("F", "BF")) and stored >= 2
+    return _numel(shape) * (compute_bytes if floating else stored)
+
+
+def tensors_bytes(tensors: dict[str, tuple[str, tuple[int, ...]]], compute_bytes: int) -> int:
+    """Bytes of every tensor of a header once loaded (e.g. the upsampler's)."""
+    return sum(device_bytes(dtype, shape, compute_bytes) for dtype, shape in tensors.values())
+
+
 @dataclass(frozen=True)
 class TransformerSizes:
     """Bytes of the transformer on the device: all blocks, the largest block, everything else."""
@@ -76,12 +88,10 @@ def transformer_sizes(tensors: dict[str, tuple[str, tuple[int, ...]]], config: d
     for name, (dtype, shape) in tensors.items():
         if not name.startswith(TRANSFORMER_PREFIX):
             continue
-        n = _numel(shape)
-        stored = _DTYPE_BYTES.get(dtype, 2)
-        size = n * (compute_bytes if stored >= 2 and dtype.startswith(("F", "BF")) else stored)
+        size = device_bytes(dtype, shape, compute_bytes)
         if name.startswith(BLOCKS_PREFIX):
             if fp8 and name.endswith(_FP8_TARGETS) and len(shape) == 2:
-                size = n + shape[0] * 4  # FP8 weight + one float32 scale per output channel
+                size = _numel(shape) + shape[0] * 4  # FP8 weight + one float32 scale per output channel
             index = int(name[len(BLOCKS_PREFIX) :].split(".", 1)[0])
             per_block[index] = per_block.get(index, 0) + size
         else:
@@ -102,8 +112,7 @@ def component_bytes(tensors: dict[str, tuple[str, tuple[int, ...]]], keys: SDOps
     total = 0
     for name, (dtype, shape) in tensors.items():
         if keys.apply_to_key(name) is not None:
-            stored = _DTYPE_BYTES.get(dtype, 2)
-            total += _numel(shape) * (compute_bytes if dtype.startswith(("F", "BF")) else stored)
+            total += device_bytes(dtype, shape, compute_bytes)
     return total
 
 
@@ -158,7 +167,7 @@ def text_encoder_sizes(headers: list[dict], num_layers: int, compute_bytes: int)
     total, embedding, per_layer = 0, 0, {}
     for tensors in headers:
         for name, (dtype, shape) in tensors.items():
-            size = _numel(shape) * (compute_bytes if dtype.startswith(("F", "BF")) else _DTYPE_BYTES.get(dtype, 2))
+            size = device_bytes(dtype, shape, compute_bytes)
             total += size
             if "vision" in name:
                 continue
@@ -226,9 +235,11 @@ __all__ = [
     "TransformerSizes",
     "block_temporaries",
     "component_bytes",
+    "device_bytes",
     "model_sizes",
     "pass_state_bytes",
     "stage_activation_bytes",
+    "tensors_bytes",
     "text_encoder_sizes",
     "transformer_sizes",
     "vae_tile_bytes",

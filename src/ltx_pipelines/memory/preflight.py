@@ -17,7 +17,7 @@ tiles sized to what is left.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from ltx_core.model.video_vae import SpatialTilingConfig, TemporalTilingConfig, TilingConfig
 
@@ -190,12 +190,11 @@ def plan_memory(
             need = _transformer_need(sizes, request, mode, ff_chunk, compute_bytes, compact)
             smallest = need if smallest is None or need.total < smallest.total else smallest
             if need.total + others <= budget:
-                plan = _finish_plan(mode, ff_chunk, need, budget, sizes, request, requested, host, host_need)
-                return replace(plan, compact_timesteps=compact)
+                return _finish_plan(mode, ff_chunk, compact, need, budget, sizes, request, requested, host, host_need)
     raise _refusal(smallest, budget, free_gpu, max_gpu_memory, modes[-1])
 
 
-def _finish_plan(mode: OffloadMode, ff_chunk: int | None, need: _Need, budget: int, sizes: ModelSizes,
+def _finish_plan(mode: OffloadMode, ff_chunk: int | None, compact: bool, need: _Need, budget: int, sizes: ModelSizes,
                  request: MemoryRequest, requested: OffloadMode, host: HostMemory,
                  host_need: int) -> MemoryPlan:  # fmt: skip
     te = sizes.text_encoder
@@ -225,6 +224,7 @@ def _finish_plan(mode: OffloadMode, ff_chunk: int | None, need: _Need, budget: i
         ff_chunk=ff_chunk,
         stream_text_encoder=stream_te,
         vae_tiling=tiling,
+        compact_timesteps=compact,
     )
 
 

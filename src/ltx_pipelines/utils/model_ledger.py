@@ -44,7 +44,7 @@ from ltx_core.model.video_vae import (
 )
 from ltx_core.quantization import QuantizationPolicy
 
-from ltx_pipelines.memory.budget import ModelSizes, model_sizes
+from ltx_pipelines.memory.budget import ModelSizes, model_sizes, tensors_bytes
 from ltx_pipelines.memory.chunking import chunk_feed_forwards
 from ltx_pipelines.memory.host import GIB, available_host_memory, process_memory
 from ltx_pipelines.memory.offload import OffloadMode, parse_max_gpu_memory
@@ -123,13 +123,6 @@ class LatentFormat:
             audio_sample_rate=int(params.get("sampling_rate", 16000)),
             audio_hop_length=int(audio.get("preprocessing", {}).get("stft", {}).get("hop_length", 160)),
         )
-
-
-def _numel(shape: tuple[int, ...]) -> int:
-    n = 1
-    for s in shape:
-        n *= s
-    return n
 
 
 def _merge_sd_ops(base: SDOps, extra: SDOps | None) -> SDOps:
@@ -316,7 +309,7 @@ class ModelLedger:
         upsampler = 0
         if self.spatial_upsampler_path:
             tensors = read_header(self.spatial_upsampler_path, "spatial upsampler").tensors
-            upsampler = sum(_numel(shape) for _, shape in tensors.values()) * self.dtype.itemsize
+            upsampler = tensors_bytes(tensors, self.dtype.itemsize)
         fp8 = self.quantization is not None
         return model_sizes(header.tensors, self.config, gemma_headers, layers, upsampler, self.dtype.itemsize, fp8)
 
