@@ -193,8 +193,10 @@ class StreamedTransformer:
         """Raw block tensors after quantization ops, LoRA fusion and cast (names relative to the block)."""
         prefix = f"{BLOCKS}{index}."
         all_loras = (*self.base_loras, *self.extra_loras)
-        sd = materialize_state({prefix + k: v for k, v in raw.items()}, device=device, dtype=self.dtype,
-                               quantization=self._quantization(all_loras), loras=self._lora_states(all_loras))  # fmt: skip
+        sd = materialize_state(
+            {prefix + k: v for k, v in raw.items()}, device=device, dtype=self.dtype,
+            quantization=self._quantization(all_loras), loras=self._lora_states(all_loras),
+        )  # fmt: skip
         return {k[len(prefix) :]: v for k, v in sd.items()}
 
     def _finished_block(self, index: int) -> dict[str, torch.Tensor]:

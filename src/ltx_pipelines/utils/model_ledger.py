@@ -353,7 +353,8 @@ class ModelLedger:
             )  # fmt: skip
             self.files_loaded.extend([self.checkpoint_path, *(lora.path for lora in self.loras)])
             self._streamed.x0_model.eval().requires_grad_(False)
-            logger.info("Loaded transformer (streamed, --offload %s) in %.1f s", mode.value, time.perf_counter() - started)
+            elapsed = time.perf_counter() - started
+            logger.info("Loaded transformer (streamed, --offload %s) in %.1f s", mode.value, elapsed)
         self._streamed.unpark()
         self._streamed.set_extra_loras(extra_loras)
         return self._streamed.x0_model
