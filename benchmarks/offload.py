@@ -145,9 +145,56 @@ def host() -> dict[str, float]:
     return {"host_rss_gib": round(mem["rss"] / GIB, 2), "host_private_gib": round(mem["rss_anon"] / GIB, 2)}
 
 
-def step_part(files: dict, args: argparse.Namespace, device: torch.device, dtype: torch.dtype) -> list[dict]:
+def vae_part(files: dict, args: argparse.Namespace, device: torch.device, dtype: torch.dtype, rows: list) -> None:
+    """GPU bytes per output voxel of the VAE decoder, whole and tiled, against the pre-flight's estimate."""
+    from ltx_core.model.video_vae import SpatialTilingConfig, TemporalTilingConfig, TilingConfig, decode_video
+
+    from ltx_pipelines.memory.budget import vae_decode_bytes
+    from ltx_pipelines.utils.model_ledger import ModelLedger
+
+    cuda = device.type == "cuda"  # on the CPU (--tiny) the code runs, the memory figures read 0
+    cap_gpu(device, None)
+    ledger = ModelLedger(files["checkpoint"], files["gemma"], device=device, dtype=dtype, memory_policy="keep")
+    height, width, _ = args.e2e_size
+    # (frames, height, width, tile pixels or None for whole, tile frames)
+    cases = [(17, 256, 256, None, None), (33, 512, 512, None, None), (args.frames, height, width, 384, 48),
+             (args.frames, height, width, 512, 64)]  # fmt: skip
+    g = torch.Generator(device=device)
+    with torch.inference_mode(), ledger.use("video_decoder") as decoder:
+        for frames, h, w, pixels, tile_frames in cases:
+            latent = torch.randn(1, 128, (frames - 1) // 8 + 1, h // 32, w // 32, device=device, dtype=dtype)
+            tiling = None if pixels is None else TilingConfig(SpatialTilingConfig(pixels, 64),
+                                                              TemporalTilingConfig(tile_frames, 16))  # fmt: skip
+            if cuda:
+                torch.cuda.synchronize(device)
+                torch.cuda.reset_peak_memory_stats(device)
+            base = torch.cuda.memory_allocated(device) if cuda else 0
+            started = time.perf_counter()
+            for chunk in decode_video(latent, decoder, tiling, generator=g.manual_seed(0)):
+                chunk.cpu()
+            seconds = time.perf_counter() - started
+            used = torch.cuda.max_memory_allocated(device) - base if cuda else 0
+            if pixels is None:
+                estimate, voxels = vae_decode_bytes(frames, h, w), frames * h * w
+            else:
+                tf = min(tile_frames, frames)
+                estimate = vae_decode_bytes(tf, min(pixels, h), min(pixels, w), h, w)
+                voxels = tf * min(pixels, h) * min(pixels, w)
+            row = {"size": f"{w}x{h}x{frames}", "tile": None if pixels is None else f"{pixels}px x {tile_frames}",
+                   "decode_s": round(seconds, 2), "peak_above_weights_gib": round(used / GIB, 3),
+                   "bytes_per_tile_voxel": round(used / voxels, 1), "estimate_gib": round(estimate / GIB, 3)}  # fmt: skip
+            rows.append(row)
+            log(json.dumps(row))
+            args.save()
+    ledger.release_all()
+    gc.collect()
+    if cuda:
+        torch.cuda.empty_cache()
+
+
+def step_part(files: dict, args: argparse.Namespace, device: torch.device, dtype: torch.dtype, rows: list) -> None:
     """Guided step and stage-2 pass: resident vs streamed, under caps, with set-up times."""
-    rows, reference = [], {}
+    reference = {}
     variants = [("none", None, None), ("cpu", None, args.step_caps[0]), ("disk", None, args.step_caps[0]),
                 ("cpu", "fp8", args.step_caps[0])] + [("cpu", None, cap) for cap in args.step_caps[1:]]  # fmt: skip
     for offload, quant, cap in variants:
@@ -160,8 +207,8 @@ def step_part(files: dict, args: argparse.Namespace, device: torch.device, dtype
             torch.cuda.empty_cache()
         rows.append(row)
         log(json.dumps(row))
+        args.save()
     cap_gpu(device, None)
-    return rows
 
 
 def measure_variant(files: dict, args: argparse.Namespace, device: torch.device, dtype: torch.dtype, offload: str,
@@ -238,7 +285,7 @@ def compare(row: dict, reference: dict, key: tuple, out: torch.Tensor, offload: 
         row[name] = float((out.float().cpu() - reference[key]).abs().max())
 
 
-def e2e_part(files: dict, args: argparse.Namespace, device: torch.device, dtype: torch.dtype) -> list[dict]:
+def e2e_part(files: dict, args: argparse.Namespace, device: torch.device, dtype: torch.dtype, rows: list) -> None:
     """The default two-stage generation from the files, --offload auto under each cap, warm second run."""
     from ltx_pipelines import TI2VidTwoStagesPipeline
     from ltx_pipelines.utils.model_ledger import comfy_lora
@@ -251,10 +298,9 @@ def e2e_part(files: dict, args: argparse.Namespace, device: torch.device, dtype:
     if args.tiny:  # the real-channel smoke model has 4 blocks: STG on the last one
         guidance = {"video_guider_params": replace(DEFAULT_VIDEO_GUIDER_PARAMS, stg_blocks=[args.stg_block]),
                     "audio_guider_params": replace(DEFAULT_AUDIO_GUIDER_PARAMS, stg_blocks=[args.stg_block])}  # fmt: skip
-    rows = []
     height, width, steps = args.e2e_size
     for cap in args.caps:
-        if left(args.budget) < 30:
+        if left(args.budget) < args.cold_estimate:
             log(f"e2e under {cap} GiB: skipped, out of time")
             continue
         cap_gpu(device, cap)
@@ -288,13 +334,13 @@ def e2e_part(files: dict, args: argparse.Namespace, device: torch.device, dtype:
             row.update(host())
             rows.append(row)
             log(json.dumps(row))
+            args.save()
         pipeline.ledger.release_all()
         del pipeline
         gc.collect()
         if device.type == "cuda":
             torch.cuda.empty_cache()
     cap_gpu(device, None)
-    return rows
 
 
 def main() -> None:
@@ -304,15 +350,16 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/offload"))
     parser.add_argument("--gemma-dir", type=Path, default=None, help="Folder to write Gemma in (default: --workdir).")
     parser.add_argument("--out", type=Path, default=Path("/tmp/offload-out"))
-    parser.add_argument("--parts", default="step,e2e")
+    parser.add_argument("--parts", default="vae,step,e2e", help="Comma-separated, run in this order.")
     parser.add_argument("--lora-rank", type=int, default=64)
     parser.add_argument("--frames", type=int, default=121)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--step-caps", default="16,6", help="GPU caps (GiB) for the streamed step; first = main one.")
-    parser.add_argument("--caps", default="16,6", help="GPU caps (GiB) for the end-to-end runs.")
+    parser.add_argument("--caps", default="16,6", help="GPU caps (GiB) for the end-to-end runs ('none': uncapped).")
     parser.add_argument("--budget", type=float, default=540.0, help="Seconds for the whole run.")
     parser.add_argument("--e2e-reserve", type=float, default=300.0, help="Seconds the step part leaves to e2e.")
     parser.add_argument("--warm-estimate", type=float, default=110.0, help="Seconds a warm e2e run needs to start.")
+    parser.add_argument("--cold-estimate", type=float, default=140.0, help="Seconds a first e2e run needs to start.")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     import logging
@@ -321,7 +368,7 @@ def main() -> None:
     device = torch.device(args.device)
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     args.step_caps = [float(c) for c in args.step_caps.split(",")]
-    args.caps = [float(c) for c in args.caps.split(",")]
+    args.caps = [None if c == "none" else float(c) for c in args.caps.split(",")]
     if args.tiny:
         args.step_size, args.pass_size, args.e2e_size, args.frames, args.stg_block = (64, 96), (128, 192), (128, 192, 3), 9, 3
     else:
@@ -333,12 +380,12 @@ def main() -> None:
         files = write_bundle(args.workdir, args.gemma_dir or args.workdir, args.lora_rank, device)
     log(f"bundle ready: {', '.join(f'{k}={v}' for k, v in files.items())}")
     result = {"gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu", "torch": torch.__version__}
-    if "step" in args.parts:
-        result["step"] = step_part(files, args, device, dtype)
-    if "e2e" in args.parts:
-        result["e2e"] = e2e_part(files, args, device, dtype)
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2))
+    args.save = lambda: args.json.write_text(json.dumps(result, indent=2)) if args.json else None
+    parts = {"vae": vae_part, "step": step_part, "e2e": e2e_part}
+    for name in args.parts.split(","):
+        result[name] = []  # filled row by row, saved after each (a run cut short keeps what finished)
+        parts[name](files, args, device, dtype, result[name])
+        args.save()
     log("done")
 
 

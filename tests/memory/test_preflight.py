@@ -11,6 +11,7 @@ from ltx_pipelines.memory.budget import (
     TransformerSizes,
     stage_activation_bytes,
     text_encoder_sizes,
+    vae_decode_bytes,
 )
 from ltx_pipelines.memory.host import GIB, HostMemory
 from ltx_pipelines.memory.offload import OffloadMode
@@ -156,3 +157,14 @@ def test_streamed_gemma_counts_two_layers_and_the_rest_but_not_the_embedding() -
     assert plan_gemma((need + 0.75 * GIB) / GIB + 0.01).stream_text_encoder  # just enough: the embedding is not counted
     with pytest.raises(InputError, match=f"{need / GIB:.1f} GiB of GPU memory even streamed by layer"):
         plan_gemma((need + 0.75 * GIB) / GIB - 0.05)
+
+
+def test_vae_tiles_leave_room_for_the_whole_frame_blend_buffers() -> None:
+    """ltx-core's tiled decode blends each temporal slice into whole-frame buffers: they count too."""
+    p = plan(6)
+    s, t = p.vae_tiling.spatial_config, p.vae_tiling.temporal_config
+    frames = min(t.tile_size_in_frames, REQUEST.num_frames)
+    tile = vae_decode_bytes(frames, s.tile_size_in_pixels, s.tile_size_in_pixels, REQUEST.height, REQUEST.width)
+    assert tile > vae_decode_bytes(frames, s.tile_size_in_pixels, s.tile_size_in_pixels)
+    assert tile + SIZES.components.video_decoder <= p.gpu_budget
+    assert t.tile_size_in_frames < 64  # 64-frame slices of 1536x1024 would not leave room for the blend

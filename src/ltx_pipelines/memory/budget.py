@@ -34,9 +34,15 @@ COMPACT_PERSISTENT_WIDTHS = 4
 ATTENTION_WIDTHS = 6
 FEED_FORWARD_WIDTHS = 9
 SAFETY = 1.10
-#: Bytes of GPU memory the tiled VAE decoder needs per output voxel (frame x pixel) of one tile,
-#: at bf16, across its live activations at the last (widest) stage.
-VAE_BYTES_PER_VOXEL = 64
+#: Bytes of GPU memory the VAE decoder needs per output voxel (frame x pixel) of the tile it decodes:
+#: its last stage runs 128 channels at a quarter of the resolution (8 values, 16 bytes per voxel in bf16)
+#: and a causal convolution there holds its input, the time-padded and reflect-padded copies, its output
+#: and the block's residual at once (~5 x 16), plus cuDNN's workspace.
+VAE_BYTES_PER_VOXEL = 96
+#: Bytes per voxel of a whole-frame temporal slice that ltx-core's tiled decode keeps while blending tiles:
+#: the slice and its weights, the previous slice and its weights, the normalised copy and the uint8
+#: conversion's temporaries, 3 channels each (~6 x 6 bytes in bf16).
+VAE_BLEND_BYTES_PER_VOXEL = 40
 #: GPU memory we never plan to use: allocator slack, cuBLAS/cuDNN workspaces.
 GPU_RESERVE = int(0.75 * GIB)
 
@@ -222,8 +228,13 @@ def stage_activation_bytes(stage: StageLoad, sizes: TransformerSizes, compute_by
     return int(SAFETY * (state + temporaries * (stage.passes if batched else 1)))
 
 
-def vae_tile_bytes(tile_frames: int, tile_height: int, tile_width: int) -> int:
-    return VAE_BYTES_PER_VOXEL * tile_frames * tile_height * tile_width
+def vae_decode_bytes(tile_frames: int, tile_height: int, tile_width: int, frame_height: int | None = None,
+                     frame_width: int | None = None) -> int:  # fmt: skip
+    """GPU bytes of decoding one tile; with the frame size, tiled decoding's whole-frame blend buffers too."""
+    tile = VAE_BYTES_PER_VOXEL * tile_frames * tile_height * tile_width
+    if frame_height is None or frame_width is None:
+        return tile
+    return tile + VAE_BLEND_BYTES_PER_VOXEL * tile_frames * frame_height * frame_width
 
 
 __all__ = [
@@ -242,7 +253,7 @@ __all__ = [
     "tensors_bytes",
     "text_encoder_sizes",
     "transformer_sizes",
-    "vae_tile_bytes",
+    "vae_decode_bytes",
 ]
 
 

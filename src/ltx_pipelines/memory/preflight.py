@@ -26,7 +26,7 @@ from ltx_pipelines.memory.budget import (
     ModelSizes,
     StageLoad,
     stage_activation_bytes,
-    vae_tile_bytes,
+    vae_decode_bytes,
 )
 from ltx_pipelines.memory.host import GIB, HostMemory
 from ltx_pipelines.memory.offload import OffloadMode
@@ -122,10 +122,12 @@ def _transformer_need(sizes: ModelSizes, request: MemoryRequest, offload: Offloa
 def _vae_tiling(budget: int, sizes: ModelSizes, request: MemoryRequest) -> TilingConfig | None:
     """None when the whole video decodes at once within the budget, else the largest tiling that fits."""
     free = budget - sizes.components.video_decoder
-    if vae_tile_bytes(request.num_frames, request.height, request.width) <= free:
+    if vae_decode_bytes(request.num_frames, request.height, request.width) <= free:
         return None
     for pixels, pixel_overlap, frames, frame_overlap in VAE_TILES:
-        tile = vae_tile_bytes(min(frames, request.num_frames), min(pixels, request.height), min(pixels, request.width))
+        tile_frames = min(frames, request.num_frames)
+        tile = vae_decode_bytes(tile_frames, min(pixels, request.height), min(pixels, request.width), request.height,
+                                request.width)  # fmt: skip
         if tile <= free:
             return TilingConfig(
                 spatial_config=SpatialTilingConfig(pixels, pixel_overlap),
