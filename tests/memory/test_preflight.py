@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from ltx_pipelines.memory.budget import (
@@ -11,6 +13,7 @@ from ltx_pipelines.memory.budget import (
     TransformerSizes,
     stage_activation_bytes,
     text_encoder_sizes,
+    transformer_sizes,
     vae_decode_bytes,
 )
 from ltx_pipelines.memory.host import GIB, HostMemory
@@ -168,3 +171,45 @@ def test_vae_tiles_leave_room_for_the_whole_frame_blend_buffers() -> None:
     assert tile > vae_decode_bytes(frames, s.tile_size_in_pixels, s.tile_size_in_pixels)
     assert tile + SIZES.components.video_decoder <= p.gpu_budget
     assert t.tile_size_in_frames < 64  # 64-frame slices of 1536x1024 would not leave room for the blend
+
+
+def test_text_connectors_count_for_the_embeddings_processor_not_the_streamed_transformer() -> None:
+    header = {
+        "model.diffusion_model.transformer_blocks.0.attn1.to_q.weight": ("BF16", (64, 64)),
+        "model.diffusion_model.patchify_proj.weight": ("BF16", (64, 128)),
+        "model.diffusion_model.video_embeddings_connector.transformer_1d_blocks.0.ff.weight": ("BF16", (256, 64)),
+        "text_embedding_projection.aggregate_embed.weight": ("BF16", (64, 512)),
+    }
+    t = transformer_sizes(header, {}, 2)
+    assert t.rest == 2 * 64 * 128 and t.dropped == 2 * 256 * 64
+    c = ComponentSizes.from_header(header, 2)
+    assert c.connectors == 2 * 256 * 64 and c.feature_extractor == 2 * 64 * 512
+
+
+SMALL_REQUEST = MemoryRequest(stages=(StageLoad("stage 1", 1536, 126, 1),), height=256, width=384, num_frames=33)
+WITH_PROCESSOR = ModelSizes(
+    transformer=replace(SIZES.transformer, dropped=int(1.32 * GIB)),
+    components=replace(SIZES.components, feature_extractor=int(1.35 * GIB), connectors=int(1.32 * GIB)),
+    text_encoder=GEMMA,
+)
+
+
+@pytest.mark.parametrize(("free_gib", "staged"), [(8, False), (5, True)])
+def test_the_embeddings_processor_runs_in_parts_only_when_it_does_not_fit_whole(free_gib, staged) -> None:  # noqa: ANN001
+    p = plan_memory(sizes=WITH_PROCESSOR, request=SMALL_REQUEST, requested=OffloadMode.AUTO,
+                    free_gpu=int(free_gib * GIB), host=PLENTY)  # fmt: skip
+    assert p.stage_embeddings is staged
+    assert ("embeddings processor one part at a time" in p.describe()) is staged
+
+
+def test_a_budget_without_room_for_one_part_of_the_processor_is_refused() -> None:
+    with pytest.raises(InputError, match="embeddings processor"):
+        plan_memory(sizes=WITH_PROCESSOR, request=SMALL_REQUEST, requested=OffloadMode.CPU,
+                    free_gpu=int(4.2 * GIB), host=PLENTY)  # fmt: skip
+
+
+def test_a_resident_load_leaves_room_for_the_connectors_it_moves_in_and_drops() -> None:
+    need = SIZES.transformer.total + int(1.32 * GIB)  # more than the small request's activations
+    tight = plan_memory(sizes=WITH_PROCESSOR, request=SMALL_REQUEST, requested=OffloadMode.AUTO,
+                        free_gpu=need + int(0.75 * GIB) - int(0.2 * GIB), host=PLENTY)  # fmt: skip
+    assert tight.offload is OffloadMode.CPU

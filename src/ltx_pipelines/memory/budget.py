@@ -28,21 +28,28 @@ from ltx_pipelines.memory.host import GIB
 
 TRANSFORMER_PREFIX = "model.diffusion_model."
 BLOCKS_PREFIX = TRANSFORMER_PREFIX + "transformer_blocks."
+#: The text connectors live under the transformer's prefix in the checkpoint but belong to the embeddings
+#: processor (1.3 GiB in LTX-2): the transformer's modules do not hold them.
+CONNECTOR_MARK = "embeddings_connector."
+#: The embeddings processor's feature extractor (the 49-layer aggregate projection, 1.3 GiB in LTX-2).
+FEATURE_EXTRACTOR_PREFIX = "text_embedding_projection."
 PERSISTENT_WIDTHS = 15
 #: The same with one timestep row per sample (all tokens at one noise level): hidden states, RoPE, cross RoPE.
 COMPACT_PERSISTENT_WIDTHS = 4
 ATTENTION_WIDTHS = 6
 FEED_FORWARD_WIDTHS = 9
 SAFETY = 1.10
-#: Bytes of GPU memory the VAE decoder needs per output voxel (frame x pixel) of the tile it decodes:
-#: its last stage runs 128 channels at a quarter of the resolution (8 values, 16 bytes per voxel in bf16)
-#: and a causal convolution there holds its input, the time-padded and reflect-padded copies, its output
-#: and the block's residual at once (~5 x 16), plus cuDNN's workspace.
-VAE_BYTES_PER_VOXEL = 96
-#: Bytes per voxel of a whole-frame temporal slice that ltx-core's tiled decode keeps while blending tiles:
-#: the slice and its weights, the previous slice and its weights, the normalised copy and the uint8
-#: conversion's temporaries, 3 channels each (~6 x 6 bytes in bf16).
-VAE_BLEND_BYTES_PER_VOXEL = 40
+#: Bytes of GPU memory the VAE decoder needs per output voxel (frame x pixel) of what it decodes at once.
+#: Its last stage runs 128 channels at a quarter of the resolution (16 bytes per voxel in bf16 for each
+#: tensor) and a causal convolution there holds its input, padded copies, its output and the residual.
+#: Measured on the H200 (full-size decoder): 134 at 512x512x33, 240 at 256x256x17 (fixed costs).
+VAE_BYTES_PER_VOXEL = 144
+#: ltx-core's tiled decode blends each temporal slice of tiles into whole-frame buffers (3 channels, bf16):
+#: while a tile decodes it holds the slice and its weights plus the previous slice and its weights (24 bytes
+#: per whole-frame voxel); when a slice is handed out, also the normalised copy and the uint8 conversion's
+#: temporaries (~42). Measured: 2.80 GiB for 1536x1024 in 384 px x 48-frame tiles, 3.67 GiB in 512 x 64.
+VAE_BLEND_HELD_BYTES = 24
+VAE_BLEND_YIELD_BYTES = 42
 #: GPU memory we never plan to use: allocator slack, cuBLAS/cuDNN workspaces.
 GPU_RESERVE = int(0.75 * GIB)
 
@@ -72,7 +79,11 @@ def tensors_bytes(tensors: dict[str, tuple[str, tuple[int, ...]]], compute_bytes
 
 @dataclass(frozen=True)
 class TransformerSizes:
-    """Bytes of the transformer on the device: all blocks, the largest block, everything else."""
+    """Bytes of the transformer on the device: all blocks, the largest block, everything else.
+
+    ``dropped``: tensors under the transformer's prefix that it does not hold (the text connectors);
+    ltx-core's resident build still moves them to the device before dropping them, a transient.
+    """
 
     blocks: int
     block: int
@@ -80,6 +91,7 @@ class TransformerSizes:
     num_blocks: int
     video_width: int
     audio_width: int
+    dropped: int = 0
 
     @property
     def total(self) -> int:
@@ -90,12 +102,14 @@ def transformer_sizes(tensors: dict[str, tuple[str, tuple[int, ...]]], config: d
                       fp8: bool = False) -> TransformerSizes:  # fmt: skip
     """Sizes of the transformer from a checkpoint header; floating tensors count in the compute dtype."""
     per_block: dict[int, int] = {}
-    rest = 0
+    rest = dropped = 0
     for name, (dtype, shape) in tensors.items():
         if not name.startswith(TRANSFORMER_PREFIX):
             continue
         size = device_bytes(dtype, shape, compute_bytes)
-        if name.startswith(BLOCKS_PREFIX):
+        if CONNECTOR_MARK in name:
+            dropped += size
+        elif name.startswith(BLOCKS_PREFIX):
             if fp8 and name.endswith(_FP8_TARGETS) and len(shape) == 2:
                 size = _numel(shape) + shape[0] * 4  # FP8 weight + one float32 scale per output channel
             index = int(name[len(BLOCKS_PREFIX) :].split(".", 1)[0])
@@ -110,6 +124,7 @@ def transformer_sizes(tensors: dict[str, tuple[str, tuple[int, ...]]], config: d
         num_blocks=len(per_block),
         video_width=int(t.get("num_attention_heads", 32)) * int(t.get("attention_head_dim", 128)),
         audio_width=int(t.get("audio_num_attention_heads", 32)) * int(t.get("audio_attention_head_dim", 64)),
+        dropped=dropped,
     )
 
 
@@ -130,16 +145,27 @@ class ComponentSizes:
     video_encoder: int
     audio_decoder: int
     upsampler: int
+    feature_extractor: int = 0  # the embeddings processor's two parts, which can run one after the other
+    connectors: int = 0
 
     @classmethod
     def from_header(cls, tensors: dict, compute_bytes: int, upsampler_bytes: int = 0) -> "ComponentSizes":
+        def named(test) -> int:  # noqa: ANN001
+            return sum(device_bytes(d, s, compute_bytes) for name, (d, s) in tensors.items() if test(name))
+
         return cls(
             video_decoder=component_bytes(tensors, VAE_DECODER_COMFY_KEYS_FILTER, compute_bytes),
             video_encoder=component_bytes(tensors, VAE_ENCODER_COMFY_KEYS_FILTER, compute_bytes),
             audio_decoder=component_bytes(tensors, AUDIO_VAE_DECODER_COMFY_KEYS_FILTER, compute_bytes)
             + component_bytes(tensors, VOCODER_COMFY_KEYS_FILTER, 4),
             upsampler=upsampler_bytes,
+            feature_extractor=named(lambda name: name.startswith(FEATURE_EXTRACTOR_PREFIX)),
+            connectors=named(lambda name: name.startswith(TRANSFORMER_PREFIX) and CONNECTOR_MARK in name),
         )
+
+    @property
+    def embeddings_processor(self) -> int:
+        return self.feature_extractor + self.connectors
 
     @property
     def largest(self) -> int:
@@ -234,7 +260,8 @@ def vae_decode_bytes(tile_frames: int, tile_height: int, tile_width: int, frame_
     tile = VAE_BYTES_PER_VOXEL * tile_frames * tile_height * tile_width
     if frame_height is None or frame_width is None:
         return tile
-    return tile + VAE_BLEND_BYTES_PER_VOXEL * tile_frames * frame_height * frame_width
+    frame_voxels = tile_frames * frame_height * frame_width
+    return max(VAE_BLEND_HELD_BYTES * frame_voxels + tile, VAE_BLEND_YIELD_BYTES * frame_voxels)
 
 
 __all__ = [

@@ -42,6 +42,9 @@ VAE_TILES = ((512, 64, 64, 24), (384, 64, 48, 16), (256, 64, 32, 16), (192, 32, 
 #: Host memory kept free for everything else (the OS, the decoded audio, Python).
 HOST_MARGIN = 4 * GIB
 TEXT_ENCODER_ACTIVATIONS = int(1.5 * GIB)  # all hidden states of two 1024-token prompts, with room
+#: The embeddings processor's working set for two 1024-token prompts: both prompts' 49 hidden states
+#: (0.36 GiB each in bf16) and the feature extractor's stacked, masked and normalised copies of one.
+EMBEDDINGS_ACTIVATIONS = int(2.5 * GIB)
 STREAM_SLOTS = 2
 
 
@@ -70,6 +73,7 @@ class MemoryPlan:
     vae_tiling: TilingConfig | None
     slots: int = STREAM_SLOTS
     compact_timesteps: bool = False
+    stage_embeddings: bool = False  # embeddings processor on the GPU one part at a time (kept on the host)
 
     def describe(self) -> str:
         parts = [f"offload={self.offload.value} ({self.reason})"]
@@ -83,6 +87,8 @@ class MemoryPlan:
             parts.append("one timestep row per sample")
         if self.stream_text_encoder:
             parts.append("Gemma streamed by layer")
+        if self.stage_embeddings:
+            parts.append("embeddings processor one part at a time")
         if self.vae_tiling is not None and self.vae_tiling.spatial_config is not None:
             s, t = self.vae_tiling.spatial_config, self.vae_tiling.temporal_config
             parts.append(f"VAE tiles {s.tile_size_in_pixels}px x {t.tile_size_in_frames} frames")
@@ -106,11 +112,13 @@ class _Need:
 def _transformer_need(sizes: ModelSizes, request: MemoryRequest, offload: OffloadMode, ff_chunk: int | None,
                       compute_bytes: int, compact: bool = False) -> _Need:  # fmt: skip
     t = sizes.transformer
-    if offload is OffloadMode.NONE:
+    if offload is OffloadMode.NONE:  # ltx-core's build also moves the text connectors in, then drops them
         weights = t.total
+        transient = t.dropped
     else:  # the rest, the ring, and one finished copy of a block when LoRAs or FP8 must be applied on the GPU
         weights = t.rest + STREAM_SLOTS * t.block + (t.block if request.has_loras else 0)
-    worst, stage_name = 0, ""
+        transient = 0
+    worst, stage_name = transient, "loading the weights"
     for stage in request.stages:
         batched = stage.video_tokens <= 2048
         act = stage_activation_bytes(stage, t, compute_bytes, batched=batched, ff_chunk=ff_chunk, compact=compact)
@@ -181,6 +189,7 @@ def plan_memory(
     c = sizes.components
     # Under the default policy each component is loaded alone; under `keep` they all stay, together.
     others = c.video_decoder + c.video_encoder + c.audio_decoder + c.upsampler + sizes.text_encoder.total
+    others += c.embeddings_processor
     others = others if keep_resident else 0
     modes = [requested] if requested is not OffloadMode.AUTO else [OffloadMode.NONE, OffloadMode.CPU, OffloadMode.DISK]
     host_need = _host_need(sizes, request, fp8)
@@ -207,6 +216,7 @@ def _finish_plan(mode: OffloadMode, ff_chunk: int | None, compact: bool, need: _
             f"The Gemma text encoder needs at least {_gib(streamed_te)} of GPU memory even streamed by layer; "
             f"only {_gib(budget)} can be used. Free GPU memory or raise --max-gpu-memory."
         )
+    stage_embeddings = _stage_embeddings(budget, sizes)
     tiling = _vae_tiling(budget, sizes, request)
     if requested is not OffloadMode.AUTO:
         reason = "asked for"
@@ -227,7 +237,23 @@ def _finish_plan(mode: OffloadMode, ff_chunk: int | None, compact: bool, need: _
         stream_text_encoder=stream_te,
         vae_tiling=tiling,
         compact_timesteps=compact,
+        stage_embeddings=stage_embeddings,
     )
+
+
+def _stage_embeddings(budget: int, sizes: ModelSizes) -> bool:
+    """Whether the embeddings processor must run one part at a time (feature extractor, then connectors)."""
+    c = sizes.components
+    if c.embeddings_processor + EMBEDDINGS_ACTIVATIONS <= budget:
+        return False
+    staged = max(c.feature_extractor, c.connectors) + EMBEDDINGS_ACTIVATIONS
+    if staged > budget:
+        raise InputError(
+            f"Turning the prompt into embeddings needs at least {_gib(staged)} of GPU memory, one part of the "
+            f"embeddings processor at a time; only {_gib(budget)} can be used. Free GPU memory or raise "
+            "--max-gpu-memory."
+        )
+    return True
 
 
 __all__ = ["MemoryPlan", "MemoryRequest", "plan_memory"]

@@ -31,6 +31,7 @@ from ltx_core.loader.primitives import LoraStateDictWithStrength, StateDict
 from ltx_core.model.transformer import LTXV_MODEL_COMFY_RENAMING_MAP, LTXModelConfigurator, X0Model
 from ltx_core.quantization import QuantizationPolicy
 
+from ltx_pipelines.memory.budget import CONNECTOR_MARK
 from ltx_pipelines.memory.mapped import MappedSafetensors
 from ltx_pipelines.utils.fp8 import prepare_quantization
 from ltx_pipelines.memory.offload import OffloadMode
@@ -179,7 +180,8 @@ class StreamedTransformer:
 
     def _load_rest(self) -> None:
         """Everything outside the blocks, on the device, as the resident builder would load it."""
-        sd = {k: self.mapped.tensor(f) for k, f in self.keys.items() if not k.startswith(BLOCKS)}
+        sd = {k: self.mapped.tensor(f) for k, f in self.keys.items()
+              if not k.startswith(BLOCKS) and CONNECTOR_MARK not in k}  # connectors: the embeddings processor's
         loras = self._lora_states(self.base_loras)
         quantization = self._quantization(self.base_loras)
         sd = materialize_state(sd, device=self.device, dtype=self.dtype, quantization=quantization, loras=loras)

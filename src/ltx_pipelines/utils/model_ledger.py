@@ -460,7 +460,14 @@ class ModelLedger:
         files = self._gemma_files()
         configurator = EmbeddingsProcessorFromConfig(files.hidden_size, files.num_hidden_states)
         builder = self._checkpoint_builder(configurator, EMBEDDINGS_PROCESSOR_KEY_OPS)
+        if self.stages_embeddings():  # kept on the host; prompts.py moves one part at a time to the device
+            self.files_loaded.append(self.checkpoint_path)
+            return builder.build(device=torch.device("cpu"), dtype=self.dtype)
         return self._build(builder, [self.checkpoint_path])
+
+    def stages_embeddings(self) -> bool:
+        """The plan has no room for the whole embeddings processor on the device at once."""
+        return self.plan is not None and self.plan.stage_embeddings
 
     def _gemma_files(self):  # noqa: ANN202
         if self.gemma_root is None:
