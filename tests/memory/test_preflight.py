@@ -92,9 +92,20 @@ def test_consumer_cards_stream_from_pinned_host_memory(free_gib) -> None:  # noq
     assert "auto" in p.reason
 
 
-def test_six_gib_streams_and_tiles_the_vae() -> None:
-    p = plan(6)
+def test_six_gib_refuses_the_default_size_before_loading_and_says_what_to_change() -> None:
+    """Measured on the H200: under a 6 GiB cap the stage-2 pass at 1536x1024x121 ran out of memory."""
+    with pytest.raises(InputError) as e:
+        plan(6)
+    assert "stage 2" in str(e.value) and "--height/--width" in str(e.value)
+
+
+def test_six_gib_runs_1152x768_streamed_chunked_compact_and_tiled() -> None:
+    """The README's command for 8 GB cards: 1152x768 (--height 768 --width 1152)."""
+    request = MemoryRequest(stages=(StageLoad("stage 1", 3456, 126, 4), StageLoad("stage 2", 13824, 126, 1)),
+                            height=768, width=1152, num_frames=121, has_loras=True)  # fmt: skip
+    p = plan_memory(sizes=SIZES, request=request, requested=OffloadMode.AUTO, free_gpu=int(6 * GIB), host=PLENTY)
     assert p.offload is OffloadMode.CPU and p.ff_chunk is not None and p.vae_tiling is not None
+    assert p.stream_text_encoder and p.gpu_peak <= p.gpu_budget
 
 
 def test_short_host_memory_makes_auto_choose_disk() -> None:
@@ -167,13 +178,15 @@ def test_streamed_gemma_counts_two_layers_and_the_rest_but_not_the_embedding(mon
 
 def test_vae_tiles_leave_room_for_the_whole_frame_blend_buffers() -> None:
     """ltx-core's tiled decode blends each temporal slice into whole-frame buffers: they count too."""
-    p = plan(6)
+    request = MemoryRequest(stages=(StageLoad("stage 1", 1536, 126, 1),), height=1024, width=1536, num_frames=121)
+    p = plan_memory(sizes=SIZES, request=request, requested=OffloadMode.AUTO, free_gpu=int(5 * GIB), host=PLENTY)
     s, t = p.vae_tiling.spatial_config, p.vae_tiling.temporal_config
-    frames = min(t.tile_size_in_frames, REQUEST.num_frames)
-    tile = vae_decode_bytes(frames, s.tile_size_in_pixels, s.tile_size_in_pixels, REQUEST.height, REQUEST.width)
-    assert tile > vae_decode_bytes(frames, s.tile_size_in_pixels, s.tile_size_in_pixels)
+    frames = min(t.tile_size_in_frames, request.num_frames)
+    tile = vae_decode_bytes(frames, s.tile_size_in_pixels, s.tile_size_in_pixels, request.height, request.width)
     assert tile + SIZES.components.video_decoder <= p.gpu_budget
-    assert t.tile_size_in_frames < 64  # 64-frame slices of 1536x1024 would not leave room for the blend
+    # The largest tiles would fit counted alone, but not with the blend buffers of 64 whole frames.
+    assert vae_decode_bytes(64, 512, 512) + SIZES.components.video_decoder <= p.gpu_budget
+    assert t.tile_size_in_frames < 64
 
 
 def test_text_connectors_count_for_the_embeddings_processor_not_the_streamed_transformer() -> None:

@@ -7,13 +7,17 @@ have on the device). Activations are modelled per token from the transformer's w
   coefficients (6 per token, 9 with cross-attention AdaLN), the embedded timestep, the RoPE
   cos/sin, and the audio<->video cross-attention coefficients and embeddings: about
   ``PERSISTENT_WIDTHS`` x the model width per token;
-* the block being computed adds its temporaries: attention (norm, q, k, v, output) or the
-  feed-forward (4x wide projection and its GELU), ``ATTENTION_WIDTHS`` / ``FEED_FORWARD_WIDTHS``
-  x the width per token; the feed-forward can run in token chunks to cap that.
+* the block being computed adds its temporaries: attention (norms, q, k, v, their RoPE'd copies,
+  the output) or the feed-forward (4x wide projection and its GELU), ``ATTENTION_WIDTHS`` /
+  ``FEED_FORWARD_WIDTHS`` x the width per token; the feed-forward can run in token chunks.
 
-Measured on an H100 at 24 576 video tokens, one pass took 4.7 GiB beyond the weights; the model
-gives 4.5 GiB. ``SAFETY`` covers the rest and the allocator's fragmentation. The real peak is
-logged after every stage so the estimate can be checked.
+Fitted to the real peaks on the H200 (full-size transformer streamed, 2026-12-02): the stage-1
+step (6 144 tokens, 4 passes) took 3.1 GiB beyond the weights, 2.2 GiB with one timestep row per
+sample and the feed-forward in chunks; the stage-2 pass (24 576 tokens) 4.6 GiB, and more than 3.1
+GiB chunked and compact (it ran out under a 6 GiB cap). That fits ~14 widths of state per token
+(10 compact: the per-token cross-attention coefficients and RoPE tables stay), ~11 for the
+feed-forward's temporaries (its 4x wide projection and GELU output) and ~7 for the attention's. ``SAFETY`` covers the rest
+and the allocator's fragmentation. The real peak is logged after every stage.
 """
 
 from __future__ import annotations
@@ -34,10 +38,10 @@ CONNECTOR_MARK = "embeddings_connector."
 #: The embeddings processor's feature extractor (the 49-layer aggregate projection, 1.3 GiB in LTX-2).
 FEATURE_EXTRACTOR_PREFIX = "text_embedding_projection."
 PERSISTENT_WIDTHS = 15
-#: The same with one timestep row per sample (all tokens at one noise level): hidden states, RoPE, cross RoPE.
-COMPACT_PERSISTENT_WIDTHS = 4
-ATTENTION_WIDTHS = 6
-FEED_FORWARD_WIDTHS = 9
+#: The same with one timestep row per sample (all tokens at one noise level).
+COMPACT_PERSISTENT_WIDTHS = 10
+ATTENTION_WIDTHS = 7
+FEED_FORWARD_WIDTHS = 11
 SAFETY = 1.10
 #: Bytes of GPU memory the VAE decoder needs per output voxel (frame x pixel) of what it decodes at once.
 #: Its last stage runs 128 channels at a quarter of the resolution (16 bytes per voxel in bf16 for each
