@@ -100,3 +100,27 @@ def test_a_bad_offload_value_is_refused_clearly(smoke_bundle) -> None:  # noqa: 
         TI2VidTwoStagesPipeline(**two_stage_files(smoke_bundle, 0.8), offload="gpu")
     with pytest.raises(InputError, match="--max-gpu-memory must be a positive"):
         TI2VidTwoStagesPipeline(**two_stage_files(smoke_bundle, 0.8), max_gpu_memory=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+def test_streamed_blocks_with_loras_hold_the_weights_ltx_core_fuses(smoke_bundle, dtype, monkeypatch) -> None:  # noqa: ANN001
+    """In the file's dtype (bf16) the LoRAs are added into the ring's slot in place (no second copy of the
+    block on the device); in another dtype they are fused into a copy. Either way ltx-core's bits."""
+    from ltx_pipelines.memory.streamed_transformer import streamed_transformer
+    from ltx_pipelines.utils.model_ledger import comfy_lora
+
+    loras = (comfy_lora(smoke_bundle.distilled_lora, 0.8), comfy_lora(smoke_bundle.ic_lora, -0.3))
+    built = ModelLedger(smoke_bundle.checkpoint, smoke_bundle.gemma_root, loras=loras, dtype=dtype,
+                        memory_policy="low").get("transformer").state_dict()  # fmt: skip
+    ledger = ModelLedger(smoke_bundle.checkpoint, smoke_bundle.gemma_root, loras=loras[:1], dtype=dtype, offload="cpu")
+    owner = streamed_transformer(ledger.get("transformer", extra_loras=loras[1:]))
+    streamer, in_place, fuse = owner.streamer, [], owner._fused_in_place
+    monkeypatch.setattr(owner, "_fused_in_place", lambda i, views: in_place.append(i) or fuse(i, views))
+    for step in range(2):  # a second pass over the blocks must not add the LoRAs twice
+        for index in range(streamer.num_layers):
+            streamer.acquire(index)
+            block = {f"velocity_model.transformer_blocks.{index}.{k}": v for k, v in streamer.layers[index].state_dict().items()}
+            differing = [k for k, v in block.items() if not torch.equal(v, built[k])]
+            assert not differing, (step, differing[:3])
+    streamer.release()
+    assert bool(in_place) is (dtype == torch.bfloat16)  # the smoke checkpoint is stored in bf16

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 
 import pytest
 import torch
@@ -14,7 +15,7 @@ from ltx_pipelines.utils.guidance import MultiModalGuidedDenoiser
 from ltx_pipelines.utils.model_ledger import ModelLedger
 from ltx_pipelines.utils.prompts import encode_prompts
 from ltx_pipelines.utils.stages import VideoGeometry, audio_latent_tools, prepare_state, video_latent_tools
-from ltx_pipelines.utils.transformer_blocks import EagerBlocks
+from ltx_pipelines.utils.transformer_blocks import EagerBlocks, args_tensors, compact_timesteps
 from ltx_pipelines.utils.transformer_passes import make_modality, run_passes
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -99,3 +100,34 @@ def test_block_major_visits_each_block_once_for_all_passes(setup) -> None:  # no
     assert blocks == sorted(blocks)  # never back to an earlier block: weights cross once per step
     assert blocks.count(0) == 3 and blocks.count(29) == 4  # STG joins at its first perturbed block
     assert engine.calls[-1] == (engine.num_blocks - 1, engine.num_blocks)
+
+
+def test_compact_timesteps_keep_one_row_per_sample_only_when_all_tokens_share_it(setup) -> None:  # noqa: ANN001
+    transformer, video, audio, sigma, passes = setup
+    modality = make_modality(video, sigma, passes[0].prompt.video)
+    assert modality.timesteps.shape[1] > 1  # one timestep per token, as the pipelines build it
+    compact = compact_timesteps(modality)
+    assert compact.timesteps.shape == (modality.timesteps.shape[0], 1, *modality.timesteps.shape[2:])
+    conditioned = modality.timesteps.clone()
+    conditioned[:, 0] = 0.0  # a conditioning frame at noise level 0: the tokens differ
+    assert compact_timesteps(replace(modality, timesteps=conditioned)).timesteps.shape == conditioned.shape
+
+
+def test_compact_engine_matches_and_keeps_a_smaller_state(setup) -> None:  # noqa: ANN001
+    """One AdaLN row per sample instead of one per token: the same values, far less state between blocks."""
+    transformer, video, audio, sigma, passes = setup
+    with torch.inference_mode():
+        got = run_passes(EagerBlocks(transformer, compact=True), video, audio, sigma, passes, block_major=True)
+        v, a = make_modality(video, sigma, passes[0].prompt.video), make_modality(audio, sigma, passes[0].prompt.audio)
+        per_token = EagerBlocks(transformer).prepare(v, a)
+        compact = EagerBlocks(transformer, compact=True).prepare(v, a)
+    want = plain_forward(setup)
+    for name in want:
+        for g, w in zip(got[name], want[name], strict=True):
+            torch.testing.assert_close(g, w, rtol=1e-5, atol=1e-5)
+
+    def state(args) -> int:  # noqa: ANN001
+        return sum(t.numel() for pair in args for t in args_tensors(pair))
+
+    assert state(compact) < state(per_token)
+    assert compact[0].timesteps.shape[1] == 1 and per_token[0].timesteps.shape[1] == v.latent.shape[1]

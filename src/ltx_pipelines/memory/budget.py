@@ -12,12 +12,14 @@ have on the device). Activations are modelled per token from the transformer's w
   ``FEED_FORWARD_WIDTHS`` x the width per token; the feed-forward can run in token chunks.
 
 Fitted to the real peaks on the H200 (full-size transformer streamed, 2026-12-02): the stage-1
-step (6 144 tokens, 4 passes) took 3.1 GiB beyond the weights, 2.2 GiB with one timestep row per
-sample and the feed-forward in chunks; the stage-2 pass (24 576 tokens) 4.6 GiB, and more than 3.1
-GiB chunked and compact (it ran out under a 6 GiB cap). That fits ~14 widths of state per token
-(10 compact: the per-token cross-attention coefficients and RoPE tables stay), ~11 for the
-feed-forward's temporaries (its 4x wide projection and GELU output) and ~7 for the attention's. ``SAFETY`` covers the rest
-and the allocator's fragmentation. The real peak is logged after every stage.
+step (6 144 tokens, 4 passes) took 2.3 GiB beyond the weights, 2.2 GiB with the feed-forward in
+chunks; the stage-2 pass (24 576 tokens) 4.6 GiB, and more than 3.1 GiB with its feed-forward in
+chunks (it ran out under a 6 GiB cap). That fits ~14 widths of state per token, ~11 for the
+feed-forward's temporaries (its 4x wide projection and GELU output) and ~7 for the attention's.
+The state was counted on the CPU too (``benchmarks/activation_widths.py``, live tensors, real
+widths): 12.5 widths per token, 5.2 with one timestep row per sample (the per-token AdaLN
+coefficients are most of it; the rest is the hidden states, RoPE tables and the prompt).
+``SAFETY`` covers the rest and the allocator's fragmentation. The real peak is logged per stage.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ CONNECTOR_MARK = "embeddings_connector."
 FEATURE_EXTRACTOR_PREFIX = "text_embedding_projection."
 PERSISTENT_WIDTHS = 15
 #: The same with one timestep row per sample (all tokens at one noise level).
-COMPACT_PERSISTENT_WIDTHS = 10
+COMPACT_PERSISTENT_WIDTHS = 6
 ATTENTION_WIDTHS = 7
 FEED_FORWARD_WIDTHS = 11
 SAFETY = 1.10

@@ -113,13 +113,13 @@ class _Need:
 
 
 def _transformer_need(sizes: ModelSizes, request: MemoryRequest, offload: OffloadMode, ff_chunk: int | None,
-                      compute_bytes: int, compact: bool = False) -> _Need:  # fmt: skip
+                      compute_bytes: int, compact: bool = False, fp8: bool = False) -> _Need:  # fmt: skip
     t = sizes.transformer
     if offload is OffloadMode.NONE:  # ltx-core's build also moves the text connectors in, then drops them
         weights = t.total
         transient = t.dropped
-    else:  # the rest, the ring, and one finished copy of a block when LoRAs or FP8 must be applied on the GPU
-        weights = t.rest + STREAM_SLOTS * t.block + (t.block if request.has_loras else 0)
+    else:  # the rest and the ring; LoRAs are added into the slot (bf16), FP8 from disk quantizes into a copy
+        weights = t.rest + STREAM_SLOTS * t.block + (t.block if fp8 and offload is OffloadMode.DISK else 0)
         transient = 0
     worst, stage_name = transient, "loading the weights"
     for stage in request.stages:
@@ -201,7 +201,7 @@ def plan_memory(
         if mode is OffloadMode.CPU and requested is OffloadMode.AUTO and host_need > host.available - HOST_MARGIN:
             continue  # auto does not pick cpu without the host memory for it (an explicit cpu is obeyed)
         for ff_chunk, compact in ACTIVATION_STEPS:
-            need = _transformer_need(sizes, request, mode, ff_chunk, compute_bytes, compact)
+            need = _transformer_need(sizes, request, mode, ff_chunk, compute_bytes, compact, fp8)
             smallest = need if smallest is None or need.total < smallest.total else smallest
             if need.total + others <= budget:
                 return _finish_plan(mode, ff_chunk, compact, need, budget, sizes, request, requested, host, host_need)

@@ -77,6 +77,20 @@ def materialize_state(
     return cast_to_compute_dtype(sd, dtype)
 
 
+def lora_delta(loras: tuple[LoraStateDictWithStrength, ...], module: str, dtype: torch.dtype,
+               device: torch.device) -> torch.Tensor | None:  # fmt: skip
+    """The summed ``strength * B @ A`` of every LoRA for one module's weight, computed as ltx-core computes it."""
+    deltas = []
+    for lora, strength in loras:
+        a, b = lora.sd.get(f"{module}.lora_A.weight"), lora.sd.get(f"{module}.lora_B.weight")
+        if a is None or b is None:
+            continue
+        deltas.append(torch.matmul(b.to(device) * strength, a.to(device)).to(dtype))
+    if not deltas:
+        return None
+    return deltas[0] if len(deltas) == 1 else torch.sum(torch.stack(deltas, dim=0), dim=0)
+
+
 def _renamed_keys(mapped: MappedSafetensors, sd_ops: SDOps) -> dict[str, str]:
     """Model key -> file key for every tensor the key ops keep."""
     out = {}
@@ -225,7 +239,27 @@ class StreamedTransformer:
         return self._stores[key]
 
     def _materialize(self, index: int, views: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        return views if self.host_finished else self._prepared(index, views, self.device)
+        if self.host_finished:
+            return views
+        if self.policy is None and all(v.dtype == self.dtype for v in views.values() if v.is_floating_point()):
+            return self._fused_in_place(index, views)
+        return self._prepared(index, views, self.device)
+
+    def _fused_in_place(self, index: int, views: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """LoRAs added into the slot's own (freshly copied) weights: no second copy of the block on the device.
+
+        The same bits as ltx-core's fusion, which adds each weight to its delta (addition commutes).
+        """
+        loras = self._lora_states((*self.base_loras, *self.extra_loras))
+        if not any(lora.strength != 0 for lora in loras):
+            return views
+        prefix = f"{BLOCKS}{index}."
+        for name, weight in views.items():
+            if name.endswith(".weight"):
+                delta = lora_delta(loras, prefix + name.removesuffix(".weight"), weight.dtype, weight.device)
+                if delta is not None:
+                    weight.add_(delta)
+        return views
 
     # -- lifetime -----------------------------------------------------------------------------------
 

@@ -82,9 +82,11 @@ def compact_timesteps(modality: Modality | None) -> Modality | None:
 
     ltx-core embeds the timestep of every token and modulates every token with its own copy; when
     nothing is conditioned all copies are equal, and one row per sample broadcasts to the same
-    values (ltx-core accepts ``[B, 1]``), saving the per-token AdaLN matmul and its memory traffic.
+    values (ltx-core flattens the timesteps and views them as ``[B, -1, dim]``, so ``[B, 1, 1]``
+    works as well as ``[B, T, 1]``), saving the per-token AdaLN matmul and the state it leaves:
+    9 coefficients and an embedding of the model's width for every token.
     """
-    if modality is None or modality.timesteps.ndim != 2 or modality.timesteps.shape[1] <= 1:
+    if modality is None or modality.timesteps.ndim < 2 or modality.timesteps.shape[1] <= 1:
         return modality
     first = modality.timesteps[:, :1]
     if not bool((modality.timesteps == first).all()):
