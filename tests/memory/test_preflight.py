@@ -194,14 +194,14 @@ def test_text_connectors_count_for_the_embeddings_processor_not_the_streamed_tra
         "text_embedding_projection.aggregate_embed.weight": ("BF16", (64, 512)),
     }
     t = transformer_sizes(header, {}, 2)
-    assert t.rest == 2 * 64 * 128 and t.dropped == 2 * 256 * 64
+    assert t.rest == 2 * 64 * 128 and t.total == 2 * 64 * 64 + 2 * 64 * 128  # the connector is not in it
     c = ComponentSizes.from_header(header, 2)
     assert c.connectors == 2 * 256 * 64 and c.feature_extractor == 2 * 64 * 512
 
 
 SMALL_REQUEST = MemoryRequest(stages=(StageLoad("stage 1", 1536, 126, 1),), height=256, width=384, num_frames=33)
 WITH_PROCESSOR = ModelSizes(
-    transformer=replace(SIZES.transformer, dropped=int(1.32 * GIB)),
+    transformer=SIZES.transformer,
     components=replace(SIZES.components, feature_extractor=int(1.35 * GIB), connectors=int(1.32 * GIB)),
     text_encoder=GEMMA,
 )

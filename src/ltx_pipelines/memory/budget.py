@@ -24,6 +24,7 @@ coefficients are most of it; the rest is the hidden states, RoPE tables and the 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ltx_core.loader import SDOps
@@ -87,8 +88,7 @@ def tensors_bytes(tensors: dict[str, tuple[str, tuple[int, ...]]], compute_bytes
 class TransformerSizes:
     """Bytes of the transformer on the device: all blocks, the largest block, everything else.
 
-    ``dropped``: tensors under the transformer's prefix that it does not hold (the text connectors);
-    ltx-core's resident build still moves them to the device before dropping them, a transient.
+    The text connectors under the same prefix are not the transformer's (see ``ComponentSizes.connectors``).
     """
 
     blocks: int
@@ -97,7 +97,6 @@ class TransformerSizes:
     num_blocks: int
     video_width: int
     audio_width: int
-    dropped: int = 0
 
     @property
     def total(self) -> int:
@@ -108,14 +107,12 @@ def transformer_sizes(tensors: dict[str, tuple[str, tuple[int, ...]]], config: d
                       fp8: bool = False) -> TransformerSizes:  # fmt: skip
     """Sizes of the transformer from a checkpoint header; floating tensors count in the compute dtype."""
     per_block: dict[int, int] = {}
-    rest = dropped = 0
+    rest = 0
     for name, (dtype, shape) in tensors.items():
-        if not name.startswith(TRANSFORMER_PREFIX):
+        if not name.startswith(TRANSFORMER_PREFIX) or CONNECTOR_MARK in name:
             continue
         size = device_bytes(dtype, shape, compute_bytes)
-        if CONNECTOR_MARK in name:
-            dropped += size
-        elif name.startswith(BLOCKS_PREFIX):
+        if name.startswith(BLOCKS_PREFIX):
             if fp8 and name.endswith(_FP8_TARGETS) and len(shape) == 2:
                 size = _numel(shape) + shape[0] * 4  # FP8 weight + one float32 scale per output channel
             index = int(name[len(BLOCKS_PREFIX) :].split(".", 1)[0])
@@ -130,17 +127,18 @@ def transformer_sizes(tensors: dict[str, tuple[str, tuple[int, ...]]], config: d
         num_blocks=len(per_block),
         video_width=int(t.get("num_attention_heads", 32)) * int(t.get("attention_head_dim", 128)),
         audio_width=int(t.get("audio_num_attention_heads", 32)) * int(t.get("audio_attention_head_dim", 64)),
-        dropped=dropped,
     )
+
+
+def bytes_where(tensors: dict[str, tuple[str, tuple[int, ...]]], selected: Callable[[str], bool],
+                compute_bytes: int) -> int:  # fmt: skip
+    """Bytes of the tensors whose names ``selected`` accepts, once loaded."""
+    return sum(device_bytes(dtype, shape, compute_bytes) for name, (dtype, shape) in tensors.items() if selected(name))
 
 
 def component_bytes(tensors: dict[str, tuple[str, tuple[int, ...]]], keys: SDOps, compute_bytes: int) -> int:
     """Bytes of the tensors an ltx-core key filter selects (a VAE, the vocoder, ...)."""
-    total = 0
-    for name, (dtype, shape) in tensors.items():
-        if keys.apply_to_key(name) is not None:
-            total += device_bytes(dtype, shape, compute_bytes)
-    return total
+    return bytes_where(tensors, lambda name: keys.apply_to_key(name) is not None, compute_bytes)
 
 
 @dataclass(frozen=True)
@@ -156,17 +154,15 @@ class ComponentSizes:
 
     @classmethod
     def from_header(cls, tensors: dict, compute_bytes: int, upsampler_bytes: int = 0) -> "ComponentSizes":
-        def named(test) -> int:  # noqa: ANN001
-            return sum(device_bytes(d, s, compute_bytes) for name, (d, s) in tensors.items() if test(name))
-
         return cls(
             video_decoder=component_bytes(tensors, VAE_DECODER_COMFY_KEYS_FILTER, compute_bytes),
             video_encoder=component_bytes(tensors, VAE_ENCODER_COMFY_KEYS_FILTER, compute_bytes),
             audio_decoder=component_bytes(tensors, AUDIO_VAE_DECODER_COMFY_KEYS_FILTER, compute_bytes)
             + component_bytes(tensors, VOCODER_COMFY_KEYS_FILTER, 4),
             upsampler=upsampler_bytes,
-            feature_extractor=named(lambda name: name.startswith(FEATURE_EXTRACTOR_PREFIX)),
-            connectors=named(lambda name: name.startswith(TRANSFORMER_PREFIX) and CONNECTOR_MARK in name),
+            feature_extractor=bytes_where(tensors, lambda name: name.startswith(FEATURE_EXTRACTOR_PREFIX), compute_bytes),
+            connectors=bytes_where(tensors, lambda name: name.startswith(TRANSFORMER_PREFIX) and CONNECTOR_MARK in name,
+                                   compute_bytes),  # fmt: skip
         )
 
     @property
@@ -278,6 +274,7 @@ __all__ = [
     "TextEncoderSizes",
     "TransformerSizes",
     "block_temporaries",
+    "bytes_where",
     "component_bytes",
     "device_bytes",
     "model_sizes",

@@ -117,7 +117,7 @@ def _transformer_need(sizes: ModelSizes, request: MemoryRequest, offload: Offloa
     t = sizes.transformer
     if offload is OffloadMode.NONE:  # ltx-core's build also moves the text connectors in, then drops them
         weights = t.total
-        transient = t.dropped
+        transient = sizes.components.connectors
     else:  # the rest and the ring; LoRAs are added into the slot (bf16), FP8 from disk quantizes into a copy
         weights = t.rest + STREAM_SLOTS * t.block + (t.block if fp8 and offload is OffloadMode.DISK else 0)
         transient = 0

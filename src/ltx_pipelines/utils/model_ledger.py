@@ -371,9 +371,10 @@ class ModelLedger:
         builder: SingleGPUModelBuilder,
         files: list[str],
         dtype: torch.dtype | None = None,
+        device: torch.device | None = None,
     ) -> torch.nn.Module:
         self.files_loaded.extend(files)
-        return builder.build(device=self.device, dtype=dtype or self.dtype)
+        return builder.build(device=device or self.device, dtype=dtype or self.dtype)
 
     def _build_transformer(self, extra_loras: tuple[LoraPathStrengthAndSDOps, ...] = ()) -> X0Model:
         quant = prepare_quantization(self.quantization, self.device, (*self.loras, *extra_loras))
@@ -460,10 +461,9 @@ class ModelLedger:
         files = self._gemma_files()
         configurator = EmbeddingsProcessorFromConfig(files.hidden_size, files.num_hidden_states)
         builder = self._checkpoint_builder(configurator, EMBEDDINGS_PROCESSOR_KEY_OPS)
-        if self.stages_embeddings():  # kept on the host; prompts.py moves one part at a time to the device
-            self.files_loaded.append(self.checkpoint_path)
-            return builder.build(device=torch.device("cpu"), dtype=self.dtype)
-        return self._build(builder, [self.checkpoint_path])
+        # Kept on the host when staged: prompts.py moves one part at a time to the device.
+        device = torch.device("cpu") if self.stages_embeddings() else None
+        return self._build(builder, [self.checkpoint_path], device=device)
 
     def stages_embeddings(self) -> bool:
         """The plan has no room for the whole embeddings processor on the device at once."""
