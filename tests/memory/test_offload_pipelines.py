@@ -124,3 +124,32 @@ def test_streamed_blocks_with_loras_hold_the_weights_ltx_core_fuses(smoke_bundle
             assert not differing, (step, differing[:3])
     streamer.release()
     assert bool(in_place) is (dtype == torch.bfloat16)  # the smoke checkpoint is stored in bf16
+
+
+def test_by_default_models_stay_loaded_only_while_they_all_fit(smoke_bundle, monkeypatch) -> None:  # noqa: ANN001
+    """No --memory-policy: a GPU that holds everything keeps it (a second call reloads nothing); when the
+    next request leaves no room for that, what was kept is freed before it plans its stages."""
+    from ltx_pipelines.utils.model_ledger import MemoryPolicy
+
+    free = {"bytes": 100 * GIB}
+    monkeypatch.setattr(ModelLedger, "free_gpu_bytes", lambda self: free["bytes"])
+    pipeline = TI2VidTwoStagesPipeline(**two_stage_files(smoke_bundle, 0.8))
+    ledger = pipeline.ledger
+    reads = []
+    for _ in range(2):
+        pipeline(prompt="a kite", num_inference_steps=1, video_guider_params=CHEAP, audio_guider_params=CHEAP, **SMALL)
+        reads.append(len(ledger.files_loaded))
+    assert ledger.plan.keep_models and ledger.memory_policy is MemoryPolicy.KEEP
+    assert reads[0] > 0 and reads[1] == reads[0] and ledger._models  # the second call read no file
+    # 3.9 GiB usable: the low plan fits (the embeddings processor in parts), every model kept would not.
+    free["bytes"] = int(4.65 * GIB)
+    pipeline.validate(prompt="a kite", num_inference_steps=1, **SMALL)
+    assert not ledger.plan.keep_models and ledger.memory_policy is MemoryPolicy.LOW
+    assert not ledger._models
+
+
+def test_an_explicit_low_policy_never_keeps(smoke_bundle, monkeypatch, no_model_builds) -> None:  # noqa: ANN001
+    monkeypatch.setattr(ModelLedger, "free_gpu_bytes", lambda self: 100 * GIB)
+    pipeline = TI2VidTwoStagesPipeline(**two_stage_files(smoke_bundle, 0.8), memory_policy="low")
+    pipeline.validate(prompt="a kite", num_inference_steps=1, **SMALL)
+    assert not pipeline.ledger.plan.keep_models

@@ -19,7 +19,7 @@ from ltx_pipelines.memory.budget import (
 from ltx_pipelines.memory.host import GIB, HostMemory
 from ltx_pipelines.memory.offload import OffloadMode
 from ltx_pipelines.memory import preflight
-from ltx_pipelines.memory.preflight import MemoryRequest, plan_memory
+from ltx_pipelines.memory.preflight import MemoryRequest, plan_memory, plan_with_policy
 from ltx_pipelines.utils.errors import InputError
 
 
@@ -226,3 +226,52 @@ def test_a_resident_load_leaves_room_for_the_connectors_it_moves_in_and_drops() 
     tight = plan_memory(sizes=WITH_PROCESSOR, request=SMALL_REQUEST, requested=OffloadMode.AUTO,
                         free_gpu=need + int(0.75 * GIB) - int(0.2 * GIB), host=PLENTY)  # fmt: skip
     assert tight.offload is OffloadMode.CPU
+
+
+def policy_plan(free_gib: float, keep: bool = True, **kw):  # noqa: ANN003, ANN201
+    return plan_with_policy(keep=keep, sizes=WITH_PROCESSOR, request=REQUEST, requested=OffloadMode.AUTO,
+                            free_gpu=int(free_gib * GIB), host=PLENTY, **kw)  # fmt: skip
+
+
+def kept_bytes(sizes: ModelSizes) -> int:
+    c = sizes.components
+    return (c.video_decoder + c.video_encoder + c.audio_decoder + c.upsampler + c.embeddings_processor
+            + sizes.text_encoder.total)  # fmt: skip
+
+
+def test_a_card_that_holds_every_model_keeps_them_all_loaded() -> None:
+    """An H200 (139 GiB) holds Gemma and the transformer together: nothing is reloaded between stages."""
+    p = policy_plan(139)
+    assert p.keep_models and p.offload is OffloadMode.NONE and "every model stays loaded" in p.describe()
+    assert p.gpu_peak + kept_bytes(WITH_PROCESSOR) <= p.gpu_budget
+
+
+@pytest.mark.parametrize("free_gib", [48, 24, 6])
+def test_keeping_models_never_moves_the_transformer_off_the_gpu_nor_compacts(free_gib) -> None:  # noqa: ANN001
+    """Where they do not all fit (48 GiB: the transformer alone fits), each is freed after use instead."""
+    kept, low = policy_plan(free_gib), policy_plan(free_gib, keep=False)
+    assert not kept.keep_models
+    assert (kept.offload, kept.ff_chunk, kept.compact_timesteps) == (low.offload, low.ff_chunk, low.compact_timesteps)
+
+
+def test_tiles_leave_room_for_every_model_kept_loaded() -> None:
+    """The whole video would decode in the budget alone, but not beside 60 GiB of models kept loaded."""
+    request = replace(REQUEST, height=512, width=768, num_frames=121)
+    whole = vae_decode_bytes(121, 512, 768) + WITH_PROCESSOR.components.video_decoder
+    free = (WITH_PROCESSOR.transformer.total + kept_bytes(WITH_PROCESSOR) + preflight.EMBEDDINGS_ACTIVATIONS
+            + int(0.75 * GIB) + int(2 * GIB))  # fmt: skip
+    assert whole < free - int(0.75 * GIB)
+    p = plan_with_policy(keep=True, sizes=WITH_PROCESSOR, request=request, requested=OffloadMode.AUTO, free_gpu=free,
+                         host=PLENTY)  # fmt: skip
+    assert p.keep_models and p.vae_tiling is not None
+
+
+def test_fp8_with_loras_kept_loaded_counts_the_second_transformer() -> None:
+    sizes = replace(WITH_PROCESSOR, transformer=replace(SIZES.transformer, blocks=int(17.5 * GIB),
+                                                        block=int(17.5 * GIB / 48), rest=int(0.35 * GIB)))  # fmt: skip
+    free = sizes.transformer.total + kept_bytes(sizes) + 14 * GIB  # room for activations, not for a second copy
+    one = plan_with_policy(keep=True, sizes=sizes, request=replace(REQUEST, has_loras=False), requested=OffloadMode.AUTO,
+                           free_gpu=free, host=PLENTY, fp8=True)  # fmt: skip
+    two = plan_with_policy(keep=True, sizes=sizes, request=REQUEST, requested=OffloadMode.AUTO, free_gpu=free,
+                           host=PLENTY, fp8=True)  # fmt: skip
+    assert one.keep_models and not two.keep_models

@@ -17,7 +17,7 @@ tiles sized to what is left.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ltx_core.model.video_vae import SpatialTilingConfig, TemporalTilingConfig, TilingConfig
 
@@ -77,9 +77,12 @@ class MemoryPlan:
     slots: int = STREAM_SLOTS
     compact_timesteps: bool = False
     stage_embeddings: bool = False  # embeddings processor on the GPU one part at a time (kept on the host)
+    keep_models: bool = False  # every model stays loaded between stages and calls (memory policy keep)
 
     def describe(self) -> str:
         parts = [f"offload={self.offload.value} ({self.reason})"]
+        if self.keep_models:
+            parts.append("every model stays loaded")
         if self.gpu_budget is not None:
             parts.append(f"estimated GPU peak {self.gpu_peak / GIB:.1f} of {self.gpu_budget / GIB:.1f} GiB")
         if self.host_peak:
@@ -183,17 +186,14 @@ def plan_memory(
     """Where the weights live for this request, or an InputError that says what to change.
 
     ``free_gpu`` is the device's free memory in bytes (None for a CPU device); ``keep_resident``
-    means every component stays loaded (memory policy ``keep``), so they must all fit together.
+    means every component stays loaded (memory policy ``keep``), so they must all fit together,
+    with each stage's working set (text encoding, denoising, VAE tiles) on top of them all.
     """
     if free_gpu is None:  # CPU: nothing to plan; an explicit cpu/disk still streams (the tests do)
         mode = OffloadMode.NONE if requested is OffloadMode.AUTO else requested
-        return MemoryPlan(mode, "no GPU", None, 0, 0, None, False, None)
+        return MemoryPlan(mode, "no GPU", None, 0, 0, None, False, None, keep_models=keep_resident)
     budget = min(free_gpu, int(max_gpu_memory * GIB) if max_gpu_memory is not None else free_gpu) - GPU_RESERVE
-    c = sizes.components
-    # Under the default policy each component is loaded alone; under `keep` they all stay, together.
-    others = c.video_decoder + c.video_encoder + c.audio_decoder + c.upsampler + sizes.text_encoder.total
-    others += c.embeddings_processor
-    others = others if keep_resident else 0
+    others = _kept_components(sizes, request, fp8) if keep_resident else 0
     modes = [requested] if requested is not OffloadMode.AUTO else [OffloadMode.NONE, OffloadMode.CPU, OffloadMode.DISK]
     host_need = _host_need(sizes, request, fp8)
     smallest: _Need | None = None
@@ -203,14 +203,46 @@ def plan_memory(
         for ff_chunk, compact in ACTIVATION_STEPS:
             need = _transformer_need(sizes, request, mode, ff_chunk, compute_bytes, compact, fp8)
             smallest = need if smallest is None or need.total < smallest.total else smallest
-            if need.total + others <= budget:
-                return _finish_plan(mode, ff_chunk, compact, need, budget, sizes, request, requested, host, host_need)
+            held = need.weights + others  # loaded throughout, under keep
+            text_fits = not keep_resident or held + max(EMBEDDINGS_ACTIVATIONS, TEXT_ENCODER_ACTIVATIONS) <= budget
+            if need.total + others <= budget and text_fits:
+                plan = _finish_plan(mode, ff_chunk, compact, need, budget, sizes, request, requested, host, host_need,
+                                    held if keep_resident else 0)  # fmt: skip
+                return replace(plan, keep_models=keep_resident)
     raise _refusal(smallest, budget, free_gpu, max_gpu_memory, modes[-1])
 
 
+def plan_with_policy(*, keep: bool, **kwargs: object) -> MemoryPlan:
+    """The plan under memory policy ``low``, or under ``keep`` when everything still fits together that way.
+
+    Keeping every model loaded saves the reloads of a generation (Gemma, the transformer twice in the
+    two-stage pipelines) but never moves the transformer out of the GPU, nor costs the last-resort
+    activation saving: when ``keep`` would need either, each model is freed after use instead.
+    """
+    low = plan_memory(keep_resident=False, **kwargs)
+    if not keep:
+        return low
+    try:
+        kept = plan_memory(keep_resident=True, **{**kwargs, "requested": low.offload})
+    except InputError:
+        return low
+    return low if kept.compact_timesteps and not low.compact_timesteps else replace(kept, reason=low.reason)
+
+
+def _kept_components(sizes: ModelSizes, request: MemoryRequest, fp8: bool) -> int:
+    """Bytes of everything but the transformer's own weights that stays loaded under ``keep``."""
+    c = sizes.components
+    kept = c.video_decoder + c.video_encoder + c.audio_decoder + c.upsampler + c.embeddings_processor
+    kept += sizes.text_encoder.total
+    if fp8 and request.has_loras:  # quantized weights cannot take a LoRA off again: a second transformer stays
+        kept += sizes.transformer.total
+    return kept
+
+
 def _finish_plan(mode: OffloadMode, ff_chunk: int | None, compact: bool, need: _Need, budget: int, sizes: ModelSizes,
-                 request: MemoryRequest, requested: OffloadMode, host: HostMemory,
-                 host_need: int) -> MemoryPlan:  # fmt: skip
+                 request: MemoryRequest, requested: OffloadMode, host: HostMemory, host_need: int,
+                 held: int = 0) -> MemoryPlan:  # fmt: skip
+    """``held``: bytes every model kept loaded holds (``keep``), which the VAE's tiles must leave room for."""
     te = sizes.text_encoder
     stream_te = te.total + TEXT_ENCODER_ACTIVATIONS > budget
     streamed_te = te.streamed(STREAM_SLOTS) + TEXT_ENCODER_ACTIVATIONS  # the layers in flight, no embedding
@@ -220,7 +252,7 @@ def _finish_plan(mode: OffloadMode, ff_chunk: int | None, compact: bool, need: _
             f"only {_gib(budget)} can be used. Free GPU memory or raise --max-gpu-memory."
         )
     stage_embeddings = _stage_embeddings(budget, sizes)
-    tiling = _vae_tiling(budget, sizes, request)
+    tiling = _vae_tiling(budget - max(0, held - sizes.components.video_decoder), sizes, request)
     if requested is not OffloadMode.AUTO:
         reason = "asked for"
     elif mode is OffloadMode.NONE:
@@ -259,4 +291,4 @@ def _stage_embeddings(budget: int, sizes: ModelSizes) -> bool:
     return True
 
 
-__all__ = ["MemoryPlan", "MemoryRequest", "plan_memory"]
+__all__ = ["MemoryPlan", "MemoryRequest", "plan_memory", "plan_with_policy"]

@@ -118,8 +118,8 @@ def base_parser(description: str, *, height: int, width: int, size_multiple: int
     parser.add_argument("--device", default=None, help="cuda, cuda:1, cpu, ... (default: cuda if available).")
     parser.add_argument(
         "--memory-policy", choices=["keep", "low"], default=None,
-        help="keep: models stay loaded between stages; low: free each model after use "
-        "(default: keep on CPU, low on GPU).",
+        help="keep: models stay loaded between stages and calls; low: free each model after use "
+        "(default: keep where every model fits on the device together, as on the CPU or an 80 GB+ GPU, else low).",
     )  # fmt: skip
     parser.add_argument(
         "--offload", choices=["none", "cpu", "disk", "auto"], default="auto",

@@ -48,7 +48,7 @@ from ltx_pipelines.memory.budget import ModelSizes, model_sizes, tensors_bytes
 from ltx_pipelines.memory.chunking import chunk_feed_forwards
 from ltx_pipelines.memory.host import GIB, available_host_memory, process_memory
 from ltx_pipelines.memory.offload import OffloadMode, parse_max_gpu_memory
-from ltx_pipelines.memory.preflight import MemoryPlan, MemoryRequest, plan_memory
+from ltx_pipelines.memory.preflight import MemoryPlan, MemoryRequest, plan_with_policy
 from ltx_pipelines.memory.streamed_text_encoder import build_streamed_text_encoder, close_streamed_text_encoder
 from ltx_pipelines.memory.streamed_transformer import StreamedTransformer
 from ltx_pipelines.utils import progress
@@ -156,9 +156,9 @@ class ModelLedger:
         self.quantization = quantization
         self.device = torch.device(device) if device is not None else default_device()
         self.dtype = dtype or default_dtype(self.device)
-        if memory_policy is None:
-            memory_policy = MemoryPolicy.KEEP if self.device.type == "cpu" else MemoryPolicy.LOW
-        self.memory_policy = MemoryPolicy(memory_policy)
+        # Asked for (None: decided per generation by the memory plan) and in force for the current generation.
+        self.requested_memory_policy = MemoryPolicy(memory_policy) if memory_policy is not None else None
+        self.memory_policy = self._initial_memory_policy()
         self.config = read_header(self.checkpoint_path, "checkpoint").config()
         self.latent_format = LatentFormat.from_config(self.config)
         self._models: dict[tuple, torch.nn.Module] = {}
@@ -292,11 +292,15 @@ class ModelLedger:
         return model
 
     def release_all(self) -> None:
+        self._release_models()
+        self._close_streamed()
+        cleanup_memory()
+
+    def _release_models(self) -> None:
+        """Drop every loaded model (a streamed transformer's pinned store is not one of them)."""
         for model in self._models.values():
             close_streamed_text_encoder(model)
         self._models.clear()
-        self._close_streamed()
-        cleanup_memory()
 
     # -- memory planning -----------------------------------------------------------------------
 
@@ -313,18 +317,44 @@ class ModelLedger:
         fp8 = self.quantization is not None
         return model_sizes(header.tensors, self.config, gemma_headers, layers, upsampler, self.dtype.itemsize, fp8)
 
+    def _initial_memory_policy(self) -> MemoryPolicy:
+        """Until a plan decides: what was asked, else keep on the CPU and low on a GPU."""
+        if self.requested_memory_policy is not None:
+            return self.requested_memory_policy
+        return MemoryPolicy.KEEP if self.device.type == "cpu" else MemoryPolicy.LOW
+
+    def _may_keep_models(self) -> bool:
+        """Whether this generation tries ``keep``: asked for, or by default where it costs no second copy.
+
+        By default (no policy asked for) a GPU keeps every model when they all fit together, as a large
+        card does; quantized weights are left out, since they keep a second transformer for the LoRAs.
+        """
+        if self.requested_memory_policy is not None:
+            return self.requested_memory_policy is MemoryPolicy.KEEP
+        return self.device.type == "cpu" or self.quantization is None
+
     def plan_memory(self, request: MemoryRequest) -> MemoryPlan:
-        """Decide where the weights live for ``request`` (or refuse it), and log the decision."""
+        """Decide where the weights live for ``request`` (or refuse it) and which models stay; log it."""
         free = self.free_gpu_bytes()
-        plan = plan_memory(
-            sizes=self.model_sizes(), request=request, requested=self.offload, free_gpu=free,
-            host=available_host_memory(), max_gpu_memory=self.max_gpu_memory,
-            fp8=self.quantization is not None, keep_resident=self.memory_policy is MemoryPolicy.KEEP,
-            compute_bytes=self.dtype.itemsize,
+        plan = plan_with_policy(
+            keep=self._may_keep_models(), sizes=self.model_sizes(), request=request, requested=self.offload,
+            free_gpu=free, host=available_host_memory(), max_gpu_memory=self.max_gpu_memory,
+            fp8=self.quantization is not None, compute_bytes=self.dtype.itemsize,
         )  # fmt: skip
+        self._set_memory_policy(MemoryPolicy.KEEP if plan.keep_models else MemoryPolicy.LOW)
         if self.device.type == "cuda" or plan.offload is not OffloadMode.NONE:
             logger.info("Memory plan: %s", plan.describe())
+        if self.requested_memory_policy is MemoryPolicy.KEEP and not plan.keep_models:
+            logger.warning("--memory-policy keep: the models do not all fit on the GPU together; each is freed "
+                           "after use instead")  # fmt: skip
         return plan
+
+    def _set_memory_policy(self, policy: MemoryPolicy) -> None:
+        """Switch policy between generations; models kept under ``keep`` go when the next one cannot keep them."""
+        if policy is MemoryPolicy.LOW and self.memory_policy is MemoryPolicy.KEEP and self._models:
+            self._release_models()
+            cleanup_memory()
+        self.memory_policy = policy
 
     def free_gpu_bytes(self) -> int | None:
         """GPU memory this generation may use: free now plus what we hold ourselves (None without a GPU)."""
