@@ -228,9 +228,9 @@ def test_a_resident_load_leaves_room_for_the_connectors_it_moves_in_and_drops() 
     assert tight.offload is OffloadMode.CPU
 
 
-def policy_plan(free_gib: float, keep: bool = True, **kw):  # noqa: ANN003, ANN201
+def policy_plan(free_gib: float, keep: bool = True, host: HostMemory = PLENTY, **kw):  # noqa: ANN003, ANN201
     return plan_with_policy(keep=keep, sizes=WITH_PROCESSOR, request=REQUEST, requested=OffloadMode.AUTO,
-                            free_gpu=int(free_gib * GIB), host=PLENTY, **kw)  # fmt: skip
+                            free_gpu=int(free_gib * GIB), host=host, **kw)  # fmt: skip
 
 
 def kept_bytes(sizes: ModelSizes) -> int:
@@ -275,3 +275,11 @@ def test_fp8_with_loras_kept_loaded_counts_the_second_transformer() -> None:
     two = plan_with_policy(keep=True, sizes=sizes, request=REQUEST, requested=OffloadMode.AUTO, free_gpu=free,
                            host=PLENTY, fp8=True)  # fmt: skip
     assert one.keep_models and not two.keep_models
+
+
+def test_models_are_not_kept_without_host_memory_for_the_originals_of_a_swapped_lora() -> None:
+    short = HostMemory(int(30 * GIB), "MemAvailable")  # the 35 GiB of blocks' originals would not fit
+    assert not policy_plan(139, host=short).keep_models
+    no_loras = plan_with_policy(keep=True, sizes=WITH_PROCESSOR, request=replace(REQUEST, has_loras=False),
+                                requested=OffloadMode.AUTO, free_gpu=int(139 * GIB), host=short)  # fmt: skip
+    assert no_loras.keep_models

@@ -217,10 +217,16 @@ def plan_with_policy(*, keep: bool, **kwargs: object) -> MemoryPlan:
 
     Keeping every model loaded saves the reloads of a generation (Gemma, the transformer twice in the
     two-stage pipelines) but never moves the transformer out of the GPU, nor costs the last-resort
-    activation saving: when ``keep`` would need either, each model is freed after use instead.
+    activation saving: when ``keep`` would need either, each model is freed after use instead. A
+    resident transformer that swaps LoRAs in memory keeps the originals of the weights they touch
+    on the host (the blocks' size): without that much host memory free, it is not kept either.
     """
     low = plan_memory(keep_resident=False, **kwargs)
     if not keep:
+        return low
+    sizes, request, host = kwargs["sizes"], kwargs["request"], kwargs["host"]
+    backup = sizes.transformer.blocks if request.has_loras and low.offload is OffloadMode.NONE else 0
+    if low.gpu_budget is not None and backup > host.available - HOST_MARGIN:
         return low
     try:
         kept = plan_memory(keep_resident=True, **{**kwargs, "requested": low.offload})
