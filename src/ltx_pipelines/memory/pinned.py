@@ -54,16 +54,17 @@ def _register(mapping: _Mapping, tensor: torch.Tensor) -> bool:
 
 
 def pinned_buffer(nbytes: int, fill: Callable[[torch.Tensor], None] | None = None) -> torch.Tensor:
-    """A page-locked uint8 host tensor of ``nbytes``; ``fill`` writes its contents first when given.
+    """A page-locked uint8 host tensor of ``nbytes``, written by ``fill`` (else zeroed) before it is locked.
 
-    Written before it is locked, the memory is faulted in by the copy itself (measured fastest).
-    Without CUDA it is plain host memory.
+    Written first, the memory is faulted in by the copy itself (measured fastest). Without CUDA it is
+    plain host memory.
     """
     if nbytes <= 0:
         return torch.empty(0, dtype=torch.uint8)
     tensor, mapping = _mapped(nbytes)
-    if fill is not None:
-        fill(tensor)
+    # Untouched, the pages would be faulted in by the registration itself, as slowly as cudaHostAlloc
+    # (measured: 18.6 s for a 30 GiB LoRA backup); touched first, registering is quick.
+    (fill or torch.Tensor.zero_)(tensor)
     if not torch.cuda.is_available() or _register(mapping, tensor):
         return tensor
     logger.debug("cudaHostRegister failed; using PyTorch's pinned allocator")
