@@ -153,3 +153,13 @@ def test_an_explicit_low_policy_never_keeps(smoke_bundle, monkeypatch, no_model_
     pipeline = TI2VidTwoStagesPipeline(**two_stage_files(smoke_bundle, 0.8), memory_policy="low")
     pipeline.validate(prompt="a kite", num_inference_steps=1, **SMALL)
     assert not pipeline.ledger.plan.keep_models
+
+
+def test_an_explicit_keep_that_cannot_fit_frees_after_use_and_says_so_once(smoke_bundle, monkeypatch, caplog,
+                                                                            no_model_builds) -> None:  # noqa: ANN001
+    monkeypatch.setattr(ModelLedger, "free_gpu_bytes", lambda self: int(4.65 * GIB))
+    pipeline = TI2VidTwoStagesPipeline(**two_stage_files(smoke_bundle, 0.8), memory_policy="keep")
+    for _ in range(2):
+        pipeline.validate(prompt="a kite", num_inference_steps=1, **SMALL)
+    assert not pipeline.ledger.plan.keep_models
+    assert caplog.text.count("--memory-policy keep: the models do not all fit") == 1

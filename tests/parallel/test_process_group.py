@@ -117,9 +117,12 @@ def test_torchrun_refuses_ranks_that_do_not_divide_the_heads(torchrun, smoke_bun
     done = torchrun(4, *distilled_args(smoke_bundle, output))
     assert done.returncode != 0
     errors = error_lines(done.stderr)
-    assert len(errors) == 4, done.stderr  # every rank says it, before any model loads
+    # Every rank finds it before any model loads; the first to exit makes torchrun stop the others,
+    # which on a busy machine may not have printed theirs yet: one line at least, each rank's once.
+    assert errors, done.stderr
     assert all("4 ranks cannot share" in e and "Valid --nproc-per-node values: 1, 2." in e for e in errors)
-    assert sorted(e.split(")")[0] for e in errors) == [f"error (rank {r} of 4" for r in range(4)]
+    ranks = [e.split(")")[0] for e in errors]
+    assert len(set(ranks)) == len(ranks) and set(ranks) <= {f"error (rank {r} of 4" for r in range(4)}
     assert "Loaded" not in done.stderr
     assert list(tmp_path.iterdir()) == []
 
@@ -128,5 +131,5 @@ def test_torchrun_refuses_gpus_that_are_not_there(torchrun, smoke_bundle, tmp_pa
     done = torchrun(2, *distilled_args(smoke_bundle, tmp_path / "out.mp4"), "--device", "cuda")
     assert done.returncode != 0
     errors = error_lines(done.stderr)
-    assert len(errors) == 2 and all("--device cuda, but no GPU is usable" in e for e in errors), done.stderr
+    assert errors and all("--device cuda, but no GPU is usable" in e for e in errors), done.stderr  # see above
     assert list(tmp_path.iterdir()) == []

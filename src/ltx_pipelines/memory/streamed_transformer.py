@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import threading
 import time
 from dataclasses import dataclass
 
@@ -152,6 +153,7 @@ class StreamedTransformer:
         self._load_rest()
         self.blocks = list(model.transformer_blocks)
         self._template = copy.deepcopy(self.blocks[0])  # an unloaded block, to finish blocks on the host
+        self._template_lock = threading.Lock()  # the pinned store reads several blocks at once
         self.transfers = transfers_for(device)
         self.host_finished = quantization is not None and mode is OffloadMode.CPU
         self._stores: dict[tuple, PinnedStore | MappedStore] = {}
@@ -220,10 +222,11 @@ class StreamedTransformer:
 
         Finished on the device (quantizing 35 GiB on the host would take minutes), then packed into the store.
         """
-        self._template.load_state_dict(self._prepared(index, self._raw_block(index), self.device),
-                                       strict=True, assign=True)  # fmt: skip
-        finished = {k: v.detach() for k, v in self._template.state_dict().items()}
-        self._template.to("meta")
+        prepared = self._prepared(index, self._raw_block(index), self.device)
+        with self._template_lock:
+            self._template.load_state_dict(prepared, strict=True, assign=True)
+            finished = {k: v.detach() for k, v in self._template.state_dict().items()}
+            self._template.to("meta")
         return finished
 
     def _store(self) -> PinnedStore | MappedStore:

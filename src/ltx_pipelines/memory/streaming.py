@@ -179,7 +179,7 @@ class PinnedStore:
 
     Reading and pinning 35 GiB takes seconds (``FILL_THREADS`` layers at a time, see memory.pinned),
     so it happens while the generation starts: a layer not pinned yet makes its first use wait for
-    it, then never again.
+    it, then never again. ``read`` is called from several threads at once.
     """
 
     def __init__(self, layout: LayerLayout, num_layers: int, read: ReadLayer, transfers: Transfers, name: str):

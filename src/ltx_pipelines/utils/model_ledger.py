@@ -159,6 +159,7 @@ class ModelLedger:
         # Asked for (None: decided per generation by the memory plan) and in force for the current generation.
         self.requested_memory_policy = MemoryPolicy(memory_policy) if memory_policy is not None else None
         self.memory_policy = self._initial_memory_policy()
+        self._warned_keep = False
         self.config = read_header(self.checkpoint_path, "checkpoint").config()
         self.latent_format = LatentFormat.from_config(self.config)
         self._models: dict[tuple, torch.nn.Module] = {}
@@ -344,7 +345,8 @@ class ModelLedger:
         self._set_memory_policy(MemoryPolicy.KEEP if plan.keep_models else MemoryPolicy.LOW)
         if self.device.type == "cuda" or plan.offload is not OffloadMode.NONE:
             logger.info("Memory plan: %s", plan.describe())
-        if self.requested_memory_policy is MemoryPolicy.KEEP and not plan.keep_models:
+        if self.requested_memory_policy is MemoryPolicy.KEEP and not plan.keep_models and not self._warned_keep:
+            self._warned_keep = True  # once per pipeline: a server plans every job
             logger.warning("--memory-policy keep: the models do not all fit on the GPU together; each is freed "
                            "after use instead")  # fmt: skip
         return plan
