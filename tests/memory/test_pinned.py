@@ -80,3 +80,10 @@ def test_a_failed_registration_falls_back_to_pytorchs_pinned_allocator(fake_cuda
     monkeypatch.setattr(pinned.torch, "empty", empty)
     buffer = pinned_buffer(64, lambda b: b.fill_(3))
     assert made == [True] and int(buffer.sum()) == 192
+
+
+def test_without_anonymous_mappings_it_uses_pytorchs_allocator(monkeypatch) -> None:  # noqa: ANN001
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.delattr(pinned.mmap, "MAP_ANONYMOUS")
+    buffer = pinned_buffer(10, lambda b: b.fill_(2))
+    assert int(buffer.sum()) == 20

@@ -61,6 +61,8 @@ def pinned_buffer(nbytes: int, fill: Callable[[torch.Tensor], None] | None = Non
     """
     if nbytes <= 0:
         return torch.empty(0, dtype=torch.uint8)
+    if not hasattr(mmap, "MAP_ANONYMOUS"):  # Windows: no anonymous mappings to register
+        return _allocator_pinned(nbytes, fill)
     tensor, mapping = _mapped(nbytes)
     # Untouched, the pages would be faulted in by the registration itself, as slowly as cudaHostAlloc
     # (measured: 18.6 s for a 30 GiB LoRA backup); touched first, registering is quick.
@@ -68,9 +70,14 @@ def pinned_buffer(nbytes: int, fill: Callable[[torch.Tensor], None] | None = Non
     if not torch.cuda.is_available() or _register(mapping, tensor):
         return tensor
     logger.debug("cudaHostRegister failed; using PyTorch's pinned allocator")
-    pinned = torch.empty(nbytes, dtype=torch.uint8, pin_memory=True)
+    return _allocator_pinned(nbytes, lambda pinned: pinned.copy_(tensor))
+
+
+def _allocator_pinned(nbytes: int, fill: Callable[[torch.Tensor], None] | None) -> torch.Tensor:
+    """The slower way: PyTorch's pinned allocator (``cudaHostAlloc``), then the contents."""
+    pinned = torch.empty(nbytes, dtype=torch.uint8, pin_memory=torch.cuda.is_available())
     if fill is not None:
-        pinned.copy_(tensor)
+        fill(pinned)
     return pinned
 
 
