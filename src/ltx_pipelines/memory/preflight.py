@@ -212,7 +212,8 @@ def plan_memory(
     raise _refusal(smallest, budget, free_gpu, max_gpu_memory, modes[-1])
 
 
-def plan_with_policy(*, keep: bool, **kwargs: object) -> MemoryPlan:
+def plan_with_policy(*, keep: bool, sizes: ModelSizes, request: MemoryRequest, requested: OffloadMode,
+                     host: HostMemory, **kwargs: object) -> MemoryPlan:  # fmt: skip
     """The plan under memory policy ``low``, or under ``keep`` when everything still fits together that way.
 
     Keeping every model loaded saves the reloads of a generation (Gemma, the transformer twice in the
@@ -220,16 +221,17 @@ def plan_with_policy(*, keep: bool, **kwargs: object) -> MemoryPlan:
     activation saving: when ``keep`` would need either, each model is freed after use instead. A
     resident transformer that swaps LoRAs in memory keeps the originals of the weights they touch
     on the host (the blocks' size): without that much host memory free, it is not kept either.
+    The other arguments are :func:`plan_memory`'s.
     """
-    low = plan_memory(keep_resident=False, **kwargs)
+    common = dict(sizes=sizes, request=request, host=host, **kwargs)
+    low = plan_memory(requested=requested, keep_resident=False, **common)
     if not keep:
         return low
-    sizes, request, host = kwargs["sizes"], kwargs["request"], kwargs["host"]
     backup = sizes.transformer.blocks if request.has_loras and low.offload is OffloadMode.NONE else 0
     if low.gpu_budget is not None and backup > host.available - HOST_MARGIN:
         return low
     try:
-        kept = plan_memory(keep_resident=True, **{**kwargs, "requested": low.offload})
+        kept = plan_memory(requested=low.offload, keep_resident=True, **common)
     except InputError:
         return low
     return low if kept.compact_timesteps and not low.compact_timesteps else replace(kept, reason=low.reason)
