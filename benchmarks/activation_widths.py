@@ -29,8 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from transformer_step import build_model, make_inputs, transformer_config  # noqa: E402
 
 from ltx_pipelines.memory.chunking import chunk_feed_forwards  # noqa: E402
-from ltx_pipelines.utils.transformer_blocks import EagerBlocks, args_tensors  # noqa: E402
-from ltx_pipelines.utils.transformer_passes import make_modality  # noqa: E402
+from ltx_pipelines.models.transformer_blocks import EagerBlocks, args_tensors  # noqa: E402
+from ltx_pipelines.models.transformer_passes import make_modality  # noqa: E402
 
 
 def state_bytes(*args: object) -> int:

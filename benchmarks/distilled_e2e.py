@@ -92,7 +92,7 @@ def fill_ledger(pipeline: object, config: dict, device: torch.device, dtype: tor
     from ltx_core.model.upsampler import LatentUpsamplerConfigurator
     from ltx_core.model.video_vae import VideoDecoderConfigurator, VideoEncoderConfigurator
 
-    from ltx_pipelines.utils.guidance import PromptEmbeddings
+    from ltx_pipelines.engine.guidance import PromptEmbeddings
 
     ledger = pipeline.ledger
     ledger._models[("transformer",)] = build_model(config, device, dtype, seed=0)

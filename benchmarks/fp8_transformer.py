@@ -6,7 +6,7 @@ each size times one X0-model pass (video + audio, 121 frames at 24 fps, 1024 tex
 width 3840) -- median of --repeats after --warmup, synchronised:
 
 1. bf16, keeping each size's outputs as the reference;
-2. the same model converted in place by ``ltx_pipelines.utils.fp8.convert_to_fp8_scaled_mm``
+2. the same model converted in place by ``ltx_pipelines.models.fp8.convert_to_fp8_scaled_mm``
    (FP8 weights with per-channel scales, per-token FP8 activations from a fused Triton kernel,
    ``torch._scaled_mm``), with the default cuBLAS fast accumulation, then without it, then
    FP8 weights with bf16 activations (how much of the error the weights alone cause).
@@ -47,7 +47,7 @@ try:
     from ltx_core.tools import AudioLatentTools, VideoLatentTools
     from ltx_core.types import AudioLatentShape, VideoLatentShape, VideoPixelShape
 
-    from ltx_pipelines.utils.fp8 import (
+    from ltx_pipelines.models.fp8 import (
         FP8ScaledLinear,
         convert_to_fp8_scaled_mm,
         fp8_matmul_supported,

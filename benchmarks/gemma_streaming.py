@@ -35,12 +35,12 @@ from safetensors.torch import save_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+from ltx_pipelines.engine.model_ledger import ModelLedger  # noqa: E402
+from ltx_pipelines.engine.prompt_enhancement import enhance_prompt  # noqa: E402
+from ltx_pipelines.memory.budget import StageLoad  # noqa: E402
 from ltx_pipelines.memory.host import GIB, process_memory  # noqa: E402
 from ltx_pipelines.memory.preflight import MemoryRequest  # noqa: E402
-from ltx_pipelines.memory.budget import StageLoad  # noqa: E402
 from ltx_pipelines.smoke_model import ensure_smoke_bundle  # noqa: E402
-from ltx_pipelines.utils.model_ledger import ModelLedger  # noqa: E402
-from ltx_pipelines.utils.prompt_enhancement import enhance_prompt  # noqa: E402
 
 PROMPT = "A red fox trots across a snowy road at dusk while a truck's headlights sweep over the trees"
 #: A request whose transformer needs next to nothing, so that the plan only decides about Gemma.

@@ -86,8 +86,8 @@ def full_size_files(root: Path) -> tuple[Path, Path, Path, Path]:
 
 
 def build_pipeline(args: argparse.Namespace, root: Path):  # noqa: ANN201
+    from ltx_pipelines.engine.model_ledger import comfy_lora
     from ltx_pipelines.ti2vid_two_stages import TI2VidTwoStagesPipeline
-    from ltx_pipelines.utils.model_ledger import comfy_lora
 
     if args.tiny:
         from ltx_pipelines.smoke_model import ensure_smoke_bundle

@@ -149,8 +149,8 @@ def vae_part(files: dict, args: argparse.Namespace, device: torch.device, dtype:
     """GPU bytes per output voxel of the VAE decoder, whole and tiled, against the pre-flight's estimate."""
     from ltx_core.model.video_vae import SpatialTilingConfig, TemporalTilingConfig, TilingConfig, decode_video
 
+    from ltx_pipelines.engine.model_ledger import ModelLedger
     from ltx_pipelines.memory.budget import vae_decode_bytes
-    from ltx_pipelines.utils.model_ledger import ModelLedger
 
     cuda = device.type == "cuda"  # on the CPU (--tiny) the code runs, the memory figures read 0
     cap_gpu(device, None)
@@ -217,13 +217,13 @@ def measure_variant(files: dict, args: argparse.Namespace, device: torch.device,
 
     from ltx_core.components.guiders import create_multimodal_guider_factory
 
+    from ltx_pipelines.engine.guidance import ConditionalDenoiser, MultiModalGuidedDenoiser
+    from ltx_pipelines.engine.model_ledger import ModelLedger
     from ltx_pipelines.memory.chunking import chunk_feed_forwards
+    from ltx_pipelines.models.fp8 import fp8_scaled_mm_policy
+    from ltx_pipelines.models.transformer_blocks import EagerBlocks
+    from ltx_pipelines.models.transformer_passes import TransformerPasses
     from ltx_pipelines.utils.constants import DEFAULT_AUDIO_GUIDER_PARAMS, DEFAULT_VIDEO_GUIDER_PARAMS
-    from ltx_pipelines.utils.fp8 import fp8_scaled_mm_policy
-    from ltx_pipelines.utils.guidance import ConditionalDenoiser, MultiModalGuidedDenoiser
-    from ltx_pipelines.utils.model_ledger import ModelLedger
-    from ltx_pipelines.utils.transformer_blocks import EagerBlocks
-    from ltx_pipelines.utils.transformer_passes import TransformerPasses
 
     (h1, w1), (h2, w2) = args.step_size, args.pass_size
     caption = 64 if args.tiny else 3840
@@ -287,11 +287,10 @@ def compare(row: dict, reference: dict, key: tuple, out: torch.Tensor, offload: 
 
 def e2e_part(files: dict, args: argparse.Namespace, device: torch.device, dtype: torch.dtype, rows: list) -> None:
     """The default two-stage generation from the files, --offload auto under each cap, warm second run."""
-    from ltx_pipelines import TI2VidTwoStagesPipeline
-    from ltx_pipelines.utils.model_ledger import comfy_lora
-
     from dataclasses import replace
 
+    from ltx_pipelines import TI2VidTwoStagesPipeline
+    from ltx_pipelines.engine.model_ledger import comfy_lora
     from ltx_pipelines.utils.constants import DEFAULT_AUDIO_GUIDER_PARAMS, DEFAULT_VIDEO_GUIDER_PARAMS
 
     guidance = {}

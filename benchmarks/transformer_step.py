@@ -43,14 +43,14 @@ from ltx_core.components.guiders import create_multimodal_guider_factory  # noqa
 from ltx_core.components.noisers import GaussianNoiser  # noqa: E402
 from ltx_core.model.transformer import LTXModelConfigurator, X0Model  # noqa: E402
 
-from ltx_pipelines.utils.constants import DEFAULT_AUDIO_GUIDER_PARAMS, DEFAULT_VIDEO_GUIDER_PARAMS  # noqa: E402
-from ltx_pipelines.utils.guidance import (  # noqa: E402
+from ltx_pipelines.engine.guidance import (  # noqa: E402
     ConditionalDenoiser,
     MultiModalGuidedDenoiser,
     PromptEmbeddings,
 )
-from ltx_pipelines.utils.model_ledger import LatentFormat  # noqa: E402
-from ltx_pipelines.utils.stages import VideoGeometry, audio_latent_tools, prepare_state, video_latent_tools  # noqa: E402
+from ltx_pipelines.engine.model_ledger import LatentFormat  # noqa: E402
+from ltx_pipelines.engine.stages import VideoGeometry, audio_latent_tools, prepare_state, video_latent_tools  # noqa: E402
+from ltx_pipelines.utils.constants import DEFAULT_AUDIO_GUIDER_PARAMS, DEFAULT_VIDEO_GUIDER_PARAMS  # noqa: E402
 
 REQUIRED = {
     "dropout": 0.0, "attention_bias": True, "num_vector_embeds": None, "activation_fn": "gelu-approximate",
@@ -142,7 +142,7 @@ def is_video_linear(name: str) -> bool:
 
 def convert_fp8(model: X0Model, keep: callable) -> int:
     """Quantize the fp8-scaled-mm target linears whose name passes ``keep``; returns how many were converted."""
-    from ltx_pipelines.utils.fp8 import FP8ScaledLinear, is_fp8_target
+    from ltx_pipelines.models.fp8 import FP8ScaledLinear, is_fp8_target
 
     count = 0
     velocity = model.velocity_model

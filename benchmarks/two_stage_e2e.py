@@ -39,11 +39,11 @@ from safetensors.torch import save_file
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from ltx_pipelines.acceleration.executor import copy_without_engines  # noqa: E402
-from ltx_pipelines.acceleration.step_cache import StepCachedPasses  # noqa: E402
-
 from distilled_e2e import AUDIO_VAE_CONFIG, VAE_CONFIG, VOCODER_CONFIG, on_device  # noqa: E402
 from transformer_step import build_model, transformer_config  # noqa: E402
+
+from ltx_pipelines.acceleration.executor import copy_without_engines  # noqa: E402
+from ltx_pipelines.acceleration.step_cache import StepCachedPasses  # noqa: E402
 
 #: In order of importance (a time limit cuts the tail): the targets first, the baselines after.
 DEFAULT_RUNS = (
@@ -159,8 +159,8 @@ def build_components(config: dict, upsampler_config: dict, device: torch.device,
 
 def cache_prompts(ledger: object, config: dict, device: torch.device, dtype: torch.dtype) -> None:
     """The prompt and the default negative prompt, as if encoded before (a repeated prompt skips Gemma)."""
+    from ltx_pipelines.engine.guidance import PromptEmbeddings
     from ltx_pipelines.utils.constants import DEFAULT_NEGATIVE_PROMPT
-    from ltx_pipelines.utils.guidance import PromptEmbeddings
 
     g = torch.Generator(device=device).manual_seed(0)
     width = int(config["transformer"]["caption_channels"])
@@ -290,7 +290,7 @@ class Pipelines:
 
     def _make(self, fp8: bool) -> object:
         from ltx_pipelines import TI2VidTwoStagesPipeline
-        from ltx_pipelines.utils.fp8 import fp8_scaled_mm_policy
+        from ltx_pipelines.models.fp8 import fp8_scaled_mm_policy
 
         checkpoint, upsampler, gemma = self.files
         pipeline = TI2VidTwoStagesPipeline(
@@ -312,7 +312,7 @@ class Pipelines:
 
     def _fp8_models(self) -> tuple[torch.nn.Module, torch.nn.Module]:
         """FP8 copies of the bf16 model: as is (stage 1) and with the LoRA fused first (stage 2)."""
-        from ltx_pipelines.utils.fp8 import convert_to_fp8_scaled_mm
+        from ltx_pipelines.models.fp8 import convert_to_fp8_scaled_mm
 
         started = time.perf_counter()
         if False in self._made:  # the bf16 pipeline may have left the LoRA applied (its last stage was stage 2)
@@ -340,7 +340,7 @@ def main() -> None:  # noqa: PLR0915 - one straight measurement script
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
 
-    from ltx_pipelines.utils.model_ledger import comfy_lora
+    from ltx_pipelines.engine.model_ledger import comfy_lora
 
     device = torch.device(args.device)
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32

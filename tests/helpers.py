@@ -14,9 +14,9 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from ltx_pipelines import ImageConditioningInput
-from ltx_pipelines.utils import cli
+from ltx_pipelines.engine import cli
+from ltx_pipelines.engine.model_ledger import comfy_lora
 from ltx_pipelines.utils.errors import InputError, OutputExistsError
-from ltx_pipelines.utils.model_ledger import comfy_lora
 
 
 def probe_mp4(path: Path) -> dict:

@@ -15,9 +15,9 @@ from ltx_core.components.guiders import MultiModalGuiderParams
 from ltx_core.types import Audio
 
 from ltx_pipelines.a2vid_two_stage import A2VidPipelineTwoStage
+from ltx_pipelines.engine.media_latents import encode_audio_latent
 from ltx_pipelines.utils.errors import InputError
 from ltx_pipelines.utils.media_io import read_audio, write_video
-from ltx_pipelines.utils.media_latents import encode_audio_latent
 
 NUM_FRAMES, FPS = 9, 24.0  # 0.375 s of video
 CHEAP = MultiModalGuiderParams(cfg_scale=3.0, stg_scale=0.0, rescale_scale=0.0, modality_scale=1.0, stg_blocks=[])
@@ -132,7 +132,7 @@ def test_cli_from_a_videos_stereo_audio_track(smoke_bundle, tmp_path: Path) -> N
 def test_cli_error_is_one_line(smoke_bundle, tmp_path: Path) -> None:  # noqa: ANN001
     wav = write_wav(tmp_path / "short.wav", 0.1)
     from ltx_pipelines.a2vid_two_stage import main
-    from ltx_pipelines.utils import cli
+    from ltx_pipelines.engine import cli
 
     with pytest.raises(SystemExit) as exit_info:
         cli.run_cli(main, [

@@ -26,9 +26,9 @@ from helpers import (
 
 from ltx_pipelines import DistilledPipeline, ImageConditioningInput
 from ltx_pipelines.distilled import main
+from ltx_pipelines.engine.model_ledger import comfy_lora
 from ltx_pipelines.utils import constants as C
 from ltx_pipelines.utils.errors import InputError
-from ltx_pipelines.utils.model_ledger import comfy_lora
 
 MODULE = "ltx_pipelines.distilled"
 HEIGHT = WIDTH = 128

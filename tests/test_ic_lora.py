@@ -11,11 +11,11 @@ from conftest import run_module
 from helpers import probe_mp4
 from ltx_core.conditioning import ConditioningItemAttentionStrengthWrapper, VideoConditionByReferenceLatent
 
+from ltx_pipelines.engine import prompt_enhancement
+from ltx_pipelines.engine.model_ledger import comfy_lora
 from ltx_pipelines.ic_lora import ICLoraPipeline, VideoConditioningInput
-from ltx_pipelines.utils import prompt_enhancement
 from ltx_pipelines.utils.errors import InputError
 from ltx_pipelines.utils.media_io import write_video
-from ltx_pipelines.utils.model_ledger import comfy_lora
 
 
 def write_reference(path: Path, num_frames: int = 5, size: tuple[int, int] = (80, 96)) -> Path:
@@ -124,8 +124,8 @@ def test_cli_skip_stage_2(smoke_bundle, tmp_path: Path) -> None:  # noqa: ANN001
 
 
 def test_cli_refuses_full_model_in_one_line(smoke_bundle, tmp_path: Path) -> None:  # noqa: ANN001
+    from ltx_pipelines.engine import cli
     from ltx_pipelines.ic_lora import main
-    from ltx_pipelines.utils import cli
 
     with pytest.raises(SystemExit) as exit_info:
         cli.run_cli(main, [

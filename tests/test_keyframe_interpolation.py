@@ -20,8 +20,8 @@ from conftest import run_module
 from helpers import probe_mp4, two_stage_files
 from ltx_core.types import LatentState
 
+from ltx_pipelines.engine.denoising import euler_denoising_loop
 from ltx_pipelines.keyframe_interpolation import KeyframeInterpolationPipeline
-from ltx_pipelines.utils.denoising import euler_denoising_loop
 
 SMALL = {"height": 128, "width": 128, "num_frames": 9, "num_inference_steps": 2, "frame_rate": 24.0}
 MAIN_TOKENS = 2 * 2 * 2  # stage 1: 64x64 px, 9 frames -> 2 latent frames of 2x2

@@ -14,16 +14,16 @@ from helpers import probe_mp4
 from ltx_core.components.guiders import MultiModalGuiderParams
 from ltx_core.types import Audio
 
-from ltx_pipelines.retake import RetakePipeline
-from ltx_pipelines.utils.errors import InputError
-from ltx_pipelines.utils.media_io import write_video
-from ltx_pipelines.utils.media_latents import (
+from ltx_pipelines.engine.media_latents import (
     audio_window_mask,
     latent_frame_of_pixel_frame,
     pixel_frames_in_window,
     video_window_mask,
 )
-from ltx_pipelines.utils.model_ledger import LatentFormat
+from ltx_pipelines.engine.model_ledger import LatentFormat
+from ltx_pipelines.retake import RetakePipeline
+from ltx_pipelines.utils.errors import InputError
+from ltx_pipelines.utils.media_io import write_video
 
 FPS = 24.0
 NUM_FRAMES = 17  # 3 latent frames: {0}, {1..8}, {9..16}

@@ -25,9 +25,9 @@ from helpers import (
 from ltx_core.components.guiders import MultiModalGuiderParams
 
 from ltx_pipelines import ImageConditioningInput, TI2VidOneStagePipeline
+from ltx_pipelines.engine.model_ledger import comfy_lora
 from ltx_pipelines.ti2vid_one_stage import main
 from ltx_pipelines.utils.errors import InputError
-from ltx_pipelines.utils.model_ledger import comfy_lora
 
 MODULE = "ltx_pipelines.ti2vid_one_stage"
 HEIGHT = WIDTH = 64

@@ -27,10 +27,10 @@ from ltx_core.loader import LTXV_LORA_COMFY_RENAMING_MAP, LoraPathStrengthAndSDO
 
 import ltx_pipelines.utils
 from ltx_pipelines import ImageConditioningInput, TI2VidTwoStagesPipeline
+from ltx_pipelines.engine.model_ledger import comfy_lora
 from ltx_pipelines.ti2vid_two_stages import main
 from ltx_pipelines.utils import constants as C
 from ltx_pipelines.utils.errors import InputError
-from ltx_pipelines.utils.model_ledger import comfy_lora
 
 MODULE = "ltx_pipelines.ti2vid_two_stages"
 HEIGHT = WIDTH = 128

@@ -11,9 +11,9 @@ from helpers import probe_mp4, two_stage_files
 from ltx_core.components.schedulers import LTX2Scheduler
 
 import ltx_pipelines.ti2vid_two_stages_hq as hq
+from ltx_pipelines.engine.stages import VideoGeometry
 from ltx_pipelines.ti2vid_two_stages_hq import TI2VidTwoStagesHQPipeline
 from ltx_pipelines.utils.errors import InputError
-from ltx_pipelines.utils.stages import VideoGeometry
 
 SMALL = {"height": 128, "width": 128, "num_frames": 9, "num_inference_steps": 2}
 

@@ -14,8 +14,8 @@ import torch
 from ltx_core.guidance.perturbations import BatchedPerturbationConfig
 from ltx_core.model.transformer import Modality
 
-from ltx_pipelines.utils.model_ledger import ModelLedger
-from ltx_pipelines.utils.stages import VideoGeometry, audio_latent_tools, video_latent_tools
+from ltx_pipelines.engine.model_ledger import ModelLedger
+from ltx_pipelines.engine.stages import VideoGeometry, audio_latent_tools, video_latent_tools
 
 
 def fixed_inputs(ledger: ModelLedger, seed: int = 0, sigma: float = 0.7) -> tuple[Modality, Modality]:

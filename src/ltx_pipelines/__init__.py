@@ -15,9 +15,9 @@ _EXPORTS = {
     "KeyframeInterpolationPipeline": "ltx_pipelines.keyframe_interpolation",
     "A2VidPipelineTwoStage": "ltx_pipelines.a2vid_two_stage",
     "RetakePipeline": "ltx_pipelines.retake",
-    "ImageConditioningInput": "ltx_pipelines.utils.conditioning",
-    "GenerationResult": "ltx_pipelines.utils.pipeline_base",
-    "ModelLedger": "ltx_pipelines.utils.model_ledger",
+    "ImageConditioningInput": "ltx_pipelines.engine.conditioning",
+    "GenerationResult": "ltx_pipelines.engine.pipeline_base",
+    "ModelLedger": "ltx_pipelines.engine.model_ledger",
 }
 
 __all__ = sorted(_EXPORTS)

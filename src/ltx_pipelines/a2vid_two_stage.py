@@ -17,19 +17,18 @@ from ltx_core.components.guiders import MultiModalGuiderParams
 from ltx_core.model.video_vae import TilingConfig
 from ltx_core.types import Audio
 
+from ltx_pipelines.engine import cli
+from ltx_pipelines.engine.conditioning import ImageConditioningInput, as_image_inputs
+from ltx_pipelines.engine.denoising import DenoisingLoop, euler_denoising_loop
+from ltx_pipelines.engine.guidance import PromptEmbeddings
+from ltx_pipelines.engine.media_latents import MaskedLatent, as_stereo, encode_audio_latent
+from ltx_pipelines.engine.pipeline_base import GenerationResult, guider_metadata
+from ltx_pipelines.engine.stages import VideoGeometry, audio_latent_tools
 from ltx_pipelines.ti2vid_two_stages import TwoStagePipelineBase
-from ltx_pipelines.utils import cli
 from ltx_pipelines.utils import constants as C
-from ltx_pipelines.utils.conditioning import ImageConditioningInput, as_image_inputs
-from ltx_pipelines.utils.denoising import DenoisingLoop, euler_denoising_loop
 from ltx_pipelines.utils.errors import InputError
-from ltx_pipelines.utils.guidance import PromptEmbeddings
 from ltx_pipelines.utils.media_io import probe_media, read_audio
-from ltx_pipelines.utils.media_latents import MaskedLatent, as_stereo, encode_audio_latent
-from ltx_pipelines.utils.pipeline_base import GenerationResult, guider_metadata
-from ltx_pipelines.utils.stages import VideoGeometry, audio_latent_tools
 from ltx_pipelines.utils.validation import check_prompt
-
 
 #: Audio read past the video's end (when the file has it and no --audio-max-duration forbids it): the
 #: last audio latents are then encoded from the real track rather than from padding.

@@ -11,13 +11,13 @@ from ltx_core.loader import LoraPathStrengthAndSDOps
 from ltx_core.model.video_vae import TilingConfig
 from ltx_core.quantization import QuantizationPolicy
 
-from ltx_pipelines.utils import cli
+from ltx_pipelines.engine import cli
+from ltx_pipelines.engine.conditioning import ImageConditioningInput, as_image_inputs
+from ltx_pipelines.engine.model_ledger import MemoryPolicy
+from ltx_pipelines.engine.pipeline_base import GenerationResult, PipelineBase
+from ltx_pipelines.engine.stages import VideoGeometry
 from ltx_pipelines.utils import constants as C
 from ltx_pipelines.utils.aliases import reference_names
-from ltx_pipelines.utils.conditioning import ImageConditioningInput, as_image_inputs
-from ltx_pipelines.utils.model_ledger import MemoryPolicy
-from ltx_pipelines.utils.pipeline_base import GenerationResult, PipelineBase
-from ltx_pipelines.utils.stages import VideoGeometry
 from ltx_pipelines.utils.validation import check_prompt
 
 

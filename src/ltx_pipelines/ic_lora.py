@@ -42,18 +42,18 @@ from ltx_core.loader import LoraPathStrengthAndSDOps
 from ltx_core.model.video_vae import TilingConfig
 from ltx_core.quantization import QuantizationPolicy
 
-from ltx_pipelines.utils import cli
+from ltx_pipelines.engine import cli
+from ltx_pipelines.engine.conditioning import ImageConditioningInput, as_image_inputs, check_image_inputs
+from ltx_pipelines.engine.media_latents import VIDEO_TIME_SCALE, encode_video_frames, fit_frame_count
+from ltx_pipelines.engine.model_ledger import MemoryPolicy
+from ltx_pipelines.engine.pipeline_base import GenerationResult, PipelineBase, _lora_list
+from ltx_pipelines.engine.reference_args import VideoConditioningAction, VideoMaskConditioningAction
+from ltx_pipelines.engine.stages import VideoGeometry
+from ltx_pipelines.models.checkpoints import check_lora_matches, inspect_ltx_checkpoint, read_header
 from ltx_pipelines.utils import constants as C
 from ltx_pipelines.utils.aliases import reference_names
-from ltx_pipelines.utils.args import VideoConditioningAction, VideoMaskConditioningAction
-from ltx_pipelines.utils.checkpoints import check_lora_matches, inspect_ltx_checkpoint, read_header
-from ltx_pipelines.utils.conditioning import ImageConditioningInput, as_image_inputs, check_image_inputs
 from ltx_pipelines.utils.errors import InputError
 from ltx_pipelines.utils.media_io import check_output_path, probe_media, read_video
-from ltx_pipelines.utils.media_latents import VIDEO_TIME_SCALE, encode_video_frames, fit_frame_count
-from ltx_pipelines.utils.model_ledger import MemoryPolicy
-from ltx_pipelines.utils.pipeline_base import GenerationResult, PipelineBase, _lora_list
-from ltx_pipelines.utils.stages import VideoGeometry
 from ltx_pipelines.utils.validation import check_generation, check_prompt
 
 logger = logging.getLogger(__name__)

@@ -7,8 +7,8 @@ stages instead of replacing latent frames, which gives smoother motion between k
 
 from __future__ import annotations
 
+from ltx_pipelines.engine import cli
 from ltx_pipelines.ti2vid_two_stages import TI2VidTwoStagesPipeline, run_two_stage_cli, two_stage_parser
-from ltx_pipelines.utils import cli
 from ltx_pipelines.utils import constants as C
 
 

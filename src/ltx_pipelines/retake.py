@@ -24,12 +24,9 @@ from ltx_core.components.guiders import MultiModalGuiderParams
 from ltx_core.model.video_vae import TilingConfig
 from ltx_core.types import Audio
 
-from ltx_pipelines.utils import cli
-from ltx_pipelines.utils import constants as C
-from ltx_pipelines.utils.denoising import DenoisingLoop, euler_denoising_loop
-from ltx_pipelines.utils.errors import InputError
-from ltx_pipelines.utils.media_io import check_output_path, probe_media, read_audio, read_video
-from ltx_pipelines.utils.media_latents import (
+from ltx_pipelines.engine import cli
+from ltx_pipelines.engine.denoising import DenoisingLoop, euler_denoising_loop
+from ltx_pipelines.engine.media_latents import (
     MaskedLatent,
     audio_window_mask,
     encode_audio_latent,
@@ -38,9 +35,12 @@ from ltx_pipelines.utils.media_latents import (
     pixel_frames_in_window,
     video_window_mask,
 )
-from ltx_pipelines.utils.model_ledger import comfy_lora
-from ltx_pipelines.utils.pipeline_base import GenerationResult, PipelineBase, guider_metadata
-from ltx_pipelines.utils.stages import StageLatents, VideoGeometry, audio_latent_tools, video_latent_tools
+from ltx_pipelines.engine.model_ledger import comfy_lora
+from ltx_pipelines.engine.pipeline_base import GenerationResult, PipelineBase, guider_metadata
+from ltx_pipelines.engine.stages import StageLatents, VideoGeometry, audio_latent_tools, video_latent_tools
+from ltx_pipelines.utils import constants as C
+from ltx_pipelines.utils.errors import InputError
+from ltx_pipelines.utils.media_io import check_output_path, probe_media, read_audio, read_video
 from ltx_pipelines.utils.validation import check_prompt, nearest_multiples, nearest_valid_frames
 
 logger = logging.getLogger(__name__)

@@ -10,12 +10,12 @@ from pathlib import Path
 from ltx_core.components.guiders import MultiModalGuiderParams
 from ltx_core.model.video_vae import TilingConfig
 
+from ltx_pipelines.engine import cli
+from ltx_pipelines.engine.conditioning import ImageConditioningInput, as_image_inputs
+from ltx_pipelines.engine.denoising import DenoisingLoop, euler_denoising_loop
+from ltx_pipelines.engine.pipeline_base import GenerationResult, PipelineBase, guider_metadata
+from ltx_pipelines.engine.stages import VideoGeometry
 from ltx_pipelines.utils import constants as C
-from ltx_pipelines.utils import cli
-from ltx_pipelines.utils.conditioning import ImageConditioningInput, as_image_inputs
-from ltx_pipelines.utils.denoising import DenoisingLoop, euler_denoising_loop
-from ltx_pipelines.utils.pipeline_base import GenerationResult, PipelineBase, guider_metadata
-from ltx_pipelines.utils.stages import VideoGeometry
 from ltx_pipelines.utils.validation import check_prompt
 
 

@@ -1,7 +1,7 @@
 """Two-stage text/image-to-video, high-quality settings: the res_2s sampler.
 
 The same two stages as ``ti2vid_two_stages`` with what makes fewer steps enough:
-res_2s (the reference's stochastic second-order sampler, see ``utils.denoising``) instead of
+res_2s (the reference's stochastic second-order sampler, see ``engine.denoising``) instead of
 Euler in both stages, stage 1's schedule shifted for its own token count, the distilled LoRA
 at a light strength in stage 1 and a medium one in stage 2, no STG, stronger guidance
 rescale, 15 steps, and a 1088x1920 output. These defaults were tuned (by the model's
@@ -21,15 +21,15 @@ from ltx_core.model.video_vae import TilingConfig
 from ltx_core.quantization import QuantizationPolicy
 from ltx_core.types import VideoLatentShape
 
+from ltx_pipelines.engine import cli
+from ltx_pipelines.engine.conditioning import ImageConditioningInput
+from ltx_pipelines.engine.denoising import DenoisingLoop, res2s_denoising_loop
+from ltx_pipelines.engine.model_ledger import MemoryPolicy
+from ltx_pipelines.engine.pipeline_base import GenerationResult
+from ltx_pipelines.engine.stages import VideoGeometry
 from ltx_pipelines.ti2vid_two_stages import TwoStagePipelineBase, run_two_stage_cli, two_stage_parser
-from ltx_pipelines.utils import cli
 from ltx_pipelines.utils import constants as C
-from ltx_pipelines.utils.conditioning import ImageConditioningInput
-from ltx_pipelines.utils.denoising import DenoisingLoop, res2s_denoising_loop
 from ltx_pipelines.utils.errors import InputError
-from ltx_pipelines.utils.model_ledger import MemoryPolicy
-from ltx_pipelines.utils.pipeline_base import GenerationResult
-from ltx_pipelines.utils.stages import VideoGeometry
 
 
 def at_strength(loras: tuple[LoraPathStrengthAndSDOps, ...], strength: float) -> tuple[LoraPathStrengthAndSDOps, ...]:

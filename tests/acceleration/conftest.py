@@ -2,25 +2,25 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
+from ltx_core.components.noisers import GaussianNoiser
 from ltx_core.guidance.perturbations import (
     BatchedPerturbationConfig,
     Perturbation,
     PerturbationConfig,
     PerturbationType,
 )
-from dataclasses import replace
-
-from ltx_core.components.noisers import GaussianNoiser
 from ltx_core.model.transformer import Modality
 from transformer_probe import fixed_inputs
 
-from ltx_pipelines.utils.guidance import ISOLATED_MODALITIES
-from ltx_pipelines.utils.model_ledger import ModelLedger
-from ltx_pipelines.utils.stages import VideoGeometry, audio_latent_tools, prepare_state, video_latent_tools
-from ltx_pipelines.utils.transformer_blocks import EagerBlocks
-from ltx_pipelines.utils.transformer_passes import GuidancePass, PromptEmbeddings, batch_modality, run_passes
+from ltx_pipelines.engine.guidance import ISOLATED_MODALITIES
+from ltx_pipelines.engine.model_ledger import ModelLedger
+from ltx_pipelines.engine.stages import VideoGeometry, audio_latent_tools, prepare_state, video_latent_tools
+from ltx_pipelines.models.transformer_blocks import EagerBlocks
+from ltx_pipelines.models.transformer_passes import GuidancePass, PromptEmbeddings, batch_modality, run_passes
 
 STG = PerturbationConfig(
     [

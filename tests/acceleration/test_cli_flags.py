@@ -7,7 +7,7 @@ from helpers import assert_cli_refuses
 
 from ltx_pipelines.acceleration.options import AccelerationOptions
 from ltx_pipelines.distilled import main as distilled_main
-from ltx_pipelines.utils import cli
+from ltx_pipelines.engine import cli
 from ltx_pipelines.utils.errors import InputError
 
 

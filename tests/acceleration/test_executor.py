@@ -10,7 +10,7 @@ from ltx_pipelines.acceleration.compiled_blocks import CompiledBlocks
 from ltx_pipelines.acceleration.executor import CompiledPasses, accelerated_executor, compiled_engine
 from ltx_pipelines.acceleration.options import AccelerationOptions
 from ltx_pipelines.acceleration.step_cache import StepCachedPasses
-from ltx_pipelines.utils.transformer_passes import TransformerPasses
+from ltx_pipelines.models.transformer_passes import TransformerPasses
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

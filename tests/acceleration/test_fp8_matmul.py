@@ -1,4 +1,4 @@
-"""FP8 inside the fused block: the same quantization as utils.fp8, applied to every large linear."""
+"""FP8 inside the fused block: the same quantization as models.fp8, applied to every large linear."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from transformer_probe import relative_error
 
 from ltx_pipelines.acceleration.compiled_blocks import CompiledBlocks
 from ltx_pipelines.acceleration.fp8_matmul import fp8_project, quantize_rows, scaled_matmul
-from ltx_pipelines.utils.fp8 import FP8ScaledLinear, convert_to_fp8_scaled_mm, quantize_activation_rowwise_torch
+from ltx_pipelines.models.fp8 import FP8ScaledLinear, convert_to_fp8_scaled_mm, quantize_activation_rowwise_torch
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from ltx_pipelines.acceleration.step_cache import StepCachedPasses, relative_change
-from ltx_pipelines.utils.transformer_blocks import EagerBlocks
+from ltx_pipelines.models.transformer_blocks import EagerBlocks
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

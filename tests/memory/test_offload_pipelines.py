@@ -17,9 +17,9 @@ from helpers import two_stage_files
 from ltx_core.components.guiders import MultiModalGuiderParams
 
 from ltx_pipelines import A2VidPipelineTwoStage, DistilledPipeline, TI2VidTwoStagesPipeline
+from ltx_pipelines.engine.model_ledger import ModelLedger
 from ltx_pipelines.memory.host import GIB
 from ltx_pipelines.utils.errors import InputError
-from ltx_pipelines.utils.model_ledger import ModelLedger
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 SMALL = dict(seed=5, height=128, width=128, num_frames=9, frame_rate=24.0)
@@ -106,8 +106,8 @@ def test_a_bad_offload_value_is_refused_clearly(smoke_bundle) -> None:  # noqa: 
 def test_streamed_blocks_with_loras_hold_the_weights_ltx_core_fuses(smoke_bundle, dtype, monkeypatch) -> None:  # noqa: ANN001
     """In the file's dtype (bf16) the LoRAs are added into the ring's slot in place (no second copy of the
     block on the device); in another dtype they are fused into a copy. Either way ltx-core's bits."""
+    from ltx_pipelines.engine.model_ledger import comfy_lora
     from ltx_pipelines.memory.streamed_transformer import streamed_transformer
-    from ltx_pipelines.utils.model_ledger import comfy_lora
 
     loras = (comfy_lora(smoke_bundle.distilled_lora, 0.8), comfy_lora(smoke_bundle.ic_lora, -0.3))
     built = ModelLedger(smoke_bundle.checkpoint, smoke_bundle.gemma_root, loras=loras, dtype=dtype,
@@ -129,7 +129,7 @@ def test_streamed_blocks_with_loras_hold_the_weights_ltx_core_fuses(smoke_bundle
 def test_by_default_models_stay_loaded_only_while_they_all_fit(smoke_bundle, monkeypatch) -> None:  # noqa: ANN001
     """No --memory-policy: a GPU that holds everything keeps it (a second call reloads nothing); when the
     next request leaves no room for that, what was kept is freed before it plans its stages."""
-    from ltx_pipelines.utils.model_ledger import MemoryPolicy
+    from ltx_pipelines.engine.model_ledger import MemoryPolicy
 
     free = {"bytes": 100 * GIB}
     monkeypatch.setattr(ModelLedger, "free_gpu_bytes", lambda self: free["bytes"])

@@ -6,6 +6,7 @@ from dataclasses import replace
 
 import pytest
 
+from ltx_pipelines.memory import preflight
 from ltx_pipelines.memory.budget import (
     ComponentSizes,
     ModelSizes,
@@ -18,10 +19,8 @@ from ltx_pipelines.memory.budget import (
 )
 from ltx_pipelines.memory.host import GIB, HostMemory
 from ltx_pipelines.memory.offload import OffloadMode
-from ltx_pipelines.memory import preflight
 from ltx_pipelines.memory.preflight import MemoryRequest, plan_memory, plan_with_policy
 from ltx_pipelines.utils.errors import InputError
-
 
 
 def gemma_3_12b_header() -> dict[str, tuple[str, tuple[int, ...]]]:

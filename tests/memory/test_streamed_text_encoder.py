@@ -18,11 +18,11 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from ltx_pipelines import DistilledPipeline
+from ltx_pipelines.engine.model_ledger import ModelLedger
+from ltx_pipelines.engine.prompt_enhancement import enhance_prompt
+from ltx_pipelines.engine.prompts import encode_prompts
 from ltx_pipelines.memory.streamed_text_encoder import HOST_MODULES, LAYERS, StreamedTextEncoder
 from ltx_pipelines.memory.streaming import ImmediateTransfers, LayerLayout, MappedStore
-from ltx_pipelines.utils.model_ledger import ModelLedger
-from ltx_pipelines.utils.prompt_enhancement import enhance_prompt
-from ltx_pipelines.utils.prompts import encode_prompts
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

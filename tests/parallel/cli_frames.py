@@ -14,7 +14,7 @@ import sys
 
 import torch
 
-from ltx_pipelines.utils import cli, pipeline_base
+from ltx_pipelines.engine import cli, pipeline_base
 
 
 def main() -> None:

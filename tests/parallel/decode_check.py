@@ -25,10 +25,10 @@ from ltx_core.model.video_vae import (
     decode_video,
 )
 
+from ltx_pipelines.engine.model_ledger import ModelLedger
 from ltx_pipelines.parallel.decode import decode_frames, splits_across_ranks
 from ltx_pipelines.parallel.process_group import ParallelContext
 from ltx_pipelines.smoke_model import SmokeBundle, video_vae_config
-from ltx_pipelines.utils.model_ledger import ModelLedger
 
 TILINGS = {
     "spatial+temporal": TilingConfig(SpatialTilingConfig(64, 32), TemporalTilingConfig(16, 8)),

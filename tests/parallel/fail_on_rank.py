@@ -13,8 +13,8 @@ import importlib
 import os
 import sys
 
+from ltx_pipelines.engine import cli
 from ltx_pipelines.parallel.guidance_split import GuidanceSplit
-from ltx_pipelines.utils import cli
 
 
 def main() -> None:

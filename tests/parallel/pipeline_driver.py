@@ -26,9 +26,9 @@ from ltx_core.model.video_vae import SpatialTilingConfig, TemporalTilingConfig, 
 from ltx_core.types import Audio
 from PIL import Image
 
+from ltx_pipelines.engine.model_ledger import comfy_lora
 from ltx_pipelines.smoke_model import SmokeBundle
 from ltx_pipelines.utils.media_io import write_video
-from ltx_pipelines.utils.model_ledger import comfy_lora
 
 PIPELINES = (
     "distilled", "ti2vid_two_stages", "ti2vid_two_stages_hq", "ti2vid_one_stage",

@@ -7,9 +7,9 @@ import re
 import pytest
 import torch
 
+from ltx_pipelines.models.checkpoints import inspect_ltx_checkpoint
 from ltx_pipelines.parallel import process_group as pg
 from ltx_pipelines.parallel.launch import device_flag
-from ltx_pipelines.utils.checkpoints import inspect_ltx_checkpoint
 from ltx_pipelines.utils.errors import InputError
 
 

@@ -46,7 +46,7 @@ class FailingEngine:
 
 
 def test_attention_is_swapped_only_inside_blocks_and_restored(smoke_bundle) -> None:  # noqa: ANN001
-    from ltx_pipelines.utils.model_ledger import ModelLedger
+    from ltx_pipelines.engine.model_ledger import ModelLedger
 
     velocity = ModelLedger(smoke_bundle.checkpoint, smoke_bundle.gemma_root).get("transformer").velocity_model
     before = [b.attn1.attention_function for b in velocity.transformer_blocks]

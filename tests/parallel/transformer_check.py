@@ -20,16 +20,16 @@ import torch.distributed as dist
 from ltx_core.components.noisers import GaussianNoiser
 from ltx_core.guidance.perturbations import Perturbation, PerturbationConfig, PerturbationType
 
+from ltx_pipelines.engine.guidance import ISOLATED_MODALITIES
+from ltx_pipelines.engine.model_ledger import ModelLedger
+from ltx_pipelines.engine.prompts import encode_prompts
+from ltx_pipelines.engine.stages import VideoGeometry, audio_latent_tools, prepare_state, video_latent_tools
+from ltx_pipelines.models.transformer_blocks import EagerBlocks
+from ltx_pipelines.models.transformer_passes import GuidancePass, TransformerPasses
 from ltx_pipelines.parallel.guidance_split import GuidanceSplit, model_heads
 from ltx_pipelines.parallel.process_group import ParallelContext
 from ltx_pipelines.parallel.ulysses import UlyssesBlocks
 from ltx_pipelines.smoke_model import SmokeBundle
-from ltx_pipelines.utils.guidance import ISOLATED_MODALITIES
-from ltx_pipelines.utils.model_ledger import ModelLedger
-from ltx_pipelines.utils.prompts import encode_prompts
-from ltx_pipelines.utils.stages import VideoGeometry, audio_latent_tools, prepare_state, video_latent_tools
-from ltx_pipelines.utils.transformer_blocks import EagerBlocks
-from ltx_pipelines.utils.transformer_passes import GuidancePass, TransformerPasses
 
 #: 32x96 pixels, 17 frames: 9 video tokens and 18 audio tokens (odd: the Ulysses padding is exercised).
 GEOMETRY = VideoGeometry(32, 96, 17, 24.0)

@@ -155,7 +155,7 @@ def test_utils_args_has_the_reference_names(reference_run) -> None:  # noqa: ANN
 
 def test_result_unpacks_like_the_reference() -> None:
     """``video, audio = pipeline(...)``: an iterator of uint8 frame chunks, and the Audio."""
-    from ltx_pipelines.utils.pipeline_base import GenerationResult
+    from ltx_pipelines.engine.pipeline_base import GenerationResult
 
     frames = torch.zeros(9, 64, 64, 3, dtype=torch.uint8)
     video, audio = GenerationResult(frames=frames, audio=None, frame_rate=24.0)

@@ -13,14 +13,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from helpers import probe_mp4
-from ltx_pipelines import RetakePipeline, TI2VidTwoStagesPipeline
-from ltx_pipelines.utils.errors import InputError
-from ltx_pipelines.utils.model_ledger import comfy_lora
-
+from PIL import Image
 from serve.serving import REPO, TINY, TINY_ONE_STAGE
+
+from ltx_pipelines import RetakePipeline, TI2VidTwoStagesPipeline
+from ltx_pipelines.engine.model_ledger import comfy_lora
+from ltx_pipelines.utils.errors import InputError
 
 #: A job long enough to be caught running (about a tenth of a second per step).
 LONG = {**TINY_ONE_STAGE, "num_inference_steps": 400}

@@ -7,9 +7,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
+from serve.serving import TINY_ONE_STAGE
 
 from ltx_pipelines.serve.jobs import INTERRUPTED, JobStatus, JobStore
-from serve.serving import TINY_ONE_STAGE
 
 #: A job long enough to be caught running (about a tenth of a second per step).
 LONG = {**TINY_ONE_STAGE, "num_inference_steps": 400}

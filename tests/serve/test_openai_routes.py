@@ -9,9 +9,9 @@ import time
 import numpy as np
 import openai
 import pytest
+from helpers import probe_mp4
 from PIL import Image
 
-from helpers import probe_mp4
 from ltx_pipelines.serve.openai_routes import frames_for_seconds, model_for_pipeline, pipeline_for_model
 from ltx_pipelines.serve.service import RequestRefused
 

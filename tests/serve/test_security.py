@@ -10,7 +10,6 @@ import numpy as np
 import openai
 import pytest
 from PIL import Image
-
 from serve.serving import TINY
 
 KEY = "s3cret-key-for-tests"

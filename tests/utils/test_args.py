@@ -10,8 +10,8 @@ from ltx_core.components.guiders import MultiModalGuiderParams
 from ltx_core.quantization import QuantizationPolicy
 from safetensors.torch import save_file
 
+from ltx_pipelines.engine.conditioning import ImageConditioningInput
 from ltx_pipelines.utils import args
-from ltx_pipelines.utils.conditioning import ImageConditioningInput
 
 FILES = ["--gemma-root", "/g", "--prompt", "a fox", "--output-path", "/out/o.mp4"]
 

@@ -338,7 +338,7 @@ def test_check_output_path_unwritable(tmp_path: Path, monkeypatch: pytest.Monkey
 
 
 def test_encode_video_takes_what_a_result_unpacks_to(tmp_path: Path) -> None:
-    from ltx_pipelines.utils.pipeline_base import GenerationResult
+    from ltx_pipelines.engine.pipeline_base import GenerationResult
 
     frames = torch.randint(0, 255, (9, 64, 96, 3), dtype=torch.uint8)
     tone = torch.sin(torch.arange(6000) / 10.0).repeat(2, 1) * 0.2

@@ -7,9 +7,9 @@ import pytest
 from ltx_pipelines.utils.errors import InputError
 from ltx_pipelines.utils.validation import (
     check_generation,
-    check_prompt,
     check_num_frames,
     check_positive,
+    check_prompt,
     check_size,
     nearest_multiples,
     nearest_valid_frames,

@@ -10,7 +10,7 @@ static shapes) and happens on first use of each variant; ``compile_stats`` count
 
 The engine keeps to the block-engine interface (``prepare`` / ``blocks`` / ``finish``), delegates
 ``prepare`` and ``finish`` to an optional inner engine, and can itself be replayed from CUDA
-graphs (``utils.cuda_graphs.GraphedTransformer(transformer, inner=this)``).
+graphs (``models.cuda_graphs.GraphedTransformer(transformer, inner=this)``).
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ from ltx_pipelines.acceleration.attention_choice import AttentionChooser, attent
 from ltx_pipelines.acceleration.block_plan import BlockPlans
 from ltx_pipelines.acceleration.fused_block import fused_block_forward, stream_of
 from ltx_pipelines.acceleration.fused_ops import OWN_ATTENTION, Kernels, uses_sdpa
-from ltx_pipelines.utils.fp8 import FP8ScaledLinear, fp8_matmul_supported
-from ltx_pipelines.utils.transformer_blocks import Args, EagerBlocks, compact_timesteps
+from ltx_pipelines.models.fp8 import FP8ScaledLinear, fp8_matmul_supported
+from ltx_pipelines.models.transformer_blocks import Args, EagerBlocks, compact_timesteps
 
 logger = logging.getLogger(__name__)
 

@@ -20,8 +20,8 @@ from ltx_pipelines.acceleration.attention_choice import AttentionChooser
 from ltx_pipelines.acceleration.compiled_blocks import CompiledBlocks
 from ltx_pipelines.acceleration.options import AccelerationOptions
 from ltx_pipelines.acceleration.step_cache import StepCachedPasses
-from ltx_pipelines.utils.transformer_blocks import EagerBlocks
-from ltx_pipelines.utils.transformer_passes import PassExecutor, TransformerPasses
+from ltx_pipelines.models.transformer_blocks import EagerBlocks
+from ltx_pipelines.models.transformer_passes import PassExecutor, TransformerPasses
 
 _ENGINES = "_ltx_pipelines_acceleration"  # attribute of the transformer holding its engines
 
@@ -37,7 +37,7 @@ class CompiledPasses(TransformerPasses):
 
     def _graph_engine(self) -> EagerBlocks:
         if self._graphed is None:
-            from ltx_pipelines.utils.cuda_graphs import GraphedTransformer
+            from ltx_pipelines.models.cuda_graphs import GraphedTransformer
 
             self._graphed = GraphedTransformer(self.transformer, inner=self.engine)
             _engines(self.transformer)["graphed"] = self._graphed

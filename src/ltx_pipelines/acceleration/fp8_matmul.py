@@ -1,6 +1,6 @@
 """FP8 matmuls written in plain torch ops, for use inside a compiled transformer block.
 
-``utils.fp8.FP8ScaledLinear`` quantizes its input in a separate Triton kernel: one more read and
+``models.fp8.FP8ScaledLinear`` quantizes its input in a separate Triton kernel: one more read and
 write of every activation, which is why FP8 gained only ~1.1x per pass. Here the per-token
 quantization is ordinary torch code (max-abs per row, scale, cast), so inside ``torch.compile``
 inductor fuses it into the kernel that produced the activation (the RMSNorm + AdaLN modulation
@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import torch
 
-from ltx_pipelines.utils.fp8 import _MIN_AMAX, FP8_DTYPE, FP8_MAX, FP8ScaledLinear
+from ltx_pipelines.models.fp8 import _MIN_AMAX, FP8_DTYPE, FP8_MAX, FP8ScaledLinear
 
 
 def quantize_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``[M, K]`` activations -> (FP8 ``[M, K]``, float32 ``[M, 1]`` scales): one scale per token.
 
-    The same arithmetic as ``utils.fp8.quantize_activation_rowwise`` (max-abs / 448, multiply in
+    The same arithmetic as ``models.fp8.quantize_activation_rowwise`` (max-abs / 448, multiply in
     float32, cast), in ops inductor can fuse with whatever computed ``x``.
     """
     amax = x.abs().amax(dim=1, keepdim=True).to(torch.float32).clamp(min=_MIN_AMAX)

@@ -19,7 +19,7 @@ from torch.nn import functional as F  # noqa: N812
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from ltx_pipelines.acceleration.fp8_matmul import fp8_project
-from ltx_pipelines.utils.fp8 import FP8ScaledLinear
+from ltx_pipelines.models.fp8 import FP8ScaledLinear
 
 #: SDPA backends by the names the benchmarks and the engine use.
 BACKENDS = {

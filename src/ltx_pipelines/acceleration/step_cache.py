@@ -19,9 +19,8 @@ import torch
 from ltx_core.guidance.perturbations import BatchedPerturbationConfig
 from ltx_core.types import LatentState
 
-from ltx_pipelines.utils.denoising import Prediction
-from ltx_pipelines.utils.transformer_blocks import Args, EagerBlocks
-from ltx_pipelines.utils.transformer_passes import GuidancePass, make_modality
+from ltx_pipelines.models.transformer_blocks import Args, EagerBlocks
+from ltx_pipelines.models.transformer_passes import GuidancePass, Prediction, make_modality
 
 
 @dataclass

@@ -34,9 +34,9 @@ from ltx_core.quantization import QuantizationPolicy
 
 from ltx_pipelines.memory.budget import CONNECTOR_MARK
 from ltx_pipelines.memory.mapped import MappedSafetensors
-from ltx_pipelines.utils.fp8 import prepare_quantization
 from ltx_pipelines.memory.offload import OffloadMode
 from ltx_pipelines.memory.streaming import LayerLayout, LayerStreamer, MappedStore, PinnedStore, transfers_for
+from ltx_pipelines.models.fp8 import prepare_quantization
 
 logger = logging.getLogger(__name__)
 

@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 
 import torch
 from ltx_core.model.video_vae import TilingConfig, VideoDecoder, decode_video
 
 from ltx_pipelines.parallel.collectives import broadcast, broadcast_object, recv, send
 from ltx_pipelines.parallel.process_group import ParallelContext
-from ltx_pipelines.utils.model_ledger import ModelLedger
 
 logger = logging.getLogger(__name__)
 
@@ -159,20 +160,21 @@ def decode_frames(
 
 def decode_video_frames_across_ranks(
     ctx: ParallelContext,
-    ledger: ModelLedger,
+    open_decoder: Callable[[], AbstractContextManager[VideoDecoder]],
     latent: torch.Tensor,
     generator: torch.Generator,
     tiling: TilingConfig | None = None,
 ) -> torch.Tensor:
     """``stages.decode_video_frames`` inside a process group: the same frames, on every rank.
 
-    Without tiling there is one tile: only rank 0 builds the decoder and decodes.
+    ``open_decoder()`` lends the decoder for the decode (the engine decides where it comes from). Without
+    tiling there is one tile: only rank 0 opens the decoder and decodes.
     """
     started = time.perf_counter()
-    with ledger.timed("decode video"), torch.inference_mode():
+    with torch.inference_mode():
         frames = None
         if tiling is not None or ctx.rank == 0:
-            with ledger.use("video_decoder") as decoder:
+            with open_decoder() as decoder:
                 frames = _my_share(ctx, decoder, latent, generator, tiling)
         frames = _frames_from_rank_0(ctx, frames)
     logger.info("Decoded video in %.1f s", time.perf_counter() - started)

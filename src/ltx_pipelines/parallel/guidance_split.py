@@ -31,11 +31,16 @@ import torch
 from ltx_core.model.transformer import X0Model
 from ltx_core.types import LatentState
 
+from ltx_pipelines.models.transformer_passes import (
+    GuidancePass,
+    PassExecutor,
+    Prediction,
+    TransformerPasses,
+    stg_fork_block,
+)
 from ltx_pipelines.parallel.collectives import all_gather
 from ltx_pipelines.parallel.process_group import ParallelContext
 from ltx_pipelines.parallel.ulysses import UlyssesBlocks
-from ltx_pipelines.utils.denoising import Prediction
-from ltx_pipelines.utils.transformer_passes import GuidancePass, PassExecutor, TransformerPasses, stg_fork_block
 
 logger = logging.getLogger(__name__)
 

@@ -1,44 +1,34 @@
 """Prompts encoded (and enhanced) once, on rank 0, and broadcast: the other ranks never load Gemma.
 
 The text encoder is the largest model after the transformer and its work is tiny next to the
-denoising; running it on every rank would only cost memory and load time.
+denoising; running it on every rank would only cost memory and load time. The engine decides what
+rank 0 computes; this module only moves the results.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable
+from typing import TypeVar
 
 import torch
 
+from ltx_pipelines.models.transformer_passes import PromptEmbeddings
 from ltx_pipelines.parallel.collectives import broadcast, broadcast_object
 from ltx_pipelines.parallel.process_group import ParallelContext
-from ltx_pipelines.utils.model_ledger import ChecksPassed, ModelLedger
-from ltx_pipelines.utils.prompt_enhancement import maybe_enhance_prompt
-from ltx_pipelines.utils.prompts import encode_prompts
-from ltx_pipelines.utils.transformer_passes import PromptEmbeddings
+
+T = TypeVar("T")
 
 
-def _no_collective_while_checking(ledger: ModelLedger) -> None:
-    """``validate()`` stops at the first model build; every rank must stop here, not wait for rank 0."""
-    if ledger.checking_only:
-        raise ChecksPassed("text_encoder")
+def computed_on_rank_0(ctx: ParallelContext, compute: Callable[[], T]) -> T:
+    """``compute()`` on rank 0 only, its (picklable) result sent to every rank."""
+    return broadcast_object(compute() if ctx.rank == 0 else None, 0, ctx.device)
 
 
-def encode_prompts_on_rank_0(
-    ctx: ParallelContext | None, ledger: ModelLedger, prompts: list[str]
+def broadcast_embeddings(
+    ctx: ParallelContext, encoded: list[PromptEmbeddings] | None, dtype: torch.dtype
 ) -> list[PromptEmbeddings]:
-    """``encode_prompts`` on rank 0, its embeddings broadcast; plain ``encode_prompts`` outside a group."""
-    if ctx is None:
-        return encode_prompts(ledger, prompts)
-    _no_collective_while_checking(ledger)
-    encoded = encode_prompts(ledger, prompts) if ctx.rank == 0 else None
-    with ledger.timed("text encoding"):
-        return _broadcast_embeddings(ctx, ledger, encoded)
+    """Rank 0's embeddings (``encoded``; None on the other ranks) on every rank, as tensors of ``dtype``."""
 
-
-def _broadcast_embeddings(
-    ctx: ParallelContext, ledger: ModelLedger, encoded: list[PromptEmbeddings] | None
-) -> list[PromptEmbeddings]:
     def shape(tensor: torch.Tensor | None) -> tuple[int, ...] | None:
         return tuple(tensor.shape) if tensor is not None else None
 
@@ -54,26 +44,10 @@ def _broadcast_embeddings(
             if encoded is not None:
                 tensor = (encoded[i].video, encoded[i].audio)[j].contiguous()
             else:
-                tensor = torch.empty(size, dtype=ledger.dtype, device=ctx.device)
+                tensor = torch.empty(size, dtype=dtype, device=ctx.device)
             tensors.append(broadcast(tensor, 0))
         out.append(PromptEmbeddings(*tensors))
     return out
 
 
-def enhance_prompt_on_rank_0(
-    ctx: ParallelContext | None,
-    ledger: ModelLedger,
-    prompt: str,
-    enabled: bool,
-    images: Sequence[object] = (),
-    seed: int = 0,
-) -> tuple[str, dict[str, str]]:
-    """``maybe_enhance_prompt`` on rank 0 (Gemma generates once), the rewrite broadcast."""
-    if ctx is None or not enabled:
-        return maybe_enhance_prompt(ledger, prompt, enabled, images, seed)
-    _no_collective_while_checking(ledger)
-    result = maybe_enhance_prompt(ledger, prompt, enabled, images, seed) if ctx.rank == 0 else None
-    return broadcast_object(result, 0, ctx.device)
-
-
-__all__ = ["encode_prompts_on_rank_0", "enhance_prompt_on_rank_0"]
+__all__ = ["broadcast_embeddings", "computed_on_rank_0"]

@@ -32,9 +32,9 @@ from ltx_core.guidance.perturbations import BatchedPerturbationConfig
 from ltx_core.model.transformer import Modality
 from ltx_core.model.transformer.transformer_args import TransformerArgs
 
+from ltx_pipelines.models.transformer_blocks import Args, EagerBlocks
 from ltx_pipelines.parallel.collectives import all_gather, all_to_all
 from ltx_pipelines.parallel.process_group import ParallelContext
-from ltx_pipelines.utils.transformer_blocks import Args, EagerBlocks
 
 logger = logging.getLogger(__name__)
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 import sys
 
+from ltx_pipelines.engine.cli import setup_logging
 from ltx_pipelines.serve.security import is_loopback_address
 from ltx_pipelines.serve.settings import build_parser, settings_from_args
-from ltx_pipelines.utils.cli import setup_logging
 from ltx_pipelines.utils.errors import InputError
 
 logger = logging.getLogger("ltx_pipelines.serve")

@@ -15,9 +15,9 @@ from importlib import import_module
 
 from ltx_core.loader import LoraPathStrengthAndSDOps
 
-from ltx_pipelines.utils.checkpoints import read_header
-from ltx_pipelines.utils.cli import quantization_from_arg
-from ltx_pipelines.utils.pipeline_base import PipelineBase
+from ltx_pipelines.engine.cli import quantization_from_arg
+from ltx_pipelines.engine.pipeline_base import PipelineBase
+from ltx_pipelines.models.checkpoints import read_header
 
 
 @dataclass(frozen=True)

@@ -16,12 +16,12 @@ from typing import Literal
 from ltx_core.components.guiders import MultiModalGuiderParams
 from pydantic import BaseModel, ConfigDict, Field
 
+from ltx_pipelines.engine.cli import loop_from_args
+from ltx_pipelines.engine.conditioning import ImageConditioningInput
+from ltx_pipelines.engine.pipeline_base import PipelineBase
 from ltx_pipelines.serve.catalog import DEFAULT_PIPELINE, PipelineSpec
 from ltx_pipelines.utils import constants as C
-from ltx_pipelines.utils.cli import loop_from_args
-from ltx_pipelines.utils.conditioning import ImageConditioningInput
 from ltx_pipelines.utils.errors import InputError
-from ltx_pipelines.utils.pipeline_base import PipelineBase
 
 
 class _Strict(BaseModel):

@@ -12,8 +12,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from ltx_pipelines.engine import cli
 from ltx_pipelines.serve.catalog import ModelFiles
-from ltx_pipelines.utils import cli
 
 DEFAULT_DATA_DIR = "ltx-serve-data"
 API_KEY_ENV = "LTX_SERVE_API_KEY"
@@ -156,9 +156,9 @@ def settings_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser
 
 def smoke_files(folder: Path, args: argparse.Namespace) -> ModelFiles:
     """The smoke bundle in ``folder`` (built there if missing), as the server's model files."""
+    from ltx_pipelines.engine.model_ledger import comfy_lora
     from ltx_pipelines.smoke_model import ensure_smoke_bundle
     from ltx_pipelines.utils import constants as C
-    from ltx_pipelines.utils.model_ledger import comfy_lora
 
     bundle = ensure_smoke_bundle(folder)
     return ModelFiles(

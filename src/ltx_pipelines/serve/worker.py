@@ -21,6 +21,8 @@ from pathlib import Path
 
 import torch
 
+from ltx_pipelines.engine.model_ledger import cleanup_memory
+from ltx_pipelines.engine.pipeline_base import PipelineBase
 from ltx_pipelines.serve.catalog import PIPELINES, ModelFiles, PipelineSpec
 from ltx_pipelines.serve.events import JobEvents
 from ltx_pipelines.serve.jobs import Job, JobStatus, JobStore
@@ -29,8 +31,6 @@ from ltx_pipelines.serve.storage import DataDir
 from ltx_pipelines.serve.views import job_view
 from ltx_pipelines.utils import progress
 from ltx_pipelines.utils.errors import InputError
-from ltx_pipelines.utils.model_ledger import cleanup_memory
-from ltx_pipelines.utils.pipeline_base import PipelineBase
 
 logger = logging.getLogger(__name__)
 

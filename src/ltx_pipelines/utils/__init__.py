@@ -1,29 +1,26 @@
-"""Shared mechanics of the pipelines, one module each:
+"""Leaf helpers that anything may use and that use nothing of ours, and the reference package's import paths.
 
-* ``model_ledger`` - building models from files, and the memory policy
-* ``prompts`` - prompt encoding; ``conditioning`` - images and keyframes
-* ``denoising`` - sampling loops; ``guidance`` - denoise functions and multimodal guidance
-* ``stages`` - denoise / upsample / decode stages; ``pipeline_base`` - what pipelines share
-* ``media_io`` - images, video and audio files; ``cli`` - command-line flags
-* ``checkpoints`` / ``validation`` / ``errors`` - checks before any model loads
+* ``errors`` / ``validation`` - bad input refused with a message; ``constants`` - defaults and parameter sets
+* ``media_io`` - images, video and audio files; ``progress`` - stage and step reporting; ``aliases`` - old names
+* ``args``, ``model_ledger`` and the names below - the reference's import paths, re-exported from ``engine``
 """
 
 from importlib import import_module
 
 _EXPORTS = {
-    "euler_denoising_loop": "ltx_pipelines.utils.denoising",
-    "gradient_estimating_euler_denoising_loop": "ltx_pipelines.utils.denoising",
-    "res2s_denoising_loop": "ltx_pipelines.utils.denoising",
-    "cleanup_memory": "ltx_pipelines.utils.model_ledger",
-    "ModelLedger": "ltx_pipelines.utils.model_ledger",
-    "MemoryPolicy": "ltx_pipelines.utils.model_ledger",
-    "ImageConditioningInput": "ltx_pipelines.utils.conditioning",
-    "image_conditionings_by_replacing_latent": "ltx_pipelines.utils.conditioning",
-    "image_conditionings_by_adding_guiding_latent": "ltx_pipelines.utils.conditioning",
-    "encode_prompts": "ltx_pipelines.utils.prompts",
-    "PromptEmbeddings": "ltx_pipelines.utils.guidance",
-    "MultiModalGuidedDenoiser": "ltx_pipelines.utils.guidance",
-    "ConditionalDenoiser": "ltx_pipelines.utils.guidance",
+    "euler_denoising_loop": "ltx_pipelines.engine.denoising",
+    "gradient_estimating_euler_denoising_loop": "ltx_pipelines.engine.denoising",
+    "res2s_denoising_loop": "ltx_pipelines.engine.denoising",
+    "cleanup_memory": "ltx_pipelines.engine.model_ledger",
+    "ModelLedger": "ltx_pipelines.engine.model_ledger",
+    "MemoryPolicy": "ltx_pipelines.engine.model_ledger",
+    "ImageConditioningInput": "ltx_pipelines.engine.conditioning",
+    "image_conditionings_by_replacing_latent": "ltx_pipelines.engine.conditioning",
+    "image_conditionings_by_adding_guiding_latent": "ltx_pipelines.engine.conditioning",
+    "encode_prompts": "ltx_pipelines.engine.prompts",
+    "PromptEmbeddings": "ltx_pipelines.engine.guidance",
+    "MultiModalGuidedDenoiser": "ltx_pipelines.engine.guidance",
+    "ConditionalDenoiser": "ltx_pipelines.engine.guidance",
     "InputError": "ltx_pipelines.utils.errors",
 }
 

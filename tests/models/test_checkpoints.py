@@ -1,4 +1,4 @@
-"""Tests for ltx_pipelines.utils.checkpoints: telling weights files apart from their headers alone."""
+"""Tests for ltx_pipelines.models.checkpoints: telling weights files apart from their headers alone."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from ltx_pipelines.utils.checkpoints import (
+from ltx_pipelines.models.checkpoints import (
     check_lora_matches,
     inspect_ltx_checkpoint,
     inspect_upsampler,

@@ -19,7 +19,7 @@ from ltx_core.guidance.perturbations import BatchedPerturbationConfig
 from ltx_core.model.transformer import Modality, X0Model
 from ltx_core.model.transformer.transformer_args import TransformerArgs
 
-from ltx_pipelines.utils.transformer_blocks import EagerBlocks, args_tensors, with_tensors
+from ltx_pipelines.models.transformer_blocks import EagerBlocks, args_tensors, with_tensors
 
 logger = logging.getLogger(__name__)
 

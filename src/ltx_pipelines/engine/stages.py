@@ -28,8 +28,8 @@ from ltx_core.tools import AudioLatentTools, LatentTools, VideoLatentTools
 from ltx_core.types import Audio, AudioLatentShape, LatentState, VideoLatentShape, VideoPixelShape
 from tqdm.auto import tqdm
 
-from ltx_pipelines.utils.denoising import DenoiseFn, DenoisingLoop, euler_denoising_loop
-from ltx_pipelines.utils.model_ledger import LatentFormat, ModelLedger
+from ltx_pipelines.engine.denoising import DenoiseFn, DenoisingLoop, euler_denoising_loop
+from ltx_pipelines.engine.model_ledger import LatentFormat, ModelLedger
 from ltx_pipelines.utils.progress import StepReporter
 
 logger = logging.getLogger(__name__)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ltx_pipelines.utils.model_ledger import ModelLedger, comfy_lora
+from ltx_pipelines.engine.model_ledger import ModelLedger, comfy_lora
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -21,10 +21,10 @@ from ltx_core.model.transformer import LTXV_MODEL_COMFY_RENAMING_MAP, LTXModelCo
 from ltx_core.quantization import FP8_PREPARE_MODULE_OPS, FP8_TRANSPOSE_SD_OPS, QuantizationPolicy
 from transformer_probe import relative_error, single_thread, transformer_outputs
 
-from ltx_pipelines.smoke_model import SmokeBundle
-from ltx_pipelines.utils import fp8
-from ltx_pipelines.utils.cli import quantization_from_arg
-from ltx_pipelines.utils.fp8 import (
+from ltx_pipelines.engine.cli import quantization_from_arg
+from ltx_pipelines.engine.model_ledger import ModelLedger, comfy_lora
+from ltx_pipelines.models import fp8
+from ltx_pipelines.models.fp8 import (
     FP8ScaledLinear,
     convert_to_fp8_scaled_mm,
     fp8_scaled_mm_policy,
@@ -32,7 +32,7 @@ from ltx_pipelines.utils.fp8 import (
     quantize_activation_rowwise,
     quantize_weight_rowwise,
 )
-from ltx_pipelines.utils.model_ledger import ModelLedger, comfy_lora
+from ltx_pipelines.smoke_model import SmokeBundle
 
 PROBE = "transformer_blocks.3.attn1.to_q"  # adapted by the smoke LoRAs
 
@@ -157,7 +157,7 @@ def test_fp8_scaled_mm_policy_builds_and_runs_the_transformer(
     smoke_bundle: SmokeBundle, float_outputs, caplog: pytest.LogCaptureFixture
 ) -> None:
     ledger = _ledger(smoke_bundle, fp8_scaled_mm_policy())
-    with caplog.at_level(logging.WARNING, logger="ltx_pipelines.utils.fp8"):
+    with caplog.at_level(logging.WARNING, logger="ltx_pipelines.models.fp8"):
         video, audio = transformer_outputs(ledger)
         ledger.release_all()
         transformer_outputs(ledger)  # a second build on the same device does not warn again
@@ -296,10 +296,10 @@ def test_seed_api_quantization_policy_fp8_scaled_mm_works_without_tensorrt() -> 
     """`QuantizationPolicy.fp8_scaled_mm()` (the documented API) gives our policy when TensorRT-LLM is absent."""
     import importlib.util
 
-    import ltx_pipelines.ti2vid_two_stages  # noqa: F401 - importing a pipeline installs the route
     from ltx_core.quantization import QuantizationPolicy
 
-    from ltx_pipelines.utils.fp8 import is_fp8_scaled_mm_policy
+    import ltx_pipelines.ti2vid_two_stages  # noqa: F401 - importing a pipeline installs the route
+    from ltx_pipelines.models.fp8 import is_fp8_scaled_mm_policy
 
     if importlib.util.find_spec("tensorrt_llm") is not None:
         pytest.skip("TensorRT-LLM is installed: ltx-core's own policy is used")

@@ -8,8 +8,8 @@ import weakref
 import pytest
 import torch
 
-from ltx_pipelines.utils.model_ledger import ModelLedger
-from ltx_pipelines.utils.prompts import _hidden_states, encode_prompts, process_in_parts
+from ltx_pipelines.engine.model_ledger import ModelLedger
+from ltx_pipelines.engine.prompts import _hidden_states, encode_prompts, process_in_parts
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

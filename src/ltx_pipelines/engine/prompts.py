@@ -10,8 +10,8 @@ from contextlib import contextmanager
 import torch
 from ltx_core.text_encoders.gemma.embeddings_processor import EmbeddingsProcessorOutput, convert_to_additive_mask
 
-from ltx_pipelines.utils.guidance import PromptEmbeddings
-from ltx_pipelines.utils.model_ledger import ModelLedger
+from ltx_pipelines.engine.guidance import PromptEmbeddings
+from ltx_pipelines.engine.model_ledger import ModelLedger
 
 logger = logging.getLogger(__name__)
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from ltx_pipelines import TI2VidTwoStagesPipeline
-from ltx_pipelines.utils.model_ledger import LatentFormat, ModelLedger, comfy_lora
-from ltx_pipelines.utils.prompts import encode_prompts
+from ltx_pipelines.engine.model_ledger import LatentFormat, ModelLedger, comfy_lora
+from ltx_pipelines.engine.prompts import encode_prompts
 
 
 def test_latent_format_comes_from_the_checkpoint_config(smoke_bundle) -> None:  # noqa: ANN001

@@ -19,8 +19,13 @@ from ltx_core.guidance.perturbations import Perturbation, PerturbationConfig, Pe
 from ltx_core.model.transformer import X0Model
 from ltx_core.types import LatentState
 
-from ltx_pipelines.utils.denoising import Prediction
-from ltx_pipelines.utils.transformer_passes import GuidancePass, PassExecutor, PromptEmbeddings, TransformerPasses
+from ltx_pipelines.models.transformer_passes import (
+    GuidancePass,
+    PassExecutor,
+    Prediction,
+    PromptEmbeddings,
+    TransformerPasses,
+)
 
 
 class ConditionalDenoiser:

@@ -10,13 +10,13 @@ import torch
 from ltx_core.components.guiders import create_multimodal_guider_factory
 from ltx_core.guidance.perturbations import BatchedPerturbationConfig
 
+from ltx_pipelines.engine.guidance import MultiModalGuidedDenoiser
+from ltx_pipelines.engine.model_ledger import ModelLedger
+from ltx_pipelines.engine.prompts import encode_prompts
+from ltx_pipelines.engine.stages import VideoGeometry, audio_latent_tools, prepare_state, video_latent_tools
+from ltx_pipelines.models.transformer_blocks import EagerBlocks, args_tensors, compact_timesteps
+from ltx_pipelines.models.transformer_passes import make_modality, run_passes
 from ltx_pipelines.utils.constants import DEFAULT_AUDIO_GUIDER_PARAMS, DEFAULT_VIDEO_GUIDER_PARAMS
-from ltx_pipelines.utils.guidance import MultiModalGuidedDenoiser
-from ltx_pipelines.utils.model_ledger import ModelLedger
-from ltx_pipelines.utils.prompts import encode_prompts
-from ltx_pipelines.utils.stages import VideoGeometry, audio_latent_tools, prepare_state, video_latent_tools
-from ltx_pipelines.utils.transformer_blocks import EagerBlocks, args_tensors, compact_timesteps
-from ltx_pipelines.utils.transformer_passes import make_modality, run_passes
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -24,10 +24,12 @@ from ltx_core.guidance.perturbations import BatchedPerturbationConfig, Perturbat
 from ltx_core.model.transformer import Modality, X0Model
 from ltx_core.types import LatentState
 
-from ltx_pipelines.utils.denoising import Prediction
-from ltx_pipelines.utils.transformer_blocks import Args, EagerBlocks, pick_args, stack_args
+from ltx_pipelines.models.transformer_blocks import Args, EagerBlocks, pick_args, stack_args
 
 logger = logging.getLogger(__name__)
+
+#: A denoised estimate per modality (video, audio); None where a modality is absent.
+Prediction = tuple[torch.Tensor | None, torch.Tensor | None]
 
 #: Stack passes in one batch up to this many video tokens (on a GPU): measured on an H100, 2x faster
 #: at 1 536 video tokens, no gain at 6 144.
@@ -280,7 +282,7 @@ class TransformerPasses:
 
     def _graph_engine(self) -> EagerBlocks:
         if self._graphed is None:
-            from ltx_pipelines.utils.cuda_graphs import GraphedTransformer
+            from ltx_pipelines.models.cuda_graphs import GraphedTransformer
 
             self._graphed = GraphedTransformer(self.transformer)
         return self._graphed
@@ -290,6 +292,7 @@ __all__ = [
     "BATCH_PASSES_MAX_TOKENS",
     "GuidancePass",
     "PassExecutor",
+    "Prediction",
     "PromptEmbeddings",
     "TransformerPasses",
     "batch_modality",

@@ -24,7 +24,8 @@ from ltx_core.components.protocols import DiffusionStepProtocol
 from ltx_core.types import LatentState
 from ltx_core.utils import to_denoised, to_velocity
 
-Prediction = tuple[torch.Tensor | None, torch.Tensor | None]
+from ltx_pipelines.models.transformer_passes import Prediction
+
 DenoiseFn = Callable[[LatentState, LatentState | None, torch.Tensor, int], Prediction]
 StepCallback = Callable[[int, int], None]
 

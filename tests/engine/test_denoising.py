@@ -9,7 +9,7 @@ import torch
 from ltx_core.components.diffusion_steps import EulerDiffusionStep, Res2sDiffusionStep
 from ltx_core.types import LatentState
 
-from ltx_pipelines.utils.denoising import (
+from ltx_pipelines.engine.denoising import (
     euler_denoising_loop,
     gradient_estimating_euler_denoising_loop,
     res2s_coefficients,

@@ -25,8 +25,8 @@ from ltx_core.model.audio_vae import encode_audio
 from ltx_core.tools import LatentTools
 from ltx_core.types import Audio, AudioLatentShape, LatentState, SpatioTemporalScaleFactors, VideoLatentShape
 
+from ltx_pipelines.engine.model_ledger import LatentFormat, ModelLedger
 from ltx_pipelines.utils.media_io import video_to_tensor
-from ltx_pipelines.utils.model_ledger import LatentFormat, ModelLedger
 
 logger = logging.getLogger(__name__)
 

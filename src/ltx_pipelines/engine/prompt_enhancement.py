@@ -18,9 +18,9 @@ from unittest import mock
 
 import torch
 
+from ltx_pipelines.engine.model_ledger import ModelLedger
 from ltx_pipelines.utils.constants import DEFAULT_SEED
 from ltx_pipelines.utils.media_io import load_image
-from ltx_pipelines.utils.model_ledger import ModelLedger
 
 logger = logging.getLogger(__name__)
 

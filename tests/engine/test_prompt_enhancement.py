@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from ltx_pipelines.utils import cli, prompt_enhancement
-from ltx_pipelines.utils.model_ledger import ModelLedger
-from ltx_pipelines.utils.prompt_enhancement import (
+from ltx_pipelines.engine import cli, prompt_enhancement
+from ltx_pipelines.engine.model_ledger import ModelLedger
+from ltx_pipelines.engine.prompt_enhancement import (
     I2V_SYSTEM_PROMPT,
     T2V_SYSTEM_PROMPT,
     enhance_prompt,
@@ -86,7 +86,7 @@ def test_disabled_enhancement_loads_nothing(smoke_bundle) -> None:  # noqa: ANN0
 def test_earliest_conditioning_image_is_shown(
     ledger: ModelLedger, monkeypatch: pytest.MonkeyPatch, make_image  # noqa: ANN001
 ) -> None:
-    from ltx_pipelines.utils.conditioning import ImageConditioningInput
+    from ltx_pipelines.engine.conditioning import ImageConditioningInput
 
     shown: list[Path | None] = []
     fake = lambda _ledger, _prompt, image_path, seed, max_new_tokens: shown.append(image_path) or "x"  # noqa: E731
@@ -110,7 +110,7 @@ def test_pipelines_encode_the_enhanced_prompt(
 ) -> None:
     import importlib
 
-    from ltx_pipelines.utils.model_ledger import comfy_lora
+    from ltx_pipelines.engine.model_ledger import comfy_lora
 
     module = importlib.import_module(f"ltx_pipelines.{module_name}")
     encoded: list[list[str]] = []
@@ -119,9 +119,9 @@ def test_pipelines_encode_the_enhanced_prompt(
         encoded.append(prompts)
         raise _Stop
 
-    from ltx_pipelines.parallel import text_encoding  # pipelines encode through it (rank 0 in a process group)
+    from ltx_pipelines.engine import pipeline_base  # pipelines encode through it
 
-    monkeypatch.setattr(text_encoding, "encode_prompts", encode_prompts)
+    monkeypatch.setattr(pipeline_base, "encode_prompts", encode_prompts)
     monkeypatch.setattr(prompt_enhancement, "DEFAULT_ENHANCE_MAX_NEW_TOKENS", 6)
     common = {"gemma_root": smoke_bundle.gemma_root}
     if module_name == "ti2vid_one_stage":

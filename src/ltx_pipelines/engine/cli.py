@@ -15,11 +15,11 @@ from ltx_core.loader import LoraPathStrengthAndSDOps
 from ltx_core.quantization import QuantizationPolicy
 
 from ltx_pipelines.acceleration.cli_flags import acceleration_kwargs, add_acceleration_args
+from ltx_pipelines.engine.conditioning import ImageConditioningInput
+from ltx_pipelines.engine.model_ledger import comfy_lora
+from ltx_pipelines.engine.pipeline_base import frames_not_kept
 from ltx_pipelines.utils import constants as C
-from ltx_pipelines.utils.conditioning import ImageConditioningInput
 from ltx_pipelines.utils.errors import InputError
-from ltx_pipelines.utils.model_ledger import comfy_lora
-from ltx_pipelines.utils.pipeline_base import frames_not_kept
 
 
 def resolve_path(path: str) -> str:
@@ -215,7 +215,7 @@ def quantization_from_arg(name: str | None) -> QuantizationPolicy | None:
     if name == "fp8-cast":
         return QuantizationPolicy.fp8_cast()
     # Our own torch._scaled_mm policy: no TensorRT-LLM needed (falls back, with a warning, without FP8 matmul).
-    from ltx_pipelines.utils.fp8 import fp8_scaled_mm_policy
+    from ltx_pipelines.models.fp8 import fp8_scaled_mm_policy
 
     return fp8_scaled_mm_policy()
 
@@ -223,7 +223,7 @@ def quantization_from_arg(name: str | None) -> QuantizationPolicy | None:
 def loop_from_args(args: argparse.Namespace):  # noqa: ANN201
     from functools import partial
 
-    from ltx_pipelines.utils.denoising import (
+    from ltx_pipelines.engine.denoising import (
         euler_denoising_loop,
         gradient_estimating_euler_denoising_loop,
         res2s_denoising_loop,
@@ -345,7 +345,7 @@ def setup_logging(level: str) -> None:
 
 def smoke_warning(checkpoint_path: str) -> None:
     """Tell the user, loudly, when the checkpoint is the random-weight smoke model."""
-    from ltx_pipelines.utils.checkpoints import read_header
+    from ltx_pipelines.models.checkpoints import read_header
 
     notice = read_header(checkpoint_path).metadata.get("smoke_model")
     if notice:

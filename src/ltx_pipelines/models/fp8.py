@@ -26,7 +26,6 @@ them into the bf16 weights first and quantizes once, while each layer loads.
 from __future__ import annotations
 
 import importlib.util
-
 import logging
 from dataclasses import replace
 from functools import lru_cache

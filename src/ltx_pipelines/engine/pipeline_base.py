@@ -24,38 +24,20 @@ from ltx_core.model.video_vae import TilingConfig
 from ltx_core.quantization import QuantizationPolicy
 from ltx_core.types import Audio
 
-from ltx_pipelines.memory.budget import StageLoad
 from ltx_pipelines.acceleration.options import AccelerationOptions
-from ltx_pipelines.memory.offload import OffloadMode
-from ltx_pipelines.memory.preflight import MemoryRequest
-from ltx_pipelines.memory.streamed_transformer import streamed_transformer
-from ltx_pipelines.parallel.decode import decode_video_frames_across_ranks
-from ltx_pipelines.parallel.guidance_split import split_guidance
-from ltx_pipelines.parallel.process_group import join_group
-from ltx_pipelines.parallel.text_encoding import encode_prompts_on_rank_0, enhance_prompt_on_rank_0
-from ltx_pipelines.utils import constants as C
-from ltx_pipelines.utils.checkpoints import (
-    CheckpointInfo,
-    check_lora_matches,
-    inspect_ltx_checkpoint,
-    inspect_upsampler,
-)
-from ltx_pipelines.utils.conditioning import (
+from ltx_pipelines.engine.conditioning import (
     ImageConditioningInput,
     as_image_inputs,
     check_image_inputs,
     image_conditionings_by_adding_guiding_latent,
     image_conditionings_by_replacing_latent,
 )
-from ltx_pipelines.utils.denoising import DenoisingLoop, default_stepper, euler_denoising_loop
-from ltx_pipelines.utils.errors import InputError
-from ltx_pipelines.utils.gemma import find_gemma_files
-from ltx_pipelines.utils.guidance import ConditionalDenoiser, MultiModalGuidedDenoiser, PromptEmbeddings
-from ltx_pipelines.utils.transformer_blocks import EagerBlocks
-from ltx_pipelines.utils.transformer_passes import PassExecutor, TransformerPasses
-from ltx_pipelines.utils.media_io import BackgroundVideoWriter, check_output_path, write_video
-from ltx_pipelines.utils.model_ledger import ChecksPassed, MemoryPolicy, ModelLedger
-from ltx_pipelines.utils.stages import (
+from ltx_pipelines.engine.denoising import DenoisingLoop, default_stepper, euler_denoising_loop
+from ltx_pipelines.engine.guidance import ConditionalDenoiser, MultiModalGuidedDenoiser, PromptEmbeddings
+from ltx_pipelines.engine.model_ledger import ChecksPassed, MemoryPolicy, ModelLedger
+from ltx_pipelines.engine.prompt_enhancement import maybe_enhance_prompt
+from ltx_pipelines.engine.prompts import encode_prompts
+from ltx_pipelines.engine.stages import (
     StageLatents,
     VideoGeometry,
     audio_latent_tools,
@@ -67,6 +49,26 @@ from ltx_pipelines.utils.stages import (
     upsample_video_latent,
     video_latent_tools,
 )
+from ltx_pipelines.memory.budget import StageLoad
+from ltx_pipelines.memory.offload import OffloadMode
+from ltx_pipelines.memory.preflight import MemoryRequest
+from ltx_pipelines.memory.streamed_transformer import streamed_transformer
+from ltx_pipelines.models.checkpoints import (
+    CheckpointInfo,
+    check_lora_matches,
+    inspect_ltx_checkpoint,
+    inspect_upsampler,
+)
+from ltx_pipelines.models.gemma import find_gemma_files
+from ltx_pipelines.models.transformer_blocks import EagerBlocks
+from ltx_pipelines.models.transformer_passes import PassExecutor, TransformerPasses
+from ltx_pipelines.parallel.decode import decode_video_frames_across_ranks
+from ltx_pipelines.parallel.guidance_split import split_guidance
+from ltx_pipelines.parallel.process_group import join_group
+from ltx_pipelines.parallel.text_encoding import broadcast_embeddings, computed_on_rank_0
+from ltx_pipelines.utils import constants as C
+from ltx_pipelines.utils.errors import InputError
+from ltx_pipelines.utils.media_io import BackgroundVideoWriter, check_output_path, write_video
 from ltx_pipelines.utils.validation import check_generation
 
 logger = logging.getLogger(__name__)
@@ -265,11 +267,33 @@ class PipelineBase:
 
     def encode_prompts(self, prompts: list[str]) -> list[PromptEmbeddings]:
         """Each prompt's embeddings (in a process group: encoded on rank 0, broadcast)."""
-        return encode_prompts_on_rank_0(self.parallel, self.ledger, prompts)
+        if self.parallel is None:
+            return encode_prompts(self.ledger, prompts)
+        self._stop_before_collective("text_encoder")
+        encoded = encode_prompts(self.ledger, prompts) if self.parallel.rank == 0 else None
+        with self.ledger.timed("text encoding"):
+            return broadcast_embeddings(self.parallel, encoded, self.ledger.dtype)
 
     def enhance_prompt(self, prompt: str, enabled: bool, images: list = (), seed: int = 0) -> tuple[str, dict]:
-        """(prompt to encode, metadata): Gemma's rewrite when enabled (in a process group: on rank 0)."""
-        return enhance_prompt_on_rank_0(self.parallel, self.ledger, prompt, enabled, images, seed)
+        """(prompt to encode, metadata): Gemma's rewrite when enabled (in a process group: once, on rank 0)."""
+        if self.parallel is None or not enabled:
+            return maybe_enhance_prompt(self.ledger, prompt, enabled, images, seed)
+        self._stop_before_collective("text_encoder")
+        enhance = lambda: maybe_enhance_prompt(self.ledger, prompt, enabled, images, seed)  # noqa: E731
+        return computed_on_rank_0(self.parallel, enhance)
+
+    def _decode_across_ranks(
+        self, latent: torch.Tensor, generator: torch.Generator, tiling: TilingConfig | None
+    ) -> torch.Tensor:
+        """The video decoded by the ranks of the group (tiles split where they can be), frames on every rank."""
+        with self.ledger.timed("decode video"):
+            return decode_video_frames_across_ranks(self.parallel, lambda: self.ledger.use("video_decoder"), latent,
+                                                    generator, tiling)  # fmt: skip
+
+    def _stop_before_collective(self, name: str) -> None:
+        """``validate()`` stops at the first model build; in a group every rank must stop, not wait for rank 0."""
+        if self.ledger.checking_only:
+            raise ChecksPassed(name)
 
     def image_conditionings(
         self, images: list[ImageConditioningInput], geometry: VideoGeometry, by_guiding_latent: bool = False
@@ -419,8 +443,7 @@ class PipelineBase:
         if self.parallel is None:
             frames = decode_video_frames(self.ledger, latents.video, generator, tiling_config)
         else:
-            frames = decode_video_frames_across_ranks(self.parallel, self.ledger, latents.video, generator,
-                                                      tiling_config)  # fmt: skip
+            frames = self._decode_across_ranks(latents.video, generator, tiling_config)
         if audio is None:
             audio = decode_audio_waveform(self.ledger, latents.audio)
         result = GenerationResult(frames=frames, audio=audio, frame_rate=geometry.frame_rate, metadata=tags)

@@ -17,10 +17,10 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from transformer_probe import relative_error, single_thread, transformer_outputs
 
+from ltx_pipelines.engine import pipeline_base
+from ltx_pipelines.engine.model_ledger import ModelLedger, comfy_lora
 from ltx_pipelines.smoke_model import SmokeBundle
-from ltx_pipelines.utils import pipeline_base
 from ltx_pipelines.utils.errors import InputError
-from ltx_pipelines.utils.model_ledger import ModelLedger, comfy_lora
 
 PROBE = "transformer_blocks.3.attn1.to_q"  # a module both smoke LoRAs adapt
 
