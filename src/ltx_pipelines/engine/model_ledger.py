@@ -36,12 +36,7 @@ from ltx_core.model.audio_vae import (
 )
 from ltx_core.model.transformer import LTXV_MODEL_COMFY_RENAMING_MAP, LTXModelConfigurator, X0Model
 from ltx_core.model.upsampler import LatentUpsamplerConfigurator
-from ltx_core.model.video_vae import (
-    VAE_DECODER_COMFY_KEYS_FILTER,
-    VAE_ENCODER_COMFY_KEYS_FILTER,
-    VideoDecoderConfigurator,
-    VideoEncoderConfigurator,
-)
+from ltx_core.model.video_vae import VideoDecoderConfigurator, VideoEncoderConfigurator
 from ltx_core.quantization import QuantizationPolicy
 
 from ltx_pipelines.engine.lora_swap import LoraSwapper
@@ -60,6 +55,7 @@ from ltx_pipelines.models.gemma import (
     GemmaTextEncoderFromConfig,
     find_gemma_files,
 )
+from ltx_pipelines.models.key_layouts import VIDEO_DECODER_KEYS, VIDEO_ENCODER_KEYS
 from ltx_pipelines.utils import progress
 
 logger = logging.getLogger(__name__)
@@ -146,8 +142,15 @@ class ModelLedger:
         memory_policy: MemoryPolicy | str | None = None,
         offload: OffloadMode | str | None = None,
         max_gpu_memory: float | None = None,
+        *,
+        video_vae_path: str | Path | None = None,
+        audio_vae_path: str | Path | None = None,
     ):
+        """``checkpoint_path`` holds the transformer (and, in a monolithic checkpoint, everything else but Gemma);
+        ``video_vae_path`` / ``audio_vae_path`` name split component files (default: the checkpoint)."""
         self.checkpoint_path = str(checkpoint_path)
+        self.video_vae_path = str(video_vae_path or checkpoint_path)
+        self.audio_vae_path = str(audio_vae_path or checkpoint_path)
         self.offload = OffloadMode.parse(offload)
         self.max_gpu_memory = parse_max_gpu_memory(max_gpu_memory)
         self.gemma_root = str(gemma_root) if gemma_root is not None else None
@@ -307,7 +310,9 @@ class ModelLedger:
 
     def model_sizes(self) -> ModelSizes:
         """Sizes of every component on this device, from the files' headers (nothing is loaded)."""
-        header = read_header(self.checkpoint_path, "checkpoint")
+        tensors: dict = {}
+        for path in dict.fromkeys((self.checkpoint_path, self.video_vae_path, self.audio_vae_path)):
+            tensors.update(read_header(path, "model file").tensors)  # split files: names of different components
         gemma = find_gemma_files(self.gemma_root) if self.gemma_root else None
         gemma_headers = [read_header(path, "Gemma weights").tensors for path in gemma.weights] if gemma else []
         layers = int(gemma.text_config.get("num_hidden_layers", 48)) if gemma else 0
@@ -316,7 +321,7 @@ class ModelLedger:
             tensors = read_header(self.spatial_upsampler_path, "spatial upsampler").tensors
             upsampler = tensors_bytes(tensors, self.dtype.itemsize)
         fp8 = self.quantization is not None
-        return model_sizes(header.tensors, self.config, gemma_headers, layers, upsampler, self.dtype.itemsize, fp8)
+        return model_sizes(tensors, self.config, gemma_headers, layers, upsampler, self.dtype.itemsize, fp8)
 
     def _initial_memory_policy(self) -> MemoryPolicy:
         """Until a plan decides: what was asked, else keep on the CPU and low on a GPU."""
@@ -430,31 +435,29 @@ class ModelLedger:
                 tensor.data = tensor.data.to(self.dtype)
         return X0Model(model)
 
-    def _checkpoint_builder(self, configurator: object, sd_ops: SDOps) -> SingleGPUModelBuilder:
-        return SingleGPUModelBuilder(
-            model_class_configurator=configurator, model_path=self.checkpoint_path, model_sd_ops=sd_ops
-        )
+    def _file_builder(self, path: str, configurator: object, sd_ops: SDOps) -> SingleGPUModelBuilder:
+        return SingleGPUModelBuilder(model_class_configurator=configurator, model_path=path, model_sd_ops=sd_ops)
 
     def _build_video_encoder(self) -> torch.nn.Module:
-        builder = self._checkpoint_builder(VideoEncoderConfigurator, VAE_ENCODER_COMFY_KEYS_FILTER)
-        return self._build(builder, [self.checkpoint_path])
+        builder = self._file_builder(self.video_vae_path, VideoEncoderConfigurator, VIDEO_ENCODER_KEYS)
+        return self._build(builder, [self.video_vae_path])
 
     def _build_video_decoder(self) -> torch.nn.Module:
-        builder = self._checkpoint_builder(VideoDecoderConfigurator, VAE_DECODER_COMFY_KEYS_FILTER)
-        return self._build(builder, [self.checkpoint_path])
+        builder = self._file_builder(self.video_vae_path, VideoDecoderConfigurator, VIDEO_DECODER_KEYS)
+        return self._build(builder, [self.video_vae_path])
 
     def _build_audio_encoder(self) -> torch.nn.Module:
-        builder = self._checkpoint_builder(AudioEncoderConfigurator, AUDIO_VAE_ENCODER_COMFY_KEYS_FILTER)
-        return self._build(builder, [self.checkpoint_path])
+        builder = self._file_builder(self.audio_vae_path, AudioEncoderConfigurator, AUDIO_VAE_ENCODER_COMFY_KEYS_FILTER)
+        return self._build(builder, [self.audio_vae_path])
 
     def _build_audio_decoder(self) -> torch.nn.Module:
-        builder = self._checkpoint_builder(AudioDecoderConfigurator, AUDIO_VAE_DECODER_COMFY_KEYS_FILTER)
-        return self._build(builder, [self.checkpoint_path])
+        builder = self._file_builder(self.audio_vae_path, AudioDecoderConfigurator, AUDIO_VAE_DECODER_COMFY_KEYS_FILTER)
+        return self._build(builder, [self.audio_vae_path])
 
     def _build_vocoder(self) -> torch.nn.Module:
-        builder = self._checkpoint_builder(VocoderConfigurator, VOCODER_COMFY_KEYS_FILTER)
+        builder = self._file_builder(self.audio_vae_path, VocoderConfigurator, VOCODER_COMFY_KEYS_FILTER)
         # The vocoder's mel filters and snake activations are precision-sensitive: keep float32.
-        return self._build(builder, [self.checkpoint_path], dtype=torch.float32)
+        return self._build(builder, [self.audio_vae_path], dtype=torch.float32)
 
     def _build_spatial_upsampler(self) -> torch.nn.Module:
         if self.spatial_upsampler_path is None:
@@ -492,7 +495,7 @@ class ModelLedger:
 
         files = self._gemma_files()
         configurator = EmbeddingsProcessorFromConfig(files.hidden_size, files.num_hidden_states)
-        builder = self._checkpoint_builder(configurator, EMBEDDINGS_PROCESSOR_KEY_OPS)
+        builder = self._file_builder(self.checkpoint_path, configurator, EMBEDDINGS_PROCESSOR_KEY_OPS)
         # Kept on the host when staged: prompts.py moves one part at a time to the device.
         device = torch.device("cpu") if self.stages_embeddings() else None
         return self._build(builder, [self.checkpoint_path], device=device)

@@ -29,9 +29,9 @@ from dataclasses import dataclass
 
 from ltx_core.loader import SDOps
 from ltx_core.model.audio_vae import AUDIO_VAE_DECODER_COMFY_KEYS_FILTER, VOCODER_COMFY_KEYS_FILTER
-from ltx_core.model.video_vae import VAE_DECODER_COMFY_KEYS_FILTER, VAE_ENCODER_COMFY_KEYS_FILTER
 
 from ltx_pipelines.memory.host import GIB
+from ltx_pipelines.models.key_layouts import VIDEO_DECODER_KEYS, VIDEO_ENCODER_KEYS
 
 TRANSFORMER_PREFIX = "model.diffusion_model."
 BLOCKS_PREFIX = TRANSFORMER_PREFIX + "transformer_blocks."
@@ -155,8 +155,8 @@ class ComponentSizes:
     @classmethod
     def from_header(cls, tensors: dict, compute_bytes: int, upsampler_bytes: int = 0) -> "ComponentSizes":
         return cls(
-            video_decoder=component_bytes(tensors, VAE_DECODER_COMFY_KEYS_FILTER, compute_bytes),
-            video_encoder=component_bytes(tensors, VAE_ENCODER_COMFY_KEYS_FILTER, compute_bytes),
+            video_decoder=component_bytes(tensors, VIDEO_DECODER_KEYS, compute_bytes),
+            video_encoder=component_bytes(tensors, VIDEO_ENCODER_KEYS, compute_bytes),
             audio_decoder=component_bytes(tensors, AUDIO_VAE_DECODER_COMFY_KEYS_FILTER, compute_bytes)
             + component_bytes(tensors, VOCODER_COMFY_KEYS_FILTER, 4),
             upsampler=upsampler_bytes,

@@ -11,6 +11,8 @@ DEFAULT_NUM_INFERENCE_STEPS = 40
 LTX_2_3_NUM_INFERENCE_STEPS = 30
 DEFAULT_HQ_NUM_INFERENCE_STEPS = 15
 DEFAULT_IMAGE_CRF = 33
+# From LTX-2.4 on, conditioning images are re-compressed more lightly by default (the reference 1.2.0's gate).
+LTX_2_4_IMAGE_CRF = 18
 DEFAULT_LORA_STRENGTH = 1.0
 # As the reference's --distilled-lora (the docs' examples pass 0.8 explicitly).
 DEFAULT_DISTILLED_LORA_STRENGTH = DEFAULT_LORA_STRENGTH
