@@ -6,6 +6,7 @@ Stage 1: 8 steps at half size. x2 latent upsample. Stage 2: 3 refinement steps a
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Unpack
 
 from ltx_core.loader import LoraPathStrengthAndSDOps
 from ltx_core.model.video_vae import TilingConfig
@@ -16,6 +17,7 @@ from ltx_pipelines.engine.conditioning import ImageConditioningInput, as_image_i
 from ltx_pipelines.engine.model_ledger import MemoryPolicy
 from ltx_pipelines.engine.pipeline_base import GenerationResult, PipelineBase
 from ltx_pipelines.engine.stages import VideoGeometry
+from ltx_pipelines.models.files import ComponentPaths
 from ltx_pipelines.utils import constants as C
 from ltx_pipelines.utils.aliases import reference_names
 from ltx_pipelines.utils.validation import check_prompt
@@ -28,13 +30,14 @@ class DistilledPipeline(PipelineBase):
     size_multiple = 64
     memory_stages = ((0.5, False), (1.0, False))
     needs_upsampler = True
+    runs_distilled_model = True
 
     @reference_names(distilled_checkpoint_path="checkpoint_path")
     def __init__(
         self,
-        checkpoint_path: str | Path,
-        gemma_root: str | Path,
-        spatial_upsampler_path: str | Path,
+        checkpoint_path: str | Path | None = None,
+        gemma_root: str | Path | None = None,
+        spatial_upsampler_path: str | Path | None = None,
         loras: list[LoraPathStrengthAndSDOps] | tuple = (),
         device: object | None = None,
         quantization: QuantizationPolicy | None = None,
@@ -44,12 +47,13 @@ class DistilledPipeline(PipelineBase):
         max_gpu_memory: float | None = None,
         compile: bool | None = None,  # noqa: A002 - the --compile flag
         step_cache: float | None = None,
+        **paths: Unpack[ComponentPaths],
     ):
         """``checkpoint_path``: the distilled weights (also accepted as ``distilled_checkpoint_path``)."""
         super().__init__(
             checkpoint_path=checkpoint_path, gemma_root=gemma_root, loras=loras, quantization=quantization,
             spatial_upsampler_path=spatial_upsampler_path, device=device, dtype=dtype, memory_policy=memory_policy,
-            offload=offload, max_gpu_memory=max_gpu_memory, compile=compile, step_cache=step_cache,
+            offload=offload, max_gpu_memory=max_gpu_memory, compile=compile, step_cache=step_cache, **paths,
         )  # fmt: skip
 
     def __call__(

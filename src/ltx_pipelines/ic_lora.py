@@ -30,7 +30,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, Unpack
 
 import torch
 from ltx_core.conditioning import (
@@ -49,7 +49,8 @@ from ltx_pipelines.engine.model_ledger import MemoryPolicy
 from ltx_pipelines.engine.pipeline_base import GenerationResult, PipelineBase, _lora_list
 from ltx_pipelines.engine.reference_args import VideoConditioningAction, VideoMaskConditioningAction
 from ltx_pipelines.engine.stages import VideoGeometry
-from ltx_pipelines.models.checkpoints import check_lora_matches, inspect_ltx_checkpoint, read_header
+from ltx_pipelines.models.checkpoints import check_lora_matches, read_header
+from ltx_pipelines.models.files import ComponentPaths
 from ltx_pipelines.utils import constants as C
 from ltx_pipelines.utils.aliases import reference_names
 from ltx_pipelines.utils.errors import InputError
@@ -101,14 +102,15 @@ class ICLoraPipeline(PipelineBase):
     size_multiple = 64
     memory_stages = ((0.5, False), (1.0, False))
     needs_upsampler = True
+    runs_distilled_model = True
 
     @reference_names(distilled_checkpoint_path="checkpoint_path")
     def __init__(
         self,
-        checkpoint_path: str | Path,
-        spatial_upsampler_path: str | Path,
-        gemma_root: str | Path,
-        loras: list[LoraPathStrengthAndSDOps] | tuple,
+        checkpoint_path: str | Path | None = None,
+        spatial_upsampler_path: str | Path | None = None,
+        gemma_root: str | Path | None = None,
+        loras: list[LoraPathStrengthAndSDOps] | tuple = (),
         device: object | None = None,
         quantization: QuantizationPolicy | None = None,
         dtype: object | None = None,
@@ -117,24 +119,25 @@ class ICLoraPipeline(PipelineBase):
         max_gpu_memory: float | None = None,
         compile: bool | None = None,  # noqa: A002 - the --compile flag
         step_cache: float | None = None,
+        **paths: Unpack[ComponentPaths],
     ):
         """``checkpoint_path``: the distilled weights (also accepted as ``distilled_checkpoint_path``)."""
-        if not inspect_ltx_checkpoint(checkpoint_path).distilled:
-            raise InputError(
-                f"IC-LoRA inference runs the distilled model, but {Path(checkpoint_path).name} is not a distilled "
-                "checkpoint. Pass the distilled LTX-2 weights with --checkpoint-path."
-            )
         ic_loras = _lora_list(loras)
         if not ic_loras:
             raise InputError("ICLoraPipeline needs an IC-LoRA: pass it with --lora PATH [STRENGTH].")
-        for lora in ic_loras:
-            check_lora_matches(lora.path, checkpoint_path, "IC-LoRA (--lora)")
         # The ledger holds the plain distilled model; the IC-LoRA is added for stage 1 only (extra_loras).
         super().__init__(
             checkpoint_path=checkpoint_path, gemma_root=gemma_root, loras=(), quantization=quantization,
             spatial_upsampler_path=spatial_upsampler_path, device=device, dtype=dtype, memory_policy=memory_policy,
-            offload=offload, max_gpu_memory=max_gpu_memory, compile=compile, step_cache=step_cache,
+            offload=offload, max_gpu_memory=max_gpu_memory, compile=compile, step_cache=step_cache, **paths,
         )  # fmt: skip
+        if not self.files.transformer.distilled:
+            raise InputError(
+                f"IC-LoRA inference runs the distilled model, but {self.files.transformer.path.name} is not a "
+                "distilled checkpoint. Pass the distilled LTX-2 weights with --checkpoint-path."
+            )
+        for lora in ic_loras:
+            check_lora_matches(lora.path, self.files.transformer.path, "IC-LoRA (--lora)")
         self.loras = ic_loras  # listed in the output metadata
         self.reference_downscale_factor = reference_downscale_factor(ic_loras)
 

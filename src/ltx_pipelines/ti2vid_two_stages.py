@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Unpack
 
 import torch
 from ltx_core.components.guiders import MultiModalGuiderParams
@@ -18,11 +19,13 @@ from ltx_core.quantization import QuantizationPolicy
 from ltx_pipelines.engine import cli
 from ltx_pipelines.engine.conditioning import ImageConditioningInput, as_image_inputs
 from ltx_pipelines.engine.denoising import DenoisingLoop, euler_denoising_loop
-from ltx_pipelines.engine.model_ledger import MemoryPolicy
+from ltx_pipelines.engine.model_ledger import MemoryPolicy, comfy_lora
 from ltx_pipelines.engine.pipeline_base import GenerationResult, PipelineBase, _lora_list, guider_metadata
 from ltx_pipelines.engine.stages import VideoGeometry
 from ltx_pipelines.models.checkpoints import check_lora_matches
+from ltx_pipelines.models.files import ComponentPaths
 from ltx_pipelines.utils import constants as C
+from ltx_pipelines.utils.errors import InputError
 from ltx_pipelines.utils.validation import check_prompt
 
 
@@ -37,10 +40,10 @@ class TwoStagePipelineBase(PipelineBase):
 
     def __init__(
         self,
-        checkpoint_path: str | Path,
-        distilled_lora: list[LoraPathStrengthAndSDOps] | LoraPathStrengthAndSDOps,
-        spatial_upsampler_path: str | Path,
-        gemma_root: str | Path,
+        checkpoint_path: str | Path | None = None,
+        distilled_lora: list[LoraPathStrengthAndSDOps] | LoraPathStrengthAndSDOps | None = None,
+        spatial_upsampler_path: str | Path | None = None,
+        gemma_root: str | Path | None = None,
         loras: list[LoraPathStrengthAndSDOps] | tuple = (),
         device: object | None = None,
         quantization: QuantizationPolicy | None = None,
@@ -50,17 +53,21 @@ class TwoStagePipelineBase(PipelineBase):
         max_gpu_memory: float | None = None,
         compile: bool | None = None,  # noqa: A002 - the --compile flag
         step_cache: float | None = None,
+        **paths: Unpack[ComponentPaths],
     ):
         super().__init__(
             checkpoint_path=checkpoint_path, gemma_root=gemma_root, loras=loras, quantization=quantization,
             spatial_upsampler_path=spatial_upsampler_path, device=device, dtype=dtype, memory_policy=memory_policy,
-            offload=offload, max_gpu_memory=max_gpu_memory, compile=compile, step_cache=step_cache,
+            offload=offload, max_gpu_memory=max_gpu_memory, compile=compile, step_cache=step_cache, **paths,
         )  # fmt: skip
+        if not distilled_lora and self.found.distilled_lora_path is not None:
+            distilled_lora = comfy_lora(self.found.distilled_lora_path, C.DEFAULT_DISTILLED_LORA_STRENGTH)
         self.distilled_lora = _lora_list(distilled_lora)
         if not self.distilled_lora:
-            raise ValueError(f"{type(self).__name__} needs a distilled LoRA for stage 2.")
+            raise InputError(f"{type(self).__name__} needs the distilled LoRA for stage 2: pass --distilled-lora "
+                             "(distilled_lora=).")  # fmt: skip
         for lora in self.distilled_lora:
-            check_lora_matches(lora.path, checkpoint_path, "distilled LoRA (--distilled-lora)")
+            check_lora_matches(lora.path, self.files.transformer.path, "distilled LoRA (--distilled-lora)")
 
     def stage_1_sigmas(self, steps: int, geometry: VideoGeometry) -> torch.Tensor | None:  # noqa: ARG002
         """Stage 1's sigma schedule; None: LTX-2's schedule at its default token count (as the reference)."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from typing import Unpack
 
 import torch
 from ltx_core.components.guiders import MultiModalGuiderParams
@@ -27,6 +28,7 @@ from ltx_pipelines.engine.denoising import DenoisingLoop, res2s_denoising_loop
 from ltx_pipelines.engine.model_ledger import MemoryPolicy
 from ltx_pipelines.engine.pipeline_base import GenerationResult
 from ltx_pipelines.engine.stages import VideoGeometry
+from ltx_pipelines.models.files import ComponentPaths
 from ltx_pipelines.ti2vid_two_stages import TwoStagePipelineBase, run_two_stage_cli, two_stage_parser
 from ltx_pipelines.utils import constants as C
 from ltx_pipelines.utils.errors import InputError
@@ -51,10 +53,10 @@ class TI2VidTwoStagesHQPipeline(TwoStagePipelineBase):
 
     def __init__(
         self,
-        checkpoint_path: str | Path,
-        distilled_lora: list[LoraPathStrengthAndSDOps] | LoraPathStrengthAndSDOps,
-        spatial_upsampler_path: str | Path,
-        gemma_root: str | Path,
+        checkpoint_path: str | Path | None = None,
+        distilled_lora: list[LoraPathStrengthAndSDOps] | LoraPathStrengthAndSDOps | None = None,
+        spatial_upsampler_path: str | Path | None = None,
+        gemma_root: str | Path | None = None,
         loras: list[LoraPathStrengthAndSDOps] | tuple = (),
         device: object | None = None,
         quantization: QuantizationPolicy | None = None,
@@ -66,13 +68,14 @@ class TI2VidTwoStagesHQPipeline(TwoStagePipelineBase):
         step_cache: float | None = None,
         distilled_lora_strength_stage_1: float = C.DEFAULT_HQ_DISTILLED_LORA_STRENGTH_STAGE_1,
         distilled_lora_strength_stage_2: float = C.DEFAULT_HQ_DISTILLED_LORA_STRENGTH_STAGE_2,
+        **paths: Unpack[ComponentPaths],
     ):
         """The distilled LoRA's own strength is replaced by the per-stage ones (a call may override them)."""
         super().__init__(
             checkpoint_path=checkpoint_path, distilled_lora=distilled_lora,
             spatial_upsampler_path=spatial_upsampler_path, gemma_root=gemma_root, loras=loras, device=device,
             quantization=quantization, dtype=dtype, memory_policy=memory_policy, offload=offload,
-            max_gpu_memory=max_gpu_memory, compile=compile, step_cache=step_cache,
+            max_gpu_memory=max_gpu_memory, compile=compile, step_cache=step_cache, **paths,
         )  # fmt: skip
         at_strength(self.distilled_lora, distilled_lora_strength_stage_1)  # refuse a negative strength now
         at_strength(self.distilled_lora, distilled_lora_strength_stage_2)

@@ -18,6 +18,7 @@ from ltx_pipelines.acceleration.cli_flags import acceleration_kwargs, add_accele
 from ltx_pipelines.engine.conditioning import ImageConditioningInput
 from ltx_pipelines.engine.model_ledger import comfy_lora
 from ltx_pipelines.engine.pipeline_base import frames_not_kept
+from ltx_pipelines.models.files import ComponentPaths
 from ltx_pipelines.utils import constants as C
 from ltx_pipelines.utils.errors import InputError
 
@@ -88,8 +89,7 @@ def _help_formatter(prog: str) -> argparse.HelpFormatter:
 def base_parser(description: str, *, height: int, width: int, size_multiple: int) -> argparse.ArgumentParser:
     """Flags every pipeline takes."""
     parser = argparse.ArgumentParser(description=description, formatter_class=_help_formatter)
-    parser.add_argument("--checkpoint-path", type=resolve_path, required=True, help="LTX-2 model checkpoint (.safetensors).")
-    parser.add_argument("--gemma-root", type=resolve_path, required=True, help="Folder of the Gemma-3 text encoder.")
+    add_model_file_args(parser)
     parser.add_argument("--prompt", required=True, help="What the video should show and sound like.")
     parser.add_argument("--output-path", type=resolve_path, required=True, help="The .mp4 file to write.")
     parser.add_argument("--overwrite", action="store_true", help="Replace --output-path if it exists.")
@@ -140,6 +140,30 @@ def base_parser(description: str, *, height: int, width: int, size_multiple: int
     return parser
 
 
+def add_model_file_args(parser: argparse.ArgumentParser) -> None:
+    """The model's files: a monolithic checkpoint + Gemma folder, one file per component, or a folder to search."""
+    group = parser.add_argument_group(
+        "model files", "LTX-2 / LTX-2.3: --checkpoint-path and --gemma-root. LTX-2.5 (one file per component): "
+        "--transformer-path, --text-encoder-path, --video-vae-path, --audio-vae-path, or just --model-dir.",
+    )  # fmt: skip
+    group.add_argument("--checkpoint-path", type=resolve_path, help="Monolithic LTX-2 / 2.3 checkpoint (.safetensors).")
+    group.add_argument("--gemma-root", type=resolve_path, help="Folder of the Gemma-3 text encoder (with --checkpoint-path).")
+    group.add_argument("--transformer-path", type=resolve_path, help="Split transformer file (diffusion_models/).")
+    group.add_argument("--text-encoder-path", type=resolve_path, help="Packed text-encoder file (text_encoders/).")
+    group.add_argument(
+        "--video-vae-path", type=resolve_path,
+        help="Video VAE file (vae/); with --checkpoint-path it replaces the checkpoint's VAE.",
+    )  # fmt: skip
+    group.add_argument("--audio-vae-path", type=resolve_path, help="Audio VAE and vocoder file (vae/).")
+    group.add_argument("--duration-head-path", type=resolve_path, help="Duration head file (model_patches/).")
+    group.add_argument(
+        "--model-dir", type=resolve_path, metavar="DIR",
+        help="A downloaded model folder (the LTX-2.5 layout, a ComfyUI models/ folder, or LTX-2 files with a Gemma "
+        "folder): every file not named by its own flag is found there, recognised by its contents; the log says "
+        "which file was picked for each flag.",
+    )  # fmt: skip
+
+
 def add_guidance_args(
     parser: argparse.ArgumentParser,
     steps_help: str | None = None,
@@ -179,15 +203,17 @@ def add_guidance_args(
 
 
 def add_upsampler_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--spatial-upsampler-path", type=resolve_path, required=True, help="x2 latent upsampler (.safetensors).")
-
-
-def add_distilled_lora_arg(
-    parser: argparse.ArgumentParser, required: bool = True, help_text: str | None = None
-) -> None:
     parser.add_argument(
-        "--distilled-lora", dest="distilled_lora", action=_DistilledLoraAction, nargs="+", required=required,
-        default=[], metavar="PATH [STRENGTH]",
+        "--spatial-upsampler-path", type=resolve_path,
+        help="x2 latent upsampler (.safetensors); required unless --model-dir holds it.",
+    )  # fmt: skip
+
+
+def add_distilled_lora_arg(parser: argparse.ArgumentParser, help_text: str | None = None) -> None:
+    """--distilled-lora PATH [STRENGTH]; the pipelines that need it say so when neither it nor --model-dir gives one."""
+    parser.add_argument(
+        "--distilled-lora", dest="distilled_lora", action=_DistilledLoraAction, nargs="+", default=[],
+        metavar="PATH [STRENGTH]",
         help=help_text or f"Distilled LoRA used by stage 2; STRENGTH defaults to {C.DEFAULT_DISTILLED_LORA_STRENGTH}.",
     )  # fmt: skip
 
@@ -237,16 +263,19 @@ def loop_from_args(args: argparse.Namespace):  # noqa: ANN201
 
 
 def start(args: argparse.Namespace) -> None:
-    """Logging, and the smoke-model warning, before anything else happens."""
+    """Logging, before anything else happens (the pipeline warns when its model is the smoke model)."""
     setup_logging(args.log_level)
-    smoke_warning(args.checkpoint_path)
+
+
+#: The model-file flags, as the constructors' keyword arguments.
+MODEL_FILE_ARGS = ("checkpoint_path", "gemma_root", *ComponentPaths.__annotations__)
 
 
 def model_kwargs(args: argparse.Namespace) -> dict[str, object]:
-    """Constructor arguments every pipeline takes, from the shared flags."""
+    """Constructor arguments every pipeline takes, from the shared flags (model files only where given)."""
+    files = {name: getattr(args, name) for name in MODEL_FILE_ARGS if getattr(args, name, None) is not None}
     return {
-        "checkpoint_path": args.checkpoint_path,
-        "gemma_root": args.gemma_root,
+        **files,
         "loras": args.loras,
         "quantization": quantization_from_arg(args.quantization),
         "device": args.device,
@@ -343,15 +372,6 @@ def setup_logging(level: str) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def smoke_warning(checkpoint_path: str) -> None:
-    """Tell the user, loudly, when the checkpoint is the random-weight smoke model."""
-    from ltx_pipelines.models.checkpoints import read_header
-
-    notice = read_header(checkpoint_path).metadata.get("smoke_model")
-    if notice:
-        logging.getLogger("ltx_pipelines").warning(notice)
-
-
 __all__ = [
     "QUANTIZATION_POLICIES",
     "LoraPathStrengthAndSDOps",
@@ -367,6 +387,5 @@ __all__ = [
     "replace",
     "run_cli",
     "setup_logging",
-    "smoke_warning",
     "warn_fixed_steps",
 ]

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Unpack
 
 import torch
 from ltx_core.components.guiders import MultiModalGuiderParams, create_multimodal_guider_factory
@@ -53,12 +54,15 @@ from ltx_pipelines.memory.budget import StageLoad
 from ltx_pipelines.memory.offload import OffloadMode
 from ltx_pipelines.memory.preflight import MemoryRequest
 from ltx_pipelines.memory.streamed_transformer import streamed_transformer
+from ltx_pipelines.models import discovery
 from ltx_pipelines.models.checkpoints import (
     CheckpointInfo,
     check_lora_matches,
     inspect_ltx_checkpoint,
     inspect_upsampler,
 )
+from ltx_pipelines.models.discovery import Picked
+from ltx_pipelines.models.files import ComponentPaths, ModelFiles, resolve_model_files
 from ltx_pipelines.models.gemma import find_gemma_files
 from ltx_pipelines.models.transformer_blocks import EagerBlocks
 from ltx_pipelines.models.transformer_passes import PassExecutor, TransformerPasses
@@ -113,6 +117,48 @@ def _lora_list(loras: object) -> tuple[LoraPathStrengthAndSDOps, ...]:
     return tuple(loras)
 
 
+def locate_model_files(
+    checkpoint_path: str | Path | None, gemma_root: str | Path | None, paths: ComponentPaths, *, distilled: bool
+) -> tuple[ModelFiles, Picked]:
+    """This pipeline's model files: the paths given, completed from ``model_dir`` (a given path always wins)."""
+    unknown = sorted(set(paths) - set(ComponentPaths.__annotations__))
+    if unknown:
+        raise TypeError(f"unexpected keyword argument(s): {', '.join(unknown)}")
+    given = {"checkpoint_path": checkpoint_path, "gemma_root": gemma_root,
+             **{name: value for name, value in paths.items() if name != "model_dir"}}  # fmt: skip
+    given = {name: value for name, value in given.items() if value is not None}
+    found = Picked()
+    if paths.get("model_dir") is not None:
+        root = Path(paths["model_dir"]).expanduser()
+        found = discovery.pick(discovery.scan(root), distilled=distilled)
+        discovery.log_picked(found, root)
+    if "checkpoint_path" in given:  # a monolithic model named explicitly: the folder's split files do not apply
+        found = replace(found, transformer_path=None, text_encoder_path=None, video_vae_path=None, audio_vae_path=None)
+    if "transformer_path" in given:
+        found = replace(found, checkpoint_path=None, gemma_root=None)
+    model = {name: value for name, value in found.given().items() if name in _MODEL_FILE_ARGS}
+    model.update({name: value for name, value in given.items() if name in _MODEL_FILE_ARGS})
+    return resolve_model_files(**model), found
+
+
+#: Arguments that name the model's own files (--model-dir's other finds go to the pipelines that use them).
+_MODEL_FILE_ARGS = ("checkpoint_path", "gemma_root",
+                    *(name for name in ComponentPaths.__annotations__ if name != "model_dir"))  # fmt: skip
+
+
+def check_text_encoder(files: ModelFiles) -> None:
+    """The text encoder the model needs, checked before anything loads."""
+    if files.split:
+        raise InputError(
+            f"{files.describe()}: these split files are recognised, but this version of ltx-pipelines cannot "
+            "build the LTX-2.5 transformer and Gemma-4 text encoder yet. Use an LTX-2 or LTX-2.3 checkpoint."
+        )
+    if files.text_encoder is None:
+        raise InputError(f"{files.transformer.path.name} needs its Gemma-3 text encoder: pass the folder with "
+                         "--gemma-root (gemma_root=).")  # fmt: skip
+    find_gemma_files(files.text_encoder)
+
+
 class PipelineBase:
     """Holds the ledger and the checked file paths; provides the shared stages."""
 
@@ -122,11 +168,13 @@ class PipelineBase:
     memory_stages: tuple[tuple[float, bool], ...] = ((1.0, True),)
     needs_upsampler: bool = False
     pipeline_name: str = "ltx"
+    #: Runs the distilled transformer (what --model-dir picks for it), else the full (dev) one.
+    runs_distilled_model: bool = False
 
     def __init__(
         self,
-        checkpoint_path: str | Path,
-        gemma_root: str | Path,
+        checkpoint_path: str | Path | None = None,
+        gemma_root: str | Path | None = None,
         loras: list[LoraPathStrengthAndSDOps] | tuple = (),
         quantization: QuantizationPolicy | None = None,
         spatial_upsampler_path: str | Path | None = None,
@@ -137,22 +185,30 @@ class PipelineBase:
         max_gpu_memory: float | None = None,
         compile: bool | None = None,  # noqa: A002 - the --compile flag
         step_cache: float | None = None,
+        **paths: Unpack[ComponentPaths],
     ):
+        """The model: a monolithic ``checkpoint_path`` with ``gemma_root`` (LTX-2, 2.3), the split component
+        files (``transformer_path``, ``text_encoder_path``, ``video_vae_path``, ``audio_vae_path``; LTX-2.5),
+        or ``model_dir``, a downloaded folder to find them in (paths given explicitly win)."""
         self.acceleration = AccelerationOptions(compile=compile, step_cache=step_cache)
-        self.checkpoint: CheckpointInfo = inspect_ltx_checkpoint(checkpoint_path)
+        self.files, self.found = locate_model_files(checkpoint_path, gemma_root, paths,
+                                                    distilled=self.runs_distilled_model)  # fmt: skip
+        self.checkpoint: CheckpointInfo = inspect_ltx_checkpoint(self.files.transformer.path)
         # Inside a process group of several ranks (torchrun, or the caller's): this rank's share of the work.
-        self.parallel, device = join_group(self.checkpoint.config, device)
-        find_gemma_files(gemma_root)
+        self.parallel, device = join_group(self.files.config, device)
+        check_text_encoder(self.files)
+        spatial_upsampler_path = spatial_upsampler_path or self.found.spatial_upsampler_path
         if self.needs_upsampler:
             if spatial_upsampler_path is None:
-                raise ValueError(f"{type(self).__name__} needs spatial_upsampler_path.")
+                raise InputError(f"{type(self).__name__} needs the x2 spatial upsampler: pass --spatial-upsampler-path "
+                                 "(spatial_upsampler_path=).")  # fmt: skip
             inspect_upsampler(spatial_upsampler_path)
         self.loras = _lora_list(loras)
         for lora in self.loras:
-            check_lora_matches(lora.path, checkpoint_path, "LoRA (--lora)")
+            check_lora_matches(lora.path, self.files.transformer.path, "LoRA (--lora)")
         self.ledger = ModelLedger(
-            checkpoint_path=checkpoint_path,
-            gemma_root=gemma_root,
+            checkpoint_path=self.files.transformer.path,
+            gemma_root=self.files.text_encoder,
             spatial_upsampler_path=spatial_upsampler_path,
             loras=self.loras,
             quantization=quantization,
@@ -161,12 +217,13 @@ class PipelineBase:
             memory_policy=memory_policy,
             offload=offload,
             max_gpu_memory=max_gpu_memory,
+            video_vae_path=self.files.video_vae.path,
+            audio_vae_path=self.files.audio_vae.path,
         )
-        logger.info(
-            "%s on %s (%s), checkpoint %s (model version %s)",
-            type(self).__name__, self.device, str(self.dtype).removeprefix("torch."),
-            self.checkpoint.path.name, self.checkpoint.model_version or "unknown",
-        )  # fmt: skip
+        logger.info("%s on %s (%s), %s", type(self).__name__, self.device, str(self.dtype).removeprefix("torch."),
+                    self.files.describe())  # fmt: skip
+        if notice := self.files.transformer.metadata.get("smoke_model"):
+            logger.warning(notice)  # the random-weight smoke model: say so wherever it runs
 
     def validate(self, **call_kwargs: object) -> None:
         """Run every input check of ``self(**call_kwargs)`` and return; nothing is loaded or generated.
@@ -192,10 +249,10 @@ class PipelineBase:
     # -- defaults that depend on the checkpoint -------------------------------------------------
 
     def default_num_inference_steps(self) -> int:
-        return C.LTX_2_3_NUM_INFERENCE_STEPS if self.checkpoint.is_ltx_2_3 else C.DEFAULT_NUM_INFERENCE_STEPS
+        return self.files.generation.num_inference_steps
 
     def default_stg_block(self) -> int:
-        return C.LTX_2_3_STG_BLOCK if self.checkpoint.is_ltx_2_3 else C.DEFAULT_STG_BLOCK
+        return self.files.generation.stg_block
 
     def default_guider_params(self) -> tuple[MultiModalGuiderParams, MultiModalGuiderParams]:
         blocks = [self.default_stg_block()]
@@ -488,7 +545,7 @@ class PipelineBase:
         """Generation parameters stored in the mp4 (readable with ffprobe / PyAV)."""
         values = {
             "pipeline": self.pipeline_name,
-            "checkpoint": self.checkpoint.path.name,
+            "checkpoint": self.files.transformer.path.name,
             "model_version": self.checkpoint.model_version,
             "height": geometry.height,
             "width": geometry.width,

@@ -14,6 +14,7 @@ import logging
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
+from typing import TypedDict
 
 from ltx_pipelines.models.checkpoints import SafetensorsHeader, read_header
 from ltx_pipelines.models.versions import ModelGeneration, generation_of, parse_version
@@ -142,6 +143,18 @@ def expect(path: str | Path, kind: Kind, flag: str) -> ComponentFile:
     if found.kind is not kind:
         raise InputError(f"{flag} expects {_a(kind)}, but {found.path} is not one.{_hint(found)}")
     return found
+
+
+class ComponentPaths(TypedDict, total=False):
+    """Keyword arguments of every pipeline that name split component files (the reference 1.2.0's flags),
+    or a downloaded folder to find them in."""
+
+    transformer_path: str | Path
+    text_encoder_path: str | Path
+    video_vae_path: str | Path
+    audio_vae_path: str | Path
+    duration_head_path: str | Path
+    model_dir: str | Path
 
 
 @dataclass(frozen=True)
@@ -277,5 +290,5 @@ def _check_text_encoder(transformer: ComponentFile, encoder: ComponentFile) -> N
         )
 
 
-__all__ = ["ComponentFile", "FLAG_OF", "Kind", "ModelFiles", "classify", "expect", "inspect_file",
+__all__ = ["ComponentFile", "ComponentPaths", "FLAG_OF", "Kind", "ModelFiles", "classify", "expect", "inspect_file",
            "resolve_model_files"]  # fmt: skip

@@ -55,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     models.add_argument("--gemma-root", type=cli.resolve_path, help="Folder of the Gemma-3 text encoder.")
     models.add_argument("--spatial-upsampler-path", type=cli.resolve_path, help="x2 latent upsampler (.safetensors).")
-    cli.add_distilled_lora_arg(models, required=False)
+    cli.add_distilled_lora_arg(models)
     models.add_argument(
         "--lora", dest="loras", action=cli._LoraAction, nargs="+", default=[], metavar="PATH [STRENGTH]",
         help="A LoRA applied by every pipeline but ic_lora (repeatable).",
