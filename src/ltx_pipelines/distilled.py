@@ -5,6 +5,7 @@ Stage 1: 8 steps at half size. x2 latent upsample. Stage 2: 3 refinement steps a
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Unpack
 
@@ -14,6 +15,7 @@ from ltx_core.quantization import QuantizationPolicy
 
 from ltx_pipelines.engine import cli
 from ltx_pipelines.engine.conditioning import ImageConditioningInput, as_image_inputs
+from ltx_pipelines.engine.denoising import DenoisingLoop, euler_ancestral_denoising_loop, euler_denoising_loop
 from ltx_pipelines.engine.model_ledger import MemoryPolicy
 from ltx_pipelines.engine.pipeline_base import GenerationResult, PipelineBase
 from ltx_pipelines.engine.stages import VideoGeometry
@@ -21,6 +23,9 @@ from ltx_pipelines.models.files import ComponentPaths
 from ltx_pipelines.utils import constants as C
 from ltx_pipelines.utils.aliases import reference_names
 from ltx_pipelines.utils.validation import check_prompt
+
+#: LTX-2.5's stage-1 noise generator is seeded this far from the generation's seed (the reference 1.2.0's offset).
+ANCESTRAL_NOISE_SEED_OFFSET = 10000
 
 
 class DistilledPipeline(PipelineBase):
@@ -86,11 +91,19 @@ class DistilledPipeline(PipelineBase):
             sigma_values=C.DISTILLED_SIGMA_VALUES,
             conditionings=self.image_conditionings(images, low_geometry),
             generator=generator,
+            loop=self.stage_1_loop(seed),
         )
         high = self.upsample_and_refine(low=low, geometry=geometry, prompt=positive, images=images, generator=generator)
         settings = {"prompt": prompt, "seed": seed, "sigmas": C.DISTILLED_SIGMA_VALUES, "images": [list(i) for i in images]}
         settings.update(enhancement)
         return self.finish(high, geometry, generator, output, overwrite, settings, tiling_config)
+
+    def stage_1_loop(self, seed: int) -> DenoisingLoop:
+        """Euler for LTX-2 / 2.3; from LTX-2.5 on, Euler-ancestral with noise of its own (seeded seed + 10000,
+        so that its first draw is not the initial noise again)."""
+        if not self.files.generation.ancestral_distilled_stage_1:
+            return euler_denoising_loop
+        return partial(euler_ancestral_denoising_loop, noise_seed=seed + ANCESTRAL_NOISE_SEED_OFFSET)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -10,10 +10,14 @@ Two ways to condition on an image, as the model was trained:
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import NamedTuple
 
 import torch
+from ltx_core.components.patchifiers import get_pixel_coords
 from ltx_core.conditioning import ConditioningItem, VideoConditionByKeyframeIndex, VideoConditionByLatentIndex
+from ltx_core.tools import VideoLatentTools
+from ltx_core.types import LatentState, VideoLatentShape
 
 from ltx_pipelines.utils.constants import DEFAULT_IMAGE_CRF
 from ltx_pipelines.utils.errors import InputError
@@ -54,8 +58,38 @@ def encode_image(video_encoder: torch.nn.Module, image: ImageConditioningInput, 
     return video_encoder(pixels.to(device=parameter.device, dtype=parameter.dtype))
 
 
+class OnePixelFrameKeyframe(VideoConditionByKeyframeIndex):
+    """An image keyframe whose tokens span one pixel frame in time, ``[f, f + 1)``, as the reference 1.2.0 places
+    them (1.0.0: the whole latent frame, ``[f, f + 8)``); the image encodes a single frame."""
+
+    def apply_to(self, latent_state: LatentState, latent_tools: VideoLatentTools) -> LatentState:
+        state = super().apply_to(latent_state, latent_tools)
+        positions = torch.cat([latent_state.positions, self._positions(latent_tools)], dim=2)
+        return replace(state, positions=positions)
+
+    def _positions(self, latent_tools: VideoLatentTools) -> torch.Tensor:
+        """The keyframe tokens' pixel coordinates (in pixel frames, then seconds), the end of time at start + 1."""
+        grid = latent_tools.patchifier.get_patch_grid_bounds(
+            output_shape=VideoLatentShape.from_torch_shape(self.keyframes.shape), device=self.keyframes.device
+        )
+        causal_fix = latent_tools.causal_fix if self.frame_idx == 0 else False
+        pixels = get_pixel_coords(latent_coords=grid, scale_factors=latent_tools.scale_factors, causal_fix=causal_fix)
+        pixels[:, 0, ...] += self.frame_idx
+        pixels[:, 0, ..., 1:] = pixels[:, 0, ..., :1] + 1
+        pixels = pixels.to(dtype=torch.float32)
+        pixels[:, 0, ...] /= latent_tools.fps
+        return pixels
+
+
+def keyframe_item(latent: torch.Tensor, image: ImageConditioningInput, one_pixel_frame: bool) -> ConditioningItem:
+    """Keyframe tokens appended for ``image`` at its frame."""
+    kind = OnePixelFrameKeyframe if one_pixel_frame else VideoConditionByKeyframeIndex
+    return kind(keyframes=latent, frame_idx=image.frame_idx, strength=image.strength)
+
+
 def image_conditionings_by_replacing_latent(
-    images: list[ImageConditioningInput], height: int, width: int, video_encoder: torch.nn.Module
+    images: list[ImageConditioningInput], height: int, width: int, video_encoder: torch.nn.Module,
+    one_pixel_frame: bool = False,
 ) -> list[ConditioningItem]:
     items: list[ConditioningItem] = []
     for image in images:
@@ -63,16 +97,14 @@ def image_conditionings_by_replacing_latent(
         if image.frame_idx == 0:
             items.append(VideoConditionByLatentIndex(latent=latent, strength=image.strength, latent_idx=0))
         else:
-            items.append(VideoConditionByKeyframeIndex(keyframes=latent, frame_idx=image.frame_idx, strength=image.strength))
+            items.append(keyframe_item(latent, image, one_pixel_frame))
     return items
 
 
 def image_conditionings_by_adding_guiding_latent(
-    images: list[ImageConditioningInput], height: int, width: int, video_encoder: torch.nn.Module
+    images: list[ImageConditioningInput], height: int, width: int, video_encoder: torch.nn.Module,
+    one_pixel_frame: bool = False,
 ) -> list[ConditioningItem]:
     return [
-        VideoConditionByKeyframeIndex(
-            keyframes=encode_image(video_encoder, image, height, width), frame_idx=image.frame_idx, strength=image.strength
-        )
-        for image in images
+        keyframe_item(encode_image(video_encoder, image, height, width), image, one_pixel_frame) for image in images
     ]

@@ -131,6 +131,69 @@ def gradient_estimating_euler_denoising_loop(
     return video_state, audio_state
 
 
+# -- Euler-ancestral: LTX-2.5's distilled stage 1 (the reference 1.2.0) -------------------------------
+#
+# Rectified flow (alpha = 1 - sigma). A step from sigma to sigma' goes deterministically to
+# sigma_d = sigma' * (1 + (sigma'/sigma - 1) * eta) (sigma'^2 / sigma at eta 1), then is renoised up to
+# sigma': x' = (alpha'/alpha_d) * x_d + s_noise * k * z with k = sqrt(max(0, sigma'^2 - sigma_d^2 alpha'^2 /
+# alpha_d^2)). Arithmetic in float32; conditioned tokens are put back after the noise.
+
+
+def ancestral_step(sample: torch.Tensor, x0: torch.Tensor, sigma: torch.Tensor, sigma_next: torch.Tensor,
+                   noise: torch.Tensor, eta: float = 1.0, s_noise: float = 1.0) -> torch.Tensor:  # fmt: skip
+    """One Euler-ancestral step of float32 ``sample`` towards float32 ``x0`` (float32 result)."""
+    sigma, sigma_next = sigma.to(torch.float32), sigma_next.to(torch.float32)
+    sigma_down = sigma_next * (1.0 + (sigma_next / sigma - 1.0) * eta)
+    ratio = sigma_down / sigma
+    stepped = ratio * sample + (1.0 - ratio) * x0
+    alpha_next, alpha_down = 1.0 - sigma_next, 1.0 - sigma_down
+    renoise = (sigma_next**2 - sigma_down**2 * alpha_next**2 / alpha_down**2).clamp(min=0) ** 0.5
+    return (alpha_next / alpha_down) * stepped + noise.to(torch.float32) * s_noise * renoise
+
+
+def _blend_float32(latent: torch.Tensor, state: LatentState) -> torch.Tensor:
+    """``latent`` where the denoise mask allows, the clean latent elsewhere, in float32."""
+    mask = state.denoise_mask.to(torch.float32)
+    return latent.to(torch.float32) * mask + state.clean_latent.to(torch.float32) * (1 - mask)
+
+
+def euler_ancestral_denoising_loop(
+    sigmas: torch.Tensor,
+    video_state: LatentState,
+    audio_state: LatentState | None,
+    stepper: DiffusionStepProtocol,  # noqa: ARG001 - the loop's own step (the protocol's argument)
+    denoise_fn: DenoiseFn,
+    on_step: StepCallback | None = None,
+    *,
+    noise_seed: int,
+    eta: float = 1.0,
+    s_noise: float = 1.0,
+) -> tuple[LatentState, LatentState | None]:
+    """Euler-ancestral sampling with its own noise: a generator seeded ``noise_seed`` on the latents' device
+    draws one latent-shaped, latent-dtype noise per modality and step (video, then audio). The last step, to
+    sigma 0, returns the clean estimate."""
+    generator = torch.Generator(device=video_state.latent.device).manual_seed(noise_seed)
+    states = [video_state, audio_state]
+    steps = len(sigmas) - 1
+    for step in range(steps):
+        predictions = denoise_fn(states[0], states[1], sigmas, step)
+        for index, (state, x0) in enumerate(zip(states, predictions, strict=True)):
+            if state is None or x0 is None:
+                continue
+            denoised = _blend_float32(x0, state)
+            if float(sigmas[step + 1]) == 0.0:
+                states[index] = replace(state, latent=denoised.to(state.latent.dtype))
+                continue
+            noise = torch.randn(state.latent.shape, generator=generator, dtype=state.latent.dtype,
+                                device=state.latent.device)  # fmt: skip
+            stepped = ancestral_step(state.latent.to(torch.float32), denoised, sigmas[step], sigmas[step + 1], noise,
+                                     eta, s_noise)  # fmt: skip
+            states[index] = replace(state, latent=_blend_float32(stepped, state).to(state.latent.dtype))
+        if on_step:
+            on_step(step + 1, steps)
+    return states[0], states[1]
+
+
 # -- res_2s: the reference's stochastic second-order exponential integrator ----------------------
 #
 # In x0 form the flow ODE is dx/dsigma = (x - x0(x, sigma)) / sigma. With t = -log(sigma) the part
@@ -307,6 +370,8 @@ def default_stepper() -> DiffusionStepProtocol:
 
 
 __all__ = [
+    "ancestral_step",
+    "euler_ancestral_denoising_loop",
     "DenoiseFn",
     "DenoisingLoop",
     "EulerDiffusionStep",

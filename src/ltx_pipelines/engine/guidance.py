@@ -81,8 +81,11 @@ class MultiModalGuidedDenoiser:
         share_stg_prefix: bool = True,
         cuda_graphs: bool | None = None,
         executor: PassExecutor | None = None,
+        in_float32: bool = False,
     ):
+        """``in_float32``: combine the passes in float32 (the reference 1.2.0; 1.0.0 used the passes' dtype)."""
         self.transformer = transformer
+        self.in_float32 = in_float32
         self.positive = positive
         self.negative = negative
         self.video_guider = video_guider
@@ -113,19 +116,22 @@ class MultiModalGuidedDenoiser:
         audio_guider = self.audio_guider.build_from_sigma(sigma)
         passes = self.passes_for(video_guider, audio_guider, step)
         results = self.executor(video_state, audio_state, sigma, passes)
-        video = _combine(video_guider, results, 0, step)
-        audio = _combine(audio_guider, results, 1, step) if audio_state is not None else None
+        video = _combine(video_guider, results, 0, step, self.in_float32)
+        audio = _combine(audio_guider, results, 1, step, self.in_float32) if audio_state is not None else None
         return video, audio
 
 
-def _combine(guider: MultiModalGuider, results: dict[str, Prediction], index: int, step: int) -> torch.Tensor:
+def _combine(
+    guider: MultiModalGuider, results: dict[str, Prediction], index: int, step: int, in_float32: bool = False
+) -> torch.Tensor:
     cond = results["cond"][index]
     if guider.should_skip_step(step):
         return cond
 
     def other(name: str) -> torch.Tensor:
         # A pass this modality did not ask for contributes nothing: use cond in its place.
-        return results[name][index] if name in results else cond
+        value = results[name][index] if name in results else cond
+        return value.to(torch.float32) if in_float32 else value
 
-    guided = guider.calculate(cond, other("uncond"), other("perturbed"), other("isolated"))
+    guided = guider.calculate(other("cond"), other("uncond"), other("perturbed"), other("isolated"))
     return guided.to(cond.dtype)

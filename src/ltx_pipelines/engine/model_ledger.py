@@ -34,7 +34,7 @@ from ltx_core.model.audio_vae import (
     AudioEncoderConfigurator,
     VocoderConfigurator,
 )
-from ltx_core.model.transformer import LTXV_MODEL_COMFY_RENAMING_MAP, LTXModelConfigurator, X0Model
+from ltx_core.model.transformer import LTXV_MODEL_COMFY_RENAMING_MAP, X0Model
 from ltx_core.model.upsampler import LatentUpsamplerConfigurator
 from ltx_core.model.video_vae import VideoDecoderConfigurator, VideoEncoderConfigurator
 from ltx_core.quantization import QuantizationPolicy
@@ -56,6 +56,7 @@ from ltx_pipelines.models.gemma import (
     find_gemma_files,
 )
 from ltx_pipelines.models.key_layouts import VIDEO_DECODER_KEYS, VIDEO_ENCODER_KEYS
+from ltx_pipelines.models.ltx25.transformer import configurator_for
 from ltx_pipelines.utils import progress
 
 logger = logging.getLogger(__name__)
@@ -163,7 +164,10 @@ class ModelLedger:
         self.requested_memory_policy = MemoryPolicy(memory_policy) if memory_policy is not None else None
         self.memory_policy = self._initial_memory_policy()
         self._warned_keep = False
-        self.config = read_header(self.checkpoint_path, "checkpoint").config()
+        header = read_header(self.checkpoint_path, "checkpoint")
+        self.config = header.config()
+        #: Builds this checkpoint's transformer: ltx-core's for LTX-2 / 2.3, ours for LTX-2.5.
+        self.transformer_configurator = configurator_for(self.config, header.metadata.get("model_version"))
         self.latent_format = LatentFormat.from_config(self.config)
         self._models: dict[tuple, torch.nn.Module] = {}
         self.files_loaded: list[str] = []  # every file read, in order (tests check residency)
@@ -385,6 +389,7 @@ class ModelLedger:
             started = time.perf_counter()
             self._streamed = StreamedTransformer(
                 checkpoint_path=self.checkpoint_path, config=self.config, device=self.device, dtype=self.dtype,
+                configurator=self.transformer_configurator,
                 mode=mode, quantization=self.quantization, loras=self.loras,
                 slots=self.plan.slots if self.plan is not None else 2,
             )  # fmt: skip
@@ -416,7 +421,7 @@ class ModelLedger:
     def _build_transformer(self, extra_loras: tuple[LoraPathStrengthAndSDOps, ...] = ()) -> X0Model:
         quant = prepare_quantization(self.quantization, self.device, (*self.loras, *extra_loras))
         builder = SingleGPUModelBuilder(
-            model_class_configurator=LTXModelConfigurator,
+            model_class_configurator=self.transformer_configurator,
             model_path=self.checkpoint_path,
             model_sd_ops=_merge_sd_ops(LTXV_MODEL_COMFY_RENAMING_MAP, quant.sd_ops if quant else None),
             module_ops=quant.module_ops if quant else (),

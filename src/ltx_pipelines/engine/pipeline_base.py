@@ -38,6 +38,7 @@ from ltx_pipelines.engine.guidance import ConditionalDenoiser, MultiModalGuidedD
 from ltx_pipelines.engine.model_ledger import ChecksPassed, MemoryPolicy, ModelLedger
 from ltx_pipelines.engine.prompt_enhancement import maybe_enhance_prompt
 from ltx_pipelines.engine.prompts import encode_prompts
+from ltx_pipelines.engine.sampling_rules import SamplingRules
 from ltx_pipelines.engine.stages import (
     StageLatents,
     VideoGeometry,
@@ -194,6 +195,7 @@ class PipelineBase:
         self.files, self.found = locate_model_files(checkpoint_path, gemma_root, paths,
                                                     distilled=self.runs_distilled_model)  # fmt: skip
         self.checkpoint: CheckpointInfo = inspect_ltx_checkpoint(self.files.transformer.path)
+        self.rules = SamplingRules.for_model(self.files)
         # Inside a process group of several ranks (torchrun, or the caller's): this rank's share of the work.
         self.parallel, device = join_group(self.files.config, device)
         check_text_encoder(self.files)
@@ -359,7 +361,7 @@ class PipelineBase:
             return []
         build = image_conditionings_by_adding_guiding_latent if by_guiding_latent else image_conditionings_by_replacing_latent
         with torch.inference_mode(), self.ledger.use("video_encoder") as encoder:
-            return build(images, geometry.height, geometry.width, encoder)
+            return build(images, geometry.height, geometry.width, encoder, self.rules.one_pixel_frame_keyframes)
 
     def guided_stage(
         self,
@@ -392,12 +394,13 @@ class PipelineBase:
                 create_multimodal_guider_factory(video_guider_params),
                 create_multimodal_guider_factory(audio_guider_params),
                 executor=self.pass_executor(transformer),
+                in_float32=self.rules.guidance_in_float32,
             )
             return denoise_stage(
                 name=name, geometry=geometry, fmt=self.ledger.latent_format, sigmas=sigmas, denoise_fn=denoiser,
                 stepper=stepper or default_stepper(), generator=generator, device=self.device, dtype=self.dtype,
                 video_conditionings=conditionings, audio_conditionings=audio_conditionings,
-                initial_video=initial_video, initial_audio=initial_audio, loop=loop,
+                initial_video=initial_video, initial_audio=initial_audio, loop=loop, rules=self.rules,
             )  # fmt: skip
 
     def pass_executor(self, transformer: X0Model) -> PassExecutor:
@@ -445,7 +448,7 @@ class PipelineBase:
                 stepper=default_stepper(),
                 generator=generator, device=self.device, dtype=self.dtype, video_conditionings=conditionings,
                 audio_conditionings=audio_conditionings, initial_video=initial_video, initial_audio=initial_audio,
-                loop=loop,
+                loop=loop, rules=self.rules,
             )  # fmt: skip
 
     def upsample_and_refine(

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
 import torch
-from ltx_core.components.noisers import GaussianNoiser
+from ltx_core.components.noisers import GaussianNoiser, Noiser
 from ltx_core.components.patchifiers import AudioPatchifier, VideoLatentPatchifier
 from ltx_core.components.protocols import DiffusionStepProtocol
 from ltx_core.conditioning import ConditioningItem
@@ -30,6 +30,9 @@ from tqdm.auto import tqdm
 
 from ltx_pipelines.engine.denoising import DenoiseFn, DenoisingLoop, euler_denoising_loop
 from ltx_pipelines.engine.model_ledger import LatentFormat, ModelLedger
+from ltx_pipelines.engine.sampling_rules import REFERENCE_1_0, CleanLatentNoiser, SamplingRules, keep_noisy_latent
+from ltx_pipelines.models.ltx25.transformer import FirstFrameMarked
+from ltx_pipelines.models.transformer_passes import Prediction
 from ltx_pipelines.utils.progress import StepReporter
 
 logger = logging.getLogger(__name__)
@@ -79,19 +82,30 @@ class StageLatents:
 def prepare_state(
     tools: LatentTools,
     conditionings: list[ConditioningItem],
-    noiser: GaussianNoiser,
+    noiser: Noiser,
     noise_scale: float,
     device: torch.device,
     dtype: torch.dtype,
     initial_latent: torch.Tensor | None = None,
+    rules: SamplingRules = REFERENCE_1_0,
 ) -> LatentState:
     """Initial latent -> conditioning items -> noise where the denoise mask allows it."""
     if initial_latent is not None:
         initial_latent = initial_latent.to(device=device, dtype=dtype)
     state = tools.create_initial_state(device, dtype, initial_latent)
     for item in conditionings:
-        state = item.apply_to(state, tools)
+        conditioned = item.apply_to(state, tools)
+        state = keep_noisy_latent(state, conditioned) if rules.conditioning_keeps_latent else conditioned
     return noiser(state, noise_scale)
+
+
+def marking_first_frame(denoise_fn: DenoiseFn, tokens_per_frame: int) -> DenoiseFn:
+    """``denoise_fn`` seeing video states whose first latent frame gets the keyframe embedding (LTX-2.5)."""
+
+    def denoise(video: LatentState, audio: LatentState | None, sigmas: torch.Tensor, step: int) -> Prediction:
+        return denoise_fn(FirstFrameMarked.of(video, tokens_per_frame), audio, sigmas, step)
+
+    return denoise
 
 
 def denoise_stage(
@@ -110,14 +124,20 @@ def denoise_stage(
     initial_video: torch.Tensor | None = None,
     initial_audio: torch.Tensor | None = None,
     loop: DenoisingLoop = euler_denoising_loop,
+    rules: SamplingRules = REFERENCE_1_0,
 ) -> StageLatents:
     """Run one stage: build states, noise them to ``sigmas[0]``, denoise, strip conditioning tokens."""
     video_tools = video_latent_tools(geometry, fmt)
     audio_tools = audio_latent_tools(geometry, fmt)
-    noiser = GaussianNoiser(generator=generator)
+    noiser = CleanLatentNoiser(generator) if rules.noise_from_clean_latent else GaussianNoiser(generator=generator)
     noise_scale = float(sigmas[0])
-    video_state = prepare_state(video_tools, list(video_conditionings), noiser, noise_scale, device, dtype, initial_video)
-    audio_state = prepare_state(audio_tools, list(audio_conditionings), noiser, noise_scale, device, dtype, initial_audio)
+    video_state = prepare_state(video_tools, list(video_conditionings), noiser, noise_scale, device, dtype,
+                                initial_video, rules)  # fmt: skip
+    audio_state = prepare_state(audio_tools, list(audio_conditionings), noiser, noise_scale, device, dtype,
+                                initial_audio, rules)  # fmt: skip
+    if rules.marks_first_frame:
+        shape = video_tools.target_shape
+        denoise_fn = marking_first_frame(denoise_fn, shape.height * shape.width)
     sigmas = sigmas.to(device=device, dtype=torch.float32)
 
     steps = len(sigmas) - 1

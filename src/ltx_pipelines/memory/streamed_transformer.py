@@ -29,6 +29,7 @@ import torch
 from ltx_core.loader import LoraPathStrengthAndSDOps, SDOps
 from ltx_core.loader.fuse_loras import apply_loras
 from ltx_core.loader.primitives import LoraStateDictWithStrength, StateDict
+from ltx_core.model.model_protocol import ModelConfigurator
 from ltx_core.model.transformer import LTXV_MODEL_COMFY_RENAMING_MAP, LTXModelConfigurator, X0Model
 from ltx_core.quantization import QuantizationPolicy
 
@@ -134,7 +135,9 @@ class StreamedTransformer:
         quantization: QuantizationPolicy | None,
         loras: tuple[LoraPathStrengthAndSDOps, ...] = (),
         slots: int = 2,
+        configurator: type[ModelConfigurator] = LTXModelConfigurator,
     ):
+        """``configurator`` builds the (meta-device) model from ``config``: ltx-core's, or LTX-2.5's."""
         if mode not in (OffloadMode.CPU, OffloadMode.DISK):
             raise ValueError(f"streaming needs offload mode cpu or disk, not {mode.value}")
         started = time.perf_counter()
@@ -145,7 +148,7 @@ class StreamedTransformer:
         self.base_loras = tuple(loras)
         self.extra_loras: tuple[LoraPathStrengthAndSDOps, ...] = ()
         with torch.device("meta"):
-            model = LTXModelConfigurator.from_config(config)
+            model = configurator.from_config(config)
         for op in quantization.module_ops if quantization is not None else ():
             if op.matcher(model):
                 model = op.mutator(model)

@@ -31,7 +31,7 @@ class Kind(str, Enum):
     TEXT_ENCODER = "packed text encoder"
     VIDEO_VAE = "video VAE"
     AUDIO_VAE = "audio VAE"
-    UPSAMPLER = "latent upsampler"
+    UPSAMPLER = "spatial upsampler"
     LORA = "LoRA"
     DURATION_HEAD = "duration head"
     UNKNOWN = "unrecognised file"
@@ -45,7 +45,7 @@ FLAG_OF = {
     Kind.VIDEO_VAE: "--video-vae-path",
     Kind.AUDIO_VAE: "--audio-vae-path",
     Kind.UPSAMPLER: "--spatial-upsampler-path",
-    Kind.LORA: "--lora / --distilled-lora",
+    Kind.LORA: "--lora or --distilled-lora",
     Kind.DURATION_HEAD: "--duration-head-path",
 }
 

@@ -24,6 +24,7 @@ from ltx_core.guidance.perturbations import BatchedPerturbationConfig, Perturbat
 from ltx_core.model.transformer import Modality, X0Model
 from ltx_core.types import LatentState
 
+from ltx_pipelines.models.ltx25.transformer import FirstFrameMarked, KeyframedModality, with_keyframes_mask
 from ltx_pipelines.models.transformer_blocks import Args, EagerBlocks, pick_args, stack_args
 
 logger = logging.getLogger(__name__)
@@ -69,7 +70,7 @@ def make_modality(state: LatentState, sigma: torch.Tensor, context: torch.Tensor
     """The transformer input for one modality at noise level `sigma`."""
     batch = state.latent.shape[0]
     sigma_value = float(sigma)
-    return Modality(
+    modality = Modality(
         latent=state.latent,
         sigma=torch.full((batch,), sigma_value, device=state.latent.device, dtype=torch.float32),
         timesteps=state.denoise_mask * sigma_value,
@@ -77,6 +78,9 @@ def make_modality(state: LatentState, sigma: torch.Tensor, context: torch.Tensor
         context=context,
         attention_mask=state.attention_mask,
     )
+    if isinstance(state, FirstFrameMarked):  # LTX-2.5: the first latent frame carries the keyframe embedding
+        return with_keyframes_mask(modality, state.keyframes_mask())
+    return modality
 
 
 def batch_modality(modalities: list[Modality]) -> Modality:
@@ -89,7 +93,7 @@ def batch_modality(modalities: list[Modality]) -> Modality:
     def cat(attr: str) -> torch.Tensor:
         return torch.cat([getattr(m, attr) for m in modalities], dim=0)
 
-    return Modality(
+    batched = Modality(
         latent=cat("latent"),
         sigma=cat("sigma"),
         timesteps=cat("timesteps"),
@@ -97,6 +101,9 @@ def batch_modality(modalities: list[Modality]) -> Modality:
         context=cat("context"),
         attention_mask=torch.cat([mask] * len(modalities), dim=0) if mask is not None else None,
     )
+    if isinstance(first, KeyframedModality):
+        return with_keyframes_mask(batched, cat("keyframes_mask"))
+    return batched
 
 
 def stg_fork_block(perturbations: PerturbationConfig) -> int | None:

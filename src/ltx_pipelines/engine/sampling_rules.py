@@ -1,0 +1,73 @@
+"""Where the reference releases sample differently, and which way a generation goes.
+
+LTX-2 and LTX-2.3 checkpoints keep ltx-pipelines 1.0.0's sampling (CI checks our frames against it bit for
+bit); LTX-2.5 checkpoints follow the reference 1.2.0, which changed how conditioning and noise meet:
+
+* conditioning items write only the clean latent: a replaced frame keeps its noisy latent, and tokens that an
+  item appends (image keyframes, IC-LoRA references) start as zeros;
+* the noiser starts from the clean latent: ``x' = lerp(clean, lerp(x, noise, s), mask)`` in float32
+  (1.0.0: ``noise * mask * s + x * (1 - mask * s)``), the same draw from the same generator;
+* an image keyframe's tokens span one pixel frame in time, ``[f, f + 1)`` (1.0.0: the whole latent frame);
+* guidance combines its passes in float32;
+* the transformer marks the first latent frame of the generated video (the 2.5 keyframe embedding).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import torch
+from ltx_core.types import LatentState
+
+from ltx_pipelines.models.files import ModelFiles
+
+
+@dataclass(frozen=True)
+class SamplingRules:
+    """The switches one generation runs with (all off: ltx-pipelines 1.0.0's behaviour)."""
+
+    conditioning_keeps_latent: bool = False
+    noise_from_clean_latent: bool = False
+    one_pixel_frame_keyframes: bool = False
+    guidance_in_float32: bool = False
+    #: The transformer adds its keyframe embedding to the generated video's first latent frame.
+    marks_first_frame: bool = False
+
+    @classmethod
+    def for_model(cls, files: ModelFiles) -> SamplingRules:
+        """The reference release the model's generation follows, and what its transformer config asks for."""
+        marks = bool(files.config.get("transformer", {}).get("use_keyframes_abs_pos_embedding", False))
+        if files.generation.follows_reference == "1.0.0":
+            return cls(marks_first_frame=marks)
+        return cls(conditioning_keeps_latent=True, noise_from_clean_latent=True, one_pixel_frame_keyframes=True,
+                   guidance_in_float32=True, marks_first_frame=marks)  # fmt: skip
+
+
+#: ltx-pipelines 1.0.0's behaviour (what LTX-2 and 2.3 checkpoints get).
+REFERENCE_1_0 = SamplingRules()
+
+
+def keep_noisy_latent(before: LatentState, after: LatentState) -> LatentState:
+    """``after`` (a conditioning item applied to ``before``) with the noisy latent of the tokens ``before`` had
+    restored and the tokens the item appended set to zero: conditioning writes only the clean latent."""
+    count = before.latent.shape[1]
+    latent = torch.cat([before.latent, torch.zeros_like(after.latent[:, count:])], dim=1)
+    return replace(after, latent=latent)
+
+
+class CleanLatentNoiser:
+    """The reference 1.2.0's Gaussian noiser: noise blended in from the clean latent, in float32."""
+
+    def __init__(self, generator: torch.Generator):
+        self.generator = generator
+
+    def __call__(self, state: LatentState, noise_scale: float = 1.0) -> LatentState:
+        latent = state.latent
+        noise = torch.randn(*latent.shape, device=latent.device, dtype=latent.dtype, generator=self.generator)
+        noisy = torch.lerp(latent.to(torch.float32), noise.to(torch.float32), noise_scale)
+        clean = state.clean_latent.to(torch.float32)
+        blended = torch.lerp(clean, noisy, state.denoise_mask.to(torch.float32))
+        return replace(state, latent=blended.to(latent.dtype))
+
+
+__all__ = ["REFERENCE_1_0", "CleanLatentNoiser", "SamplingRules", "keep_noisy_latent"]
