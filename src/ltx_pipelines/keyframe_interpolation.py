@@ -21,6 +21,7 @@ class KeyframeInterpolationPipeline(TI2VidTwoStagesPipeline):
 
     pipeline_name = "keyframe_interpolation"
     by_guiding_latent = True
+    hears_stage_1_audio = False
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -7,6 +7,7 @@ stage 2 refines at full size with the distilled LoRA and the short distilled sch
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 from typing import Unpack
 
@@ -37,6 +38,8 @@ class TwoStagePipelineBase(PipelineBase):
     needs_upsampler = True
     #: Condition on images with appended keyframe tokens in both stages (interpolation) instead of replacing latents.
     by_guiding_latent = False
+    #: Under the reference 1.2.0's rules (LTX-2.5) the output carries stage 1's audio (not keyframe interpolation's).
+    hears_stage_1_audio = True
 
     def __init__(
         self,
@@ -124,6 +127,8 @@ class TwoStagePipelineBase(PipelineBase):
             low=low, geometry=geometry, prompt=positive, images=images, generator=generator,
             extra_loras=stage_2_loras, by_guiding_latent=self.by_guiding_latent, loop=stage_2_loop,
         )  # fmt: skip
+        if self.rules.stage_1_audio and self.hears_stage_1_audio:
+            high = replace(high, audio=low.audio)
         settings = {
             "prompt": prompt, "negative_prompt": negative_prompt, "seed": seed, "num_inference_steps": steps,
             "video_guidance": guider_metadata(video_params), "audio_guidance": guider_metadata(audio_params),

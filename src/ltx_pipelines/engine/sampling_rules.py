@@ -9,6 +9,8 @@ bit); LTX-2.5 checkpoints follow the reference 1.2.0, which changed how conditio
   (1.0.0: ``noise * mask * s + x * (1 - mask * s)``), the same draw from the same generator;
 * an image keyframe's tokens span one pixel frame in time, ``[f, f + 1)`` (1.0.0: the whole latent frame);
 * guidance combines its passes in float32;
+* the two-stage text/image-to-video pipelines (and HQ) decode stage 1's audio: stage 2 still refines it for the
+  audio-video attention, but what is heard is stage 1's;
 * the transformer marks the first latent frame of the generated video (the 2.5 keyframe embedding).
 """
 
@@ -30,6 +32,7 @@ class SamplingRules:
     noise_from_clean_latent: bool = False
     one_pixel_frame_keyframes: bool = False
     guidance_in_float32: bool = False
+    stage_1_audio: bool = False
     #: The transformer adds its keyframe embedding to the generated video's first latent frame.
     marks_first_frame: bool = False
 
@@ -40,7 +43,7 @@ class SamplingRules:
         if files.generation.follows_reference == "1.0.0":
             return cls(marks_first_frame=marks)
         return cls(conditioning_keeps_latent=True, noise_from_clean_latent=True, one_pixel_frame_keyframes=True,
-                   guidance_in_float32=True, marks_first_frame=marks)  # fmt: skip
+                   guidance_in_float32=True, stage_1_audio=True, marks_first_frame=marks)  # fmt: skip
 
 
 #: ltx-pipelines 1.0.0's behaviour (what LTX-2 and 2.3 checkpoints get).
