@@ -6,5 +6,6 @@ Imports only ``utils`` and ltx-core; memory planning and the stages of a generat
 * ``gemma`` - the Gemma text encoder's files and model; ``fp8`` - FP8 weights and matmuls
 * ``transformer_blocks`` - the transformer as prepare / blocks / finish; ``cuda_graphs`` - the blocks replayed
 * ``transformer_passes`` - the guidance passes of a step, scheduled through a block engine
-* ``ltx25`` - what the LTX-2.5 checkpoints change, one module per component (``ltx25.transformer``)
+* ``ltx25`` - what the LTX-2.5 checkpoints change, one module per component (``ltx25.transformer``,
+  ``ltx25.duration_head``)
 """
