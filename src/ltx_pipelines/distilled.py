@@ -16,9 +16,9 @@ from ltx_core.quantization import QuantizationPolicy
 from ltx_pipelines.engine import cli
 from ltx_pipelines.engine.conditioning import ImageConditioningInput, as_image_inputs
 from ltx_pipelines.engine.denoising import DenoisingLoop, euler_ancestral_denoising_loop, euler_denoising_loop
+from ltx_pipelines.engine.duration import AutoDuration
 from ltx_pipelines.engine.model_ledger import MemoryPolicy
 from ltx_pipelines.engine.pipeline_base import GenerationResult, PipelineBase
-from ltx_pipelines.engine.stages import VideoGeometry
 from ltx_pipelines.models.files import ComponentPaths
 from ltx_pipelines.utils import constants as C
 from ltx_pipelines.utils.aliases import reference_names
@@ -68,20 +68,21 @@ class DistilledPipeline(PipelineBase):
         seed: int = C.DEFAULT_SEED,
         height: int = C.DEFAULT_2_STAGE_HEIGHT,
         width: int = C.DEFAULT_2_STAGE_WIDTH,
-        num_frames: int = C.DEFAULT_NUM_FRAMES,
+        num_frames: int | AutoDuration | None = C.DEFAULT_NUM_FRAMES,
         frame_rate: float = C.DEFAULT_FRAME_RATE,
         images: list[ImageConditioningInput] | None = None,
         tiling_config: TilingConfig | None = None,
         overwrite: bool = False,
         enhance_prompt: bool = False,
     ) -> GenerationResult:
-        geometry = VideoGeometry(height, width, num_frames, frame_rate)
+        geometry = self.video_geometry(height, width, num_frames, frame_rate)
         images = as_image_inputs(images)
         check_prompt(prompt, conditioned_by="the images" if images else None)
         output = self.check_request(geometry, images, output_path, overwrite)
 
         prompt_used, enhancement = self.enhance_prompt(prompt, enhance_prompt, images, seed)
         (positive,) = self.encode_prompts([prompt_used])
+        geometry = self.settle_duration(geometry, positive, images)
         generator = self.generator(seed)
         low_geometry = geometry.halved()
         low = self.distilled_stage(
@@ -115,6 +116,7 @@ def main(argv: list[str] | None = None) -> None:
     cli.add_flag_alias(parser, "--checkpoint-path", "--distilled-checkpoint-path")
     cli.add_fixed_steps_flag(parser)
     cli.add_upsampler_arg(parser)
+    cli.add_auto_duration_args(parser)
     args = parser.parse_args(argv)
     cli.start(args)
     cli.warn_fixed_steps(args)

@@ -13,8 +13,8 @@ from ltx_core.model.video_vae import TilingConfig
 from ltx_pipelines.engine import cli
 from ltx_pipelines.engine.conditioning import ImageConditioningInput, as_image_inputs
 from ltx_pipelines.engine.denoising import DenoisingLoop, euler_denoising_loop
+from ltx_pipelines.engine.duration import AutoDuration
 from ltx_pipelines.engine.pipeline_base import GenerationResult, PipelineBase, guider_metadata
-from ltx_pipelines.engine.stages import VideoGeometry
 from ltx_pipelines.utils import constants as C
 from ltx_pipelines.utils.validation import check_prompt
 
@@ -32,7 +32,7 @@ class TI2VidOneStagePipeline(PipelineBase):
         seed: int = C.DEFAULT_SEED,
         height: int = C.DEFAULT_1_STAGE_HEIGHT,
         width: int = C.DEFAULT_1_STAGE_WIDTH,
-        num_frames: int = C.DEFAULT_NUM_FRAMES,
+        num_frames: int | AutoDuration | None = C.DEFAULT_NUM_FRAMES,
         frame_rate: float = C.DEFAULT_FRAME_RATE,
         num_inference_steps: int | None = None,
         video_guider_params: MultiModalGuiderParams | None = None,
@@ -43,7 +43,7 @@ class TI2VidOneStagePipeline(PipelineBase):
         overwrite: bool = False,
         enhance_prompt: bool = False,
     ) -> GenerationResult:
-        geometry = VideoGeometry(height, width, num_frames, frame_rate)
+        geometry = self.video_geometry(height, width, num_frames, frame_rate)
         images = as_image_inputs(images)
         check_prompt(prompt, conditioned_by="the images" if images else None)
         output = self.check_request(geometry, images, output_path, overwrite)
@@ -52,6 +52,7 @@ class TI2VidOneStagePipeline(PipelineBase):
 
         prompt_used, enhancement = self.enhance_prompt(prompt, enhance_prompt, images, seed)
         positive, negative = self.encode_prompts([prompt_used, negative_prompt])
+        geometry = self.settle_duration(geometry, positive, images)
         generator = self.generator(seed)
         latents = self.guided_stage(
             name="stage 1",
@@ -79,6 +80,7 @@ def main(argv: list[str] | None = None) -> None:
         height=C.DEFAULT_1_STAGE_HEIGHT, width=C.DEFAULT_1_STAGE_WIDTH, size_multiple=32,
     )  # fmt: skip
     cli.add_guidance_args(parser)
+    cli.add_auto_duration_args(parser)
     args = parser.parse_args(argv)
     cli.start(args)
     pipeline = TI2VidOneStagePipeline(**cli.model_kwargs(args))

@@ -20,6 +20,7 @@ from ltx_core.quantization import QuantizationPolicy
 from ltx_pipelines.engine import cli
 from ltx_pipelines.engine.conditioning import ImageConditioningInput, as_image_inputs
 from ltx_pipelines.engine.denoising import DenoisingLoop, euler_denoising_loop
+from ltx_pipelines.engine.duration import AutoDuration
 from ltx_pipelines.engine.model_ledger import MemoryPolicy, comfy_lora
 from ltx_pipelines.engine.pipeline_base import GenerationResult, PipelineBase, _lora_list, guider_metadata
 from ltx_pipelines.engine.stages import VideoGeometry
@@ -107,6 +108,7 @@ class TwoStagePipelineBase(PipelineBase):
 
         prompt_used, enhancement = self.enhance_prompt(prompt, enhance_prompt, images, seed)
         positive, negative = self.encode_prompts([prompt_used, negative_prompt])
+        geometry = self.settle_duration(geometry, positive, images)
         generator = self.generator(seed)
         low_geometry = geometry.halved()
         low = self.guided_stage(
@@ -155,7 +157,7 @@ class TI2VidTwoStagesPipeline(TwoStagePipelineBase):
         seed: int = C.DEFAULT_SEED,
         height: int = C.DEFAULT_2_STAGE_HEIGHT,
         width: int = C.DEFAULT_2_STAGE_WIDTH,
-        num_frames: int = C.DEFAULT_NUM_FRAMES,
+        num_frames: int | AutoDuration | None = C.DEFAULT_NUM_FRAMES,
         frame_rate: float = C.DEFAULT_FRAME_RATE,
         num_inference_steps: int | None = None,
         video_guider_params: MultiModalGuiderParams | None = None,
@@ -167,8 +169,8 @@ class TI2VidTwoStagesPipeline(TwoStagePipelineBase):
         enhance_prompt: bool = False,
     ) -> GenerationResult:
         return self.generate(
-            prompt=prompt, negative_prompt=negative_prompt, seed=seed,
-            geometry=VideoGeometry(height, width, num_frames, frame_rate), num_inference_steps=num_inference_steps,
+            prompt=prompt, negative_prompt=negative_prompt, seed=seed, num_inference_steps=num_inference_steps,
+            geometry=self.video_geometry(height, width, num_frames, frame_rate),
             video_guider_params=video_guider_params, audio_guider_params=audio_guider_params, images=images,
             output_path=output_path, overwrite=overwrite, tiling_config=tiling_config, stage_1_loop=denoising_loop,
             enhance_prompt=enhance_prompt,
@@ -215,6 +217,7 @@ def main(argv: list[str] | None = None) -> None:
         "distilled-LoRA refinement.",
         height=C.DEFAULT_2_STAGE_HEIGHT, width=C.DEFAULT_2_STAGE_WIDTH,
     )  # fmt: skip
+    cli.add_auto_duration_args(parser)
     args = parser.parse_args(argv)
     run_two_stage_cli(TI2VidTwoStagesPipeline, args)
 

@@ -25,6 +25,7 @@ from ltx_core.types import VideoLatentShape
 from ltx_pipelines.engine import cli
 from ltx_pipelines.engine.conditioning import ImageConditioningInput
 from ltx_pipelines.engine.denoising import DenoisingLoop, res2s_denoising_loop
+from ltx_pipelines.engine.duration import AutoDuration
 from ltx_pipelines.engine.model_ledger import MemoryPolicy
 from ltx_pipelines.engine.pipeline_base import GenerationResult
 from ltx_pipelines.engine.stages import VideoGeometry
@@ -101,7 +102,7 @@ class TI2VidTwoStagesHQPipeline(TwoStagePipelineBase):
         seed: int = C.DEFAULT_SEED,
         height: int = C.DEFAULT_HQ_HEIGHT,
         width: int = C.DEFAULT_HQ_WIDTH,
-        num_frames: int = C.DEFAULT_NUM_FRAMES,
+        num_frames: int | AutoDuration | None = C.DEFAULT_NUM_FRAMES,
         frame_rate: float = C.DEFAULT_FRAME_RATE,
         num_inference_steps: int | None = None,
         video_guider_params: MultiModalGuiderParams | None = None,
@@ -128,8 +129,8 @@ class TI2VidTwoStagesHQPipeline(TwoStagePipelineBase):
         )
         stage_1_loras = at_strength(self.distilled_lora, distilled_lora_strength_stage_1)
         return self.generate(
-            prompt=prompt, negative_prompt=negative_prompt, seed=seed,
-            geometry=VideoGeometry(height, width, num_frames, frame_rate), num_inference_steps=num_inference_steps,
+            prompt=prompt, negative_prompt=negative_prompt, seed=seed, num_inference_steps=num_inference_steps,
+            geometry=self.video_geometry(height, width, num_frames, frame_rate),
             video_guider_params=video_params, audio_guider_params=audio_params, images=images,
             output_path=output_path, overwrite=overwrite, enhance_prompt=enhance_prompt, tiling_config=tiling_config,
             stage_1_loop=loop, stage_2_loop=loop, stage_1_loras=stage_1_loras,
@@ -156,6 +157,7 @@ def main(argv: list[str] | None = None) -> None:
         "--distilled-lora-strength-stage-2", type=float, default=C.DEFAULT_HQ_DISTILLED_LORA_STRENGTH_STAGE_2,
         help="Distilled LoRA strength in stage 2 (the refinement).",
     )  # fmt: skip
+    cli.add_auto_duration_args(parser)
     args = parser.parse_args(argv)
     run_two_stage_cli(
         TI2VidTwoStagesHQPipeline, args,

@@ -16,6 +16,7 @@ from ltx_core.quantization import QuantizationPolicy
 
 from ltx_pipelines.acceleration.cli_flags import acceleration_kwargs, add_acceleration_args
 from ltx_pipelines.engine.conditioning import ImageConditioningInput
+from ltx_pipelines.engine.duration import AutoDuration
 from ltx_pipelines.engine.model_ledger import comfy_lora
 from ltx_pipelines.engine.pipeline_base import frames_not_kept
 from ltx_pipelines.models.files import ComponentPaths
@@ -164,6 +165,30 @@ def add_model_file_args(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
+def add_auto_duration_args(parser: argparse.ArgumentParser) -> None:
+    """--auto-duration MIN MAX, and --num-frames left out: the model's duration head chooses the length."""
+    frames = parser._option_string_actions["--num-frames"]
+    frames.default = None
+    frames.help = (f"Frames to generate; 8k+1 (default: chosen by the model's duration head where it has one, "
+                   f"else {C.DEFAULT_NUM_FRAMES}).")  # fmt: skip
+    parser.add_argument(
+        "--auto-duration", type=float, nargs=2, default=None, metavar=("MIN_SECONDS", "MAX_SECONDS"),
+        help="Let the duration head (--duration-head-path, LTX-2.5) choose the length from the prompt, between "
+        "MIN and MAX seconds (default range without --num-frames: 1 to 20 s).",
+    )  # fmt: skip
+
+
+def frames_request(args: argparse.Namespace) -> int | AutoDuration | None:
+    """--num-frames if given (it wins over --auto-duration, with a warning), else the --auto-duration range."""
+    auto = getattr(args, "auto_duration", None)
+    if args.num_frames is not None:
+        if auto is not None:
+            logging.getLogger("ltx_pipelines").warning("--num-frames %d is given: --auto-duration is not used.",
+                                                       args.num_frames)  # fmt: skip
+        return args.num_frames
+    return AutoDuration(*auto) if auto is not None else None
+
+
 def add_guidance_args(
     parser: argparse.ArgumentParser,
     steps_help: str | None = None,
@@ -294,7 +319,7 @@ def request_kwargs(args: argparse.Namespace) -> dict[str, object]:
         "seed": args.seed,
         "height": args.height,
         "width": args.width,
-        "num_frames": args.num_frames,
+        "num_frames": frames_request(args),
         "frame_rate": args.frame_rate,
         "images": args.images,
         "overwrite": args.overwrite,
@@ -373,6 +398,8 @@ def setup_logging(level: str) -> None:
 
 
 __all__ = [
+    "add_auto_duration_args",
+    "frames_request",
     "QUANTIZATION_POLICIES",
     "LoraPathStrengthAndSDOps",
     "add_fixed_steps_flag",

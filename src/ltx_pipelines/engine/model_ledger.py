@@ -56,6 +56,7 @@ from ltx_pipelines.models.gemma import (
     find_gemma_files,
 )
 from ltx_pipelines.models.key_layouts import VIDEO_DECODER_KEYS, VIDEO_ENCODER_KEYS
+from ltx_pipelines.models.ltx25.duration_head import load_duration_head
 from ltx_pipelines.models.ltx25.transformer import configurator_for
 from ltx_pipelines.utils import progress
 
@@ -146,12 +147,14 @@ class ModelLedger:
         *,
         video_vae_path: str | Path | None = None,
         audio_vae_path: str | Path | None = None,
+        duration_head_path: str | Path | None = None,
     ):
         """``checkpoint_path`` holds the transformer (and, in a monolithic checkpoint, everything else but Gemma);
         ``video_vae_path`` / ``audio_vae_path`` name split component files (default: the checkpoint)."""
         self.checkpoint_path = str(checkpoint_path)
         self.video_vae_path = str(video_vae_path or checkpoint_path)
         self.audio_vae_path = str(audio_vae_path or checkpoint_path)
+        self.duration_head_path = str(duration_head_path) if duration_head_path is not None else None
         self.offload = OffloadMode.parse(offload)
         self.max_gpu_memory = parse_max_gpu_memory(max_gpu_memory)
         self.gemma_root = str(gemma_root) if gemma_root is not None else None
@@ -463,6 +466,12 @@ class ModelLedger:
         builder = self._file_builder(self.audio_vae_path, VocoderConfigurator, VOCODER_COMFY_KEYS_FILTER)
         # The vocoder's mel filters and snake activations are precision-sensitive: keep float32.
         return self._build(builder, [self.audio_vae_path], dtype=torch.float32)
+
+    def _build_duration_head(self) -> torch.nn.Module:
+        if self.duration_head_path is None:
+            raise ValueError("This pipeline was created without a duration head.")
+        self.files_loaded.append(self.duration_head_path)
+        return load_duration_head(self.duration_head_path, device=self.device, dtype=self.dtype)
 
     def _build_spatial_upsampler(self) -> torch.nn.Module:
         if self.spatial_upsampler_path is None:

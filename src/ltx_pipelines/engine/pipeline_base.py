@@ -34,6 +34,7 @@ from ltx_pipelines.engine.conditioning import (
     image_conditionings_by_replacing_latent,
 )
 from ltx_pipelines.engine.denoising import DenoisingLoop, default_stepper, euler_denoising_loop
+from ltx_pipelines.engine.duration import AutoDuration
 from ltx_pipelines.engine.guidance import ConditionalDenoiser, MultiModalGuidedDenoiser, PromptEmbeddings
 from ltx_pipelines.engine.model_ledger import ChecksPassed, MemoryPolicy, ModelLedger
 from ltx_pipelines.engine.prompt_enhancement import maybe_enhance_prompt
@@ -65,6 +66,7 @@ from ltx_pipelines.models.checkpoints import (
 from ltx_pipelines.models.discovery import Picked
 from ltx_pipelines.models.files import ComponentPaths, ModelFiles, resolve_model_files
 from ltx_pipelines.models.gemma import find_gemma_files
+from ltx_pipelines.models.ltx25.duration_head import check_duration_head_file
 from ltx_pipelines.models.transformer_blocks import EagerBlocks
 from ltx_pipelines.models.transformer_passes import PassExecutor, TransformerPasses
 from ltx_pipelines.parallel.decode import decode_video_frames_across_ranks
@@ -160,6 +162,30 @@ def check_text_encoder(files: ModelFiles) -> None:
     find_gemma_files(files.text_encoder)
 
 
+def text_context_widths(config: dict) -> tuple[int, int]:
+    """Widths of the (video, audio) text contexts the transformer reads: its own inner widths where the text
+    encoder projects (LTX-2.3, 2.5), else Gemma's width, projected inside the transformer (LTX-2)."""
+    transformer = config.get("transformer", {})
+    if transformer.get("caption_proj_before_connector", False):
+        video = transformer.get("num_attention_heads", 32) * transformer.get("attention_head_dim", 128)
+        audio = transformer.get("audio_num_attention_heads", 32) * transformer.get("audio_attention_head_dim", 64)
+        return video, audio
+    width = transformer.get("caption_channels", 3840)
+    return width, width
+
+
+def check_duration_head(files: ModelFiles) -> None:
+    """The duration head reads the prompt's text contexts: it must have been made for this model's widths."""
+    head = check_duration_head_file(files.duration_head.path)
+    widths = text_context_widths(files.config)
+    if (head.video_dim, head.audio_dim) != widths:
+        raise InputError(
+            f"The duration head {files.duration_head.path} reads text contexts of widths {head.video_dim} (video) and "
+            f"{head.audio_dim} (audio), but {files.transformer.path.name} gives {widths[0]} and {widths[1]}: "
+            "use the duration head published with this model."
+        )
+
+
 class PipelineBase:
     """Holds the ledger and the checked file paths; provides the shared stages."""
 
@@ -199,6 +225,8 @@ class PipelineBase:
         # Inside a process group of several ranks (torchrun, or the caller's): this rank's share of the work.
         self.parallel, device = join_group(self.files.config, device)
         check_text_encoder(self.files)
+        if self.files.duration_head is not None:
+            check_duration_head(self.files)
         spatial_upsampler_path = spatial_upsampler_path or self.found.spatial_upsampler_path
         if self.needs_upsampler:
             if spatial_upsampler_path is None:
@@ -221,6 +249,7 @@ class PipelineBase:
             max_gpu_memory=max_gpu_memory,
             video_vae_path=self.files.video_vae.path,
             audio_vae_path=self.files.audio_vae.path,
+            duration_head_path=self.files.duration_head.path if self.files.duration_head is not None else None,
         )
         logger.info("%s on %s (%s), %s", type(self).__name__, self.device, str(self.dtype).removeprefix("torch."),
                     self.files.describe())  # fmt: skip
@@ -285,6 +314,35 @@ class PipelineBase:
         return steps, video, audio
 
     # -- checks before any model is built --------------------------------------------------------
+
+    def video_geometry(
+        self, height: int, width: int, num_frames: int | AutoDuration | None, frame_rate: float
+    ) -> VideoGeometry:
+        """The request's geometry. ``num_frames`` None: the duration head chooses where the model has one, else
+        the default length. An auto duration is checked now and held at its longest length until the prompt is
+        encoded (:meth:`settle_duration`)."""
+        if num_frames is None:
+            num_frames = AutoDuration() if self.files.duration_head is not None else C.DEFAULT_NUM_FRAMES
+        if not isinstance(num_frames, AutoDuration):
+            return VideoGeometry(height, width, num_frames, frame_rate)
+        if self.files.duration_head is None:
+            raise InputError("Auto duration needs the model's duration head: pass --duration-head-path "
+                             "(duration_head_path=), or give --num-frames.")  # fmt: skip
+        num_frames.check(frame_rate)
+        return VideoGeometry(height, width, num_frames.longest(frame_rate), frame_rate, duration=num_frames)
+
+    def settle_duration(
+        self, geometry: VideoGeometry, prompt: PromptEmbeddings, images: list[ImageConditioningInput]
+    ) -> VideoGeometry:
+        """The frame count the duration head predicts from the encoded prompt (a fixed length stays as it is)."""
+        duration = geometry.duration
+        if duration is None:
+            return geometry
+        with self.ledger.timed("duration"), torch.inference_mode(), self.ledger.use("duration_head") as head:
+            frames = head.predict_frames(prompt.video, prompt.audio, geometry.frame_rate, duration.min_seconds,
+                                         duration.max_seconds)  # fmt: skip
+        check_image_inputs(images, frames)
+        return replace(geometry, num_frames=frames, duration=None)
 
     def check_request(
         self,

@@ -29,6 +29,7 @@ from ltx_core.types import Audio, AudioLatentShape, LatentState, VideoLatentShap
 from tqdm.auto import tqdm
 
 from ltx_pipelines.engine.denoising import DenoiseFn, DenoisingLoop, euler_denoising_loop
+from ltx_pipelines.engine.duration import AutoDuration
 from ltx_pipelines.engine.model_ledger import LatentFormat, ModelLedger
 from ltx_pipelines.engine.sampling_rules import REFERENCE_1_0, CleanLatentNoiser, SamplingRules, keep_noisy_latent
 from ltx_pipelines.models.ltx25.transformer import FirstFrameMarked
@@ -46,6 +47,8 @@ class VideoGeometry:
     width: int
     num_frames: int
     frame_rate: float
+    #: Set while the length waits for the duration head (``num_frames`` is then the longest it may be).
+    duration: AutoDuration | None = None
 
     def halved(self) -> "VideoGeometry":
         return replace(self, height=self.height // 2, width=self.width // 2)

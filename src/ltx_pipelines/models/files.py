@@ -252,6 +252,8 @@ def _monolithic(checkpoint: str | Path, gemma_root: str | Path | None, video_vae
     if vae is not found:
         _same_generation(found, vae)
     head = expect(duration_head, Kind.DURATION_HEAD, "--duration-head-path") if duration_head is not None else None
+    if head is None and _has_prefix(found.tensors, "duration_head."):
+        head = found  # a checkpoint that bundles its duration head
     root = Path(gemma_root).expanduser() if gemma_root is not None else None
     return ModelFiles(transformer=found, video_vae=vae, audio_vae=found, text_encoder=root, duration_head=head)
 
