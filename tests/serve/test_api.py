@@ -273,6 +273,7 @@ def test_the_openapi_schema_and_docs_are_served(client):
 def test_info_lists_every_pipeline_and_says_it_is_the_smoke_model(client):
     info = client.get("/api/info").json()
     assert len(info["pipelines"]) == 8 and all(p["available"] for p in info["pipelines"])
+    assert {p["model"] for p in info["pipelines"]} == {"LTX-2 (2.0.0)"}  # the model each pipeline runs
     assert "noise" in info["smoke_model"]
     assert [w["device"] for w in info["workers"]] == ["cpu"]
 

@@ -309,6 +309,7 @@ def _info(catalog: Catalog, settings: ServerSettings, smoke_notice: str | None) 
             "name": spec.name,
             "summary": spec.summary,
             "available": catalog.available(spec.name),
+            "model": catalog.model_of(spec.name),
             "missing": spec.missing(catalog.files),
             "size_multiple": spec.pipeline_class.size_multiple,
             "guided": spec.guided,

@@ -1,7 +1,7 @@
 """The eight pipelines as the server offers them: what each takes, and how one is built from the model files.
 
-The server is started with one set of model files (a full checkpoint, a distilled one, LoRAs, the
-upsampler, Gemma). Each pipeline needs some of them; a pipeline whose files were not given is listed as
+The server is started with one set of model files (a full model, a distilled one, LoRAs, the upsampler,
+the text encoder). Each pipeline needs some of them; a pipeline whose files were not given is listed as
 unavailable, with the flag that would enable it, instead of failing when a job arrives.
 """
 
@@ -21,12 +21,22 @@ from ltx_pipelines.models.checkpoints import read_header
 
 
 @dataclass(frozen=True)
-class ModelFiles:
-    """The model files and model settings the server was started with (any file may be missing)."""
+class ServedFiles:
+    """The model files and model settings the server was started with (any file may be missing).
+
+    A model is a monolithic checkpoint with its Gemma folder (LTX-2, 2.3) or the split component files (LTX-2.5);
+    the full (dev) and the distilled model are given separately, and each enables the pipelines that run it.
+    """
 
     gemma_root: str | None = None
     checkpoint: str | None = None
     distilled_checkpoint: str | None = None
+    transformer: str | None = None
+    distilled_transformer: str | None = None
+    text_encoder: str | None = None
+    video_vae: str | None = None
+    audio_vae: str | None = None
+    duration_head: str | None = None
     distilled_lora: tuple[LoraPathStrengthAndSDOps, ...] = ()
     spatial_upsampler: str | None = None
     loras: tuple[LoraPathStrengthAndSDOps, ...] = ()
@@ -35,21 +45,41 @@ class ModelFiles:
     offload: str = "auto"
     max_gpu_memory: float | None = None
 
+    def model_paths(self, distilled: bool) -> dict[str, str] | None:
+        """The pipelines' keyword arguments naming the full or distilled model's files (None: not given)."""
+        checkpoint = self.distilled_checkpoint if distilled else self.checkpoint
+        transformer = self.distilled_transformer if distilled else self.transformer
+        if checkpoint and self.gemma_root:
+            paths = {"checkpoint_path": checkpoint, "gemma_root": self.gemma_root, "video_vae_path": self.video_vae}
+        elif transformer and self.text_encoder and self.video_vae and self.audio_vae:
+            paths = {"transformer_path": transformer, "text_encoder_path": self.text_encoder,
+                     "video_vae_path": self.video_vae, "audio_vae_path": self.audio_vae}  # fmt: skip
+        else:
+            return None
+        paths["duration_head_path"] = self.duration_head
+        return {name: value for name, value in paths.items() if value is not None}
+
+    def has(self, need: str) -> bool:
+        if need in ("model", "distilled_model"):
+            return self.model_paths(distilled=need == "distilled_model") is not None
+        return bool(getattr(self, need))
+
     def smoke_notice(self) -> str | None:
-        """The smoke model's warning text when the checkpoints are the random-weight smoke model."""
-        for path in (self.checkpoint, self.distilled_checkpoint):
+        """The smoke model's warning text when the models are the random-weight smoke model."""
+        for path in (self.checkpoint, self.distilled_checkpoint, self.transformer, self.distilled_transformer):
             if path is not None:
-                notice = read_header(path, "checkpoint").metadata.get("smoke_model")
+                notice = read_header(path, "model file").metadata.get("smoke_model")
                 if notice:
                     return notice
         return None
 
 
-#: ModelFiles field -> the server flag that provides it (for "unavailable: start with --x" messages).
+_SPLIT_FILES = "--text-encoder-path, --video-vae-path and --audio-vae-path"
+#: What a pipeline may need -> the server flags that provide it (for "unavailable: start with --x" messages).
 FLAGS = {
-    "gemma_root": "--gemma-root",
-    "checkpoint": "--checkpoint-path",
-    "distilled_checkpoint": "--distilled-checkpoint-path",
+    "model": f"--checkpoint-path with --gemma-root, or --transformer-path with {_SPLIT_FILES} (or --model-dir)",
+    "distilled_model": f"--distilled-checkpoint-path with --gemma-root, or --distilled-transformer-path with "
+    f"{_SPLIT_FILES} (or --model-dir)",
     "distilled_lora": "--distilled-lora",
     "spatial_upsampler": "--spatial-upsampler-path",
     "ic_loras": "--ic-lora",
@@ -63,7 +93,7 @@ class PipelineSpec:
     name: str
     class_path: str  # "module:Class"
     summary: str
-    needs: tuple[str, ...]  # ModelFiles fields that must be given
+    needs: tuple[str, ...]  # what must be given: "model" / "distilled_model", or a ServedFiles field
     guided: bool = True  # negative prompt, step count, guidance, denoising loop
     takes_geometry: bool = True  # height, width, frames, frame rate (a retake keeps the source's)
     takes_images: bool = True
@@ -81,20 +111,18 @@ class PipelineSpec:
         parameters = inspect.signature(self.pipeline_class.__call__).parameters
         return {k: p.default for k, p in parameters.items() if p.default is not inspect.Parameter.empty}
 
-    def missing(self, files: ModelFiles) -> list[str]:
+    def missing(self, files: ServedFiles) -> list[str]:
         """The flags that would have to be given for this pipeline to be available."""
-        return [FLAGS[need] for need in self.needs if not getattr(files, need)]
+        return [FLAGS[need] for need in self.needs if not files.has(need)]
 
-    def model_kwargs(self, files: ModelFiles) -> dict[str, object]:
+    def model_kwargs(self, files: ServedFiles) -> dict[str, object]:
         """Constructor arguments from the server's model files (check ``missing`` first)."""
         kwargs: dict[str, object] = {
-            "gemma_root": files.gemma_root,
+            **files.model_paths(distilled="distilled_model" in self.needs),
             "quantization": quantization_from_arg(files.quantization),
             "offload": files.offload,
             "max_gpu_memory": files.max_gpu_memory,
         }
-        distilled = "distilled_checkpoint" in self.needs
-        kwargs["checkpoint_path"] = files.distilled_checkpoint if distilled else files.checkpoint
         kwargs["loras"] = list(files.ic_loras if "ic_loras" in self.needs else files.loras)
         if "spatial_upsampler" in self.needs:
             kwargs["spatial_upsampler_path"] = files.spatial_upsampler
@@ -102,12 +130,12 @@ class PipelineSpec:
             kwargs["distilled_lora"] = list(files.distilled_lora)
         return kwargs
 
-    def build(self, files: ModelFiles, device: str | None, memory_policy: str = "keep") -> PipelineBase:
+    def build(self, files: ServedFiles, device: str | None, memory_policy: str = "keep") -> PipelineBase:
         """A pipeline object (reads file headers only; models load on first use)."""
         return self.pipeline_class(**self.model_kwargs(files), device=device, memory_policy=memory_policy)
 
 
-_TWO_STAGE_FILES = ("gemma_root", "checkpoint", "distilled_lora", "spatial_upsampler")
+_TWO_STAGE_FILES = ("model", "distilled_lora", "spatial_upsampler")
 
 PIPELINES: dict[str, PipelineSpec] = {
     spec.name: spec
@@ -123,17 +151,17 @@ PIPELINES: dict[str, PipelineSpec] = {
         ),
         PipelineSpec(
             "ti2vid_one_stage", "ltx_pipelines.ti2vid_one_stage:TI2VidOneStagePipeline",
-            "One guided stage at the target size (educational).", ("gemma_root", "checkpoint"), denoise_stages=1,
+            "One guided stage at the target size (educational).", ("model",), denoise_stages=1,
         ),
         PipelineSpec(
             "distilled", "ltx_pipelines.distilled:DistilledPipeline",
             "Distilled model, no guidance, 8 + 3 fixed steps: the fastest.",
-            ("gemma_root", "distilled_checkpoint", "spatial_upsampler"), guided=False,
+            ("distilled_model", "spatial_upsampler"), guided=False,
         ),
         PipelineSpec(
             "ic_lora", "ltx_pipelines.ic_lora:ICLoraPipeline",
             "Video-to-video: reference (control) videos steer the distilled model through an IC-LoRA.",
-            ("gemma_root", "distilled_checkpoint", "spatial_upsampler", "ic_loras"), guided=False,
+            ("distilled_model", "spatial_upsampler", "ic_loras"), guided=False,
             media=("references",),
         ),
         PipelineSpec(
@@ -147,7 +175,7 @@ PIPELINES: dict[str, PipelineSpec] = {
         ),
         PipelineSpec(
             "retake", "ltx_pipelines.retake:RetakePipeline",
-            "Regenerates a time window of an uploaded video; the rest is kept.", ("gemma_root", "checkpoint"),
+            "Regenerates a time window of an uploaded video; the rest is kept.", ("model",),
             takes_geometry=False, takes_images=False, media=("video",), denoise_stages=1,
         ),
     )
@@ -164,7 +192,7 @@ class Catalog:
     workers build their own objects for generating.
     """
 
-    files: ModelFiles
+    files: ServedFiles
     device: str | None = None
     validators: dict[str, PipelineBase] = field(default_factory=dict)
     _locks: dict[str, threading.Lock] = field(default_factory=dict)
@@ -183,5 +211,13 @@ class Catalog:
     def available(self, name: str) -> bool:
         return name in self.validators
 
+    def model_of(self, name: str) -> str | None:
+        """The model an available pipeline runs, e.g. "LTX-2.5 (2.5.0)"."""
+        validator = self.validators.get(name)
+        if validator is None:
+            return None
+        files = validator.files
+        return f"{files.generation.name} ({files.model_version})" if files.model_version else files.generation.name
 
-__all__ = ["DEFAULT_PIPELINE", "PIPELINES", "Catalog", "ModelFiles", "PipelineSpec"]
+
+__all__ = ["DEFAULT_PIPELINE", "PIPELINES", "Catalog", "PipelineSpec", "ServedFiles"]

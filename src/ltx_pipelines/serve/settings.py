@@ -8,12 +8,16 @@ files only some pipelines need (``--distilled-checkpoint-path`` for ``distilled`
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from ltx_pipelines.engine import cli
-from ltx_pipelines.serve.catalog import ModelFiles
+from ltx_pipelines.engine.model_ledger import comfy_lora
+from ltx_pipelines.serve.catalog import ServedFiles
+from ltx_pipelines.utils import constants as C
+from ltx_pipelines.utils.errors import InputError
 
 DEFAULT_DATA_DIR = "ltx-serve-data"
 API_KEY_ENV = "LTX_SERVE_API_KEY"
@@ -21,7 +25,7 @@ API_KEY_ENV = "LTX_SERVE_API_KEY"
 
 @dataclass(frozen=True)
 class ServerSettings:
-    files: ModelFiles
+    files: ServedFiles
     data_dir: Path
     host: str = "127.0.0.1"
     port: int = 8000
@@ -54,6 +58,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--distilled-checkpoint-path", type=cli.resolve_path, help="Distilled LTX-2 checkpoint (distilled, ic_lora)."
     )
     models.add_argument("--gemma-root", type=cli.resolve_path, help="Folder of the Gemma-3 text encoder.")
+    models.add_argument("--transformer-path", type=cli.resolve_path, help="Split full (dev) transformer (LTX-2.5).")
+    models.add_argument(
+        "--distilled-transformer-path", type=cli.resolve_path, help="Split distilled transformer (LTX-2.5)."
+    )
+    models.add_argument("--text-encoder-path", type=cli.resolve_path, help="Packed text encoder (LTX-2.5).")
+    models.add_argument("--video-vae-path", type=cli.resolve_path, help="Video VAE file (LTX-2.5).")
+    models.add_argument("--audio-vae-path", type=cli.resolve_path, help="Audio VAE and vocoder file (LTX-2.5).")
+    models.add_argument("--duration-head-path", type=cli.resolve_path, help="Duration head file (LTX-2.5).")
+    models.add_argument(
+        "--model-dir", type=cli.resolve_path, metavar="DIR",
+        help="A downloaded model folder: the full and distilled models and the files that go with them are found "
+        "there (the model flags above win); the log says what was picked.",
+    )  # fmt: skip
     models.add_argument("--spatial-upsampler-path", type=cli.resolve_path, help="x2 latent upsampler (.safetensors).")
     cli.add_distilled_lora_arg(models)
     models.add_argument(
@@ -106,7 +123,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_MODEL_FLAGS = ("checkpoint_path", "distilled_checkpoint_path", "gemma_root", "spatial_upsampler_path")
+#: Server flag -> ServedFiles field, for the flags that name one model file each.
+_MODEL_FLAGS = {
+    "checkpoint_path": "checkpoint", "distilled_checkpoint_path": "distilled_checkpoint", "gemma_root": "gemma_root",
+    "transformer_path": "transformer", "distilled_transformer_path": "distilled_transformer",
+    "text_encoder_path": "text_encoder", "video_vae_path": "video_vae", "audio_vae_path": "audio_vae",
+    "duration_head_path": "duration_head", "spatial_upsampler_path": "spatial_upsampler",
+}  # fmt: skip
 
 
 def settings_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> ServerSettings:
@@ -119,25 +142,12 @@ def settings_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser
     if args.idle_release is not None and args.idle_release < 0:
         parser.error("--idle-release must not be negative")
     if args.smoke is not None:
-        given = [f"--{name.replace('_', '-')}" for name in _MODEL_FLAGS if getattr(args, name)]
+        given = [f"--{name.replace('_', '-')}" for name in (*_MODEL_FLAGS, "model_dir") if getattr(args, name)]
         if given or args.distilled_lora or args.loras or args.ic_loras:
             parser.error(f"--smoke serves the smoke model; leave out {', '.join(given) or 'the LoRA flags'}")
         files = smoke_files(Path(args.smoke) if args.smoke else data_dir / "smoke-model", args)
     else:
-        if not args.gemma_root or not (args.checkpoint_path or args.distilled_checkpoint_path):
-            parser.error("give --gemma-root and --checkpoint-path and/or --distilled-checkpoint-path (or --smoke)")
-        files = ModelFiles(
-            gemma_root=args.gemma_root,
-            checkpoint=args.checkpoint_path,
-            distilled_checkpoint=args.distilled_checkpoint_path,
-            distilled_lora=tuple(args.distilled_lora),
-            spatial_upsampler=args.spatial_upsampler_path,
-            loras=tuple(args.loras),
-            ic_loras=tuple(args.ic_loras),
-            quantization=args.quantization,
-            offload=args.offload,
-            max_gpu_memory=args.max_gpu_memory,
-        )
+        files = served_files(args, parser)
     return ServerSettings(
         files=files,
         data_dir=data_dir,
@@ -154,14 +164,67 @@ def settings_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser
     )
 
 
-def smoke_files(folder: Path, args: argparse.Namespace) -> ModelFiles:
+def served_files(args: argparse.Namespace, parser: argparse.ArgumentParser) -> ServedFiles:
+    """The model flags (and what --model-dir finds for the ones not given) as the server's files."""
+    named = {field: str(getattr(args, flag)) for flag, field in _MODEL_FLAGS.items() if getattr(args, flag)}
+    found = _found_in_model_dir(args.model_dir, parser) if args.model_dir else {}
+    distilled_lora = tuple(args.distilled_lora)
+    if not distilled_lora and found.get("distilled_lora"):
+        distilled_lora = (comfy_lora(found.pop("distilled_lora"), C.DEFAULT_DISTILLED_LORA_STRENGTH),)
+    found.pop("distilled_lora", None)
+    files = ServedFiles(
+        **{**found, **named}, distilled_lora=distilled_lora, loras=tuple(args.loras), ic_loras=tuple(args.ic_loras),
+        quantization=args.quantization, offload=args.offload, max_gpu_memory=args.max_gpu_memory,
+    )  # fmt: skip
+    if not (files.has("model") or files.has("distilled_model")):
+        parser.error("give a model: --checkpoint-path and/or --distilled-checkpoint-path with --gemma-root, the split "
+                     "files (--transformer-path and/or --distilled-transformer-path, --text-encoder-path, "
+                     "--video-vae-path, --audio-vae-path), --model-dir, or --smoke")  # fmt: skip
+    return files
+
+
+def _found_in_model_dir(model_dir: str, parser: argparse.ArgumentParser) -> dict[str, str]:
+    """ServedFiles fields for what --model-dir holds: its full and its distilled model, each where present."""
+    from ltx_pipelines.models import discovery
+
+    root = Path(model_dir)
+    try:
+        scanned = discovery.scan(root)
+    except InputError as e:
+        parser.error(str(e))
+    fields: dict[str, str] = {}
+    for distilled in (False, True):
+        try:
+            picked = discovery.pick(scanned, distilled=distilled)
+        except InputError as e:
+            logging.getLogger(__name__).info("--model-dir: no %s model (%s)", "distilled" if distilled else "full", e)
+            continue
+        discovery.log_picked(picked, root)
+        for name, value in picked.given().items():
+            field = _PICKED_FIELD.get((name, distilled), _PICKED_FIELD.get((name, None)))
+            fields.setdefault(field, str(value))
+    if not fields:
+        parser.error(f"--model-dir {root} holds no LTX model this server can run")
+    return fields
+
+
+#: (Picked field, the distilled pick?) -> ServedFiles field; None: the same for either pick.
+_PICKED_FIELD = {
+    ("checkpoint_path", False): "checkpoint", ("checkpoint_path", True): "distilled_checkpoint",
+    ("transformer_path", False): "transformer", ("transformer_path", True): "distilled_transformer",
+    ("gemma_root", None): "gemma_root", ("text_encoder_path", None): "text_encoder",
+    ("video_vae_path", None): "video_vae", ("audio_vae_path", None): "audio_vae",
+    ("duration_head_path", None): "duration_head", ("spatial_upsampler_path", None): "spatial_upsampler",
+    ("distilled_lora_path", None): "distilled_lora",
+}  # fmt: skip
+
+
+def smoke_files(folder: Path, args: argparse.Namespace) -> ServedFiles:
     """The smoke bundle in ``folder`` (built there if missing), as the server's model files."""
-    from ltx_pipelines.engine.model_ledger import comfy_lora
     from ltx_pipelines.smoke_model import ensure_smoke_bundle
-    from ltx_pipelines.utils import constants as C
 
     bundle = ensure_smoke_bundle(folder)
-    return ModelFiles(
+    return ServedFiles(
         gemma_root=str(bundle.gemma_root),
         checkpoint=str(bundle.checkpoint),
         distilled_checkpoint=str(bundle.distilled_checkpoint),

@@ -23,7 +23,7 @@ import torch
 
 from ltx_pipelines.engine.model_ledger import cleanup_memory
 from ltx_pipelines.engine.pipeline_base import PipelineBase
-from ltx_pipelines.serve.catalog import PIPELINES, ModelFiles, PipelineSpec
+from ltx_pipelines.serve.catalog import PIPELINES, PipelineSpec, ServedFiles
 from ltx_pipelines.serve.events import JobEvents
 from ltx_pipelines.serve.jobs import Job, JobStatus, JobStore
 from ltx_pipelines.serve.requests import JobRequest, call_kwargs, denoise_stages
@@ -208,7 +208,7 @@ class WorkerPool:
         store: JobStore,
         events: JobEvents,
         data: DataDir,
-        files: ModelFiles,
+        files: ServedFiles,
         devices: list[str],
         idle_release: float | None = None,
     ):

@@ -92,7 +92,7 @@ function currentPipeline() {
 function showPipeline(name) {
   const pipeline = state.pipelines[name];
   $("pipeline-summary").textContent = pipeline.available
-    ? pipeline.summary
+    ? `${pipeline.summary} Model: ${pipeline.model}.`
     : `Unavailable: start the server with ${pipeline.missing.join(", ")}.`;
   const shown = {
     guided: pipeline.guided,

@@ -1,0 +1,52 @@
+"""The server's model flags: monolithic or split files, or a downloaded folder (no server is started)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ltx_pipelines.serve.catalog import PIPELINES, ServedFiles
+from ltx_pipelines.serve.settings import build_parser, settings_from_args
+
+
+def settings(*argv: str):  # noqa: ANN201
+    parser = build_parser()
+    return settings_from_args(parser.parse_args(list(argv)), parser)
+
+
+def test_model_dir_finds_the_full_and_the_distilled_model(smoke_bundle, tmp_path: Path) -> None:
+    files = settings("--model-dir", str(smoke_bundle.root), "--data-dir", str(tmp_path)).files
+    assert (files.checkpoint, files.distilled_checkpoint) == (str(smoke_bundle.checkpoint),
+                                                              str(smoke_bundle.distilled_checkpoint))  # fmt: skip
+    assert files.gemma_root == str(smoke_bundle.gemma_root)
+    assert files.spatial_upsampler == str(smoke_bundle.spatial_upsampler)
+    assert [Path(lora.path) for lora in files.distilled_lora] == [smoke_bundle.distilled_lora]
+    assert all(not spec.missing(files) for name, spec in PIPELINES.items() if name != "ic_lora")
+
+
+def test_a_flag_given_wins_over_the_folder(smoke_bundle, tmp_path: Path) -> None:
+    files = settings("--model-dir", str(smoke_bundle.root), "--checkpoint-path", str(smoke_bundle.distilled_checkpoint),
+                     "--data-dir", str(tmp_path)).files  # fmt: skip
+    assert files.checkpoint == str(smoke_bundle.distilled_checkpoint)
+
+
+@pytest.mark.parametrize("argv", [[], ["--gemma-root", "{gemma}"], ["--model-dir", "{empty}"]])
+def test_no_model_is_refused_with_what_to_give(smoke_bundle, tmp_path: Path, argv: list[str], capsys) -> None:
+    (tmp_path / "empty").mkdir()
+    values = {"gemma": str(smoke_bundle.gemma_root), "empty": str(tmp_path / "empty")}
+    with pytest.raises(SystemExit):
+        settings(*[a.format(**values) for a in argv], "--data-dir", str(tmp_path))
+    error = capsys.readouterr().err
+    assert "--checkpoint-path" in error or "holds no LTX transformer" in error
+
+
+def test_split_files_enable_the_pipelines_of_their_model() -> None:
+    split = {"text_encoder": "te", "video_vae": "vae", "audio_vae": "audio"}
+    only_distilled = ServedFiles(distilled_transformer="dit", spatial_upsampler="up", **split)
+    assert only_distilled.model_paths(distilled=True) == {"transformer_path": "dit", "text_encoder_path": "te",
+                                                          "video_vae_path": "vae", "audio_vae_path": "audio"}  # fmt: skip
+    assert PIPELINES["distilled"].missing(only_distilled) == []
+    (missing,) = PIPELINES["ti2vid_one_stage"].missing(only_distilled)
+    assert "--transformer-path with --text-encoder-path" in missing
+    assert "--checkpoint-path with --gemma-root" in missing
