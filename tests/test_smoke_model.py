@@ -15,6 +15,7 @@ from ltx_pipelines.smoke_model import (
     SMOKE_SIZES,
     TRANSFORMER_LAYERS,
     SmokeBundle,
+    SmokeSizes,
     build_smoke_bundle,
     bundle_sizes,
     ensure_smoke_bundle,
@@ -115,6 +116,16 @@ def test_real_channel_sizes_give_ltx2_latent_channels() -> None:
     assert config["transformer"]["num_layers"] == REAL_CHANNEL_SIZES.transformer_layers < TRANSFORMER_LAYERS
     default = ltx_config()
     assert default["vae"]["latent_channels"] == 16 and not default["vae"]["timestep_conditioning"]
+
+
+def test_attention_heads_keep_the_widths() -> None:
+    """4 heads (4 ranks can split the tokens) of the same widths: 4 x 8 for video, 4 x 4 for audio."""
+    default, four = ltx_config()["transformer"], ltx_config(SmokeSizes(attention_heads=4))["transformer"]
+    assert (default["num_attention_heads"], default["audio_num_attention_heads"]) == (2, 2)
+    assert (four["num_attention_heads"], four["audio_num_attention_heads"]) == (4, 4)
+    for config in (default, four):
+        assert config["num_attention_heads"] * config["attention_head_dim"] == 32
+        assert config["audio_num_attention_heads"] * config["audio_attention_head_dim"] == 16
 
 
 def test_ensure_rebuilds_a_bundle_of_other_sizes(tmp_path) -> None:  # noqa: ANN001

@@ -12,11 +12,13 @@ that the install and the pipelines work end to end, nothing more.
 
 Usage::
 
-    python -m ltx_pipelines.smoke_model OUT_DIR [--seed 0] [--real-channels]
+    python -m ltx_pipelines.smoke_model OUT_DIR [--seed 0] [--real-channels] [--attention-heads 4]
 
 ``--real-channels`` writes the same miniature model with the real latent channel counts
 (128 video channels, 8 audio z-channels) and a few transformer blocks: code that hard-codes
 those counts (the reference ltx-pipelines 1.0.0, run by the parity test) can then run on it.
+``--attention-heads 4`` gives video and audio 4 heads (2 by default): torchrun needs the number of
+ranks to divide them, so this is the smoke model 4 ranks can run.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import shutil
 import struct
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -70,6 +72,8 @@ AUDIO_Z_CHANNELS = 2
 AUDIO_MEL_BINS = 64  # the vocoder hard-codes 2 x 64 mel input channels
 TRANSFORMER_LAYERS = 30  # enough blocks for the default STG block (29) to exist
 LORA_RANK = 4
+VIDEO_INNER_DIM = 32  # transformer width: attention heads x head dim
+AUDIO_INNER_DIM = 16
 
 
 @dataclass(frozen=True)
@@ -82,6 +86,9 @@ class SmokeSizes:
     #: The video decoder adds seeded noise to the latent and is conditioned on a timestep (as LTX-2's is);
     #: a pipeline that hands the decoder another generator state then gives other frames.
     decoder_noise: bool = False
+    #: Attention heads of video and audio (the widths stay 32 and 16): torchrun can split tokens over as
+    #: many ranks as divide them, so 4 lets a 4-rank run shard its tokens.
+    attention_heads: int = 2
 
     @property
     def audio_token_channels(self) -> int:
@@ -163,15 +170,15 @@ def transformer_config(sizes: SmokeSizes = SMOKE_SIZES) -> dict:
         "share_ff": False,
         "av_cross_ada_norm": True,
         "use_middle_indices_grid": True,
-        "num_attention_heads": 2,
-        "attention_head_dim": 16,
+        "num_attention_heads": sizes.attention_heads,
+        "attention_head_dim": VIDEO_INNER_DIM // sizes.attention_heads,
         "in_channels": sizes.video_latent_channels,
         "out_channels": sizes.video_latent_channels,
         "num_layers": sizes.transformer_layers,
         "cross_attention_dim": 32,
         "caption_channels": GEMMA_HIDDEN,
-        "audio_num_attention_heads": 2,
-        "audio_attention_head_dim": 8,
+        "audio_num_attention_heads": sizes.attention_heads,
+        "audio_attention_head_dim": AUDIO_INNER_DIM // sizes.attention_heads,
         "audio_in_channels": sizes.audio_token_channels,
         "audio_out_channels": sizes.audio_token_channels,
         "audio_cross_attention_dim": 16,
@@ -705,13 +712,17 @@ def main(argv: list[str] | None = None) -> None:
         "--model-version", default="2.0.0", help="model_version written into the checkpoint metadata (default: 2.0.0)."
     )
     parser.add_argument(
+        "--attention-heads", type=int, default=2, choices=(2, 4),
+        help="Attention heads of video and audio (default: 2); torchrun can use as many ranks as divide them.",
+    )
+    parser.add_argument(
         "--real-channels", action="store_true",
         help="Real LTX-2 latent channel counts (128 video, 8 audio z-channels) and 4 transformer blocks, for code "
         "that hard-codes them (e.g. the reference package); pass STG blocks explicitly with it.",
     )  # fmt: skip
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    sizes = REAL_CHANNEL_SIZES if args.real_channels else SMOKE_SIZES
+    sizes = replace(REAL_CHANNEL_SIZES if args.real_channels else SMOKE_SIZES, attention_heads=args.attention_heads)
     bundle = build_smoke_bundle(args.output_dir, args.seed, args.model_version, sizes)
     size = sum(p.stat().st_size for p in bundle.root.rglob("*") if p.is_file())
     print(f"{SMOKE_NOTICE}\nWrote {bundle.root} ({size / 1e6:.1f} MB)")

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from ltx_pipelines.smoke_model import SmokeBundle, SmokeSizes, ensure_smoke_bundle
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -44,6 +46,14 @@ def torchrun():
 def python():
     """Run ``python ARGS...`` as a subprocess with the repository on the path."""
     return run_python
+
+
+@pytest.fixture(scope="session")
+def four_head_bundle(tmp_path_factory) -> SmokeBundle:  # noqa: ANN001
+    """The smoke model with 4 attention heads: 4 ranks can shard its tokens (next to LTX_SMOKE_BUNDLE if set)."""
+    root = os.environ.get("LTX_SMOKE_BUNDLE")
+    path = Path(f"{root}-4-heads") if root else tmp_path_factory.mktemp("smoke_4_heads") / "bundle"
+    return ensure_smoke_bundle(path, sizes=SmokeSizes(attention_heads=4))
 
 
 @pytest.fixture(scope="session")

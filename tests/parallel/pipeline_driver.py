@@ -8,12 +8,18 @@ pipelines take the parallel route because they are built inside it. Rank 0 saves
 ``OUT_DIR/NAME.pt`` (frames, waveform, and whether every rank returned the same result) and writes
 ``OUT_DIR/NAME.mp4``; the other ranks must return the same result and write nothing. The inputs
 (images, a reference clip, a tone, a source clip) are written into OUT_DIR/inputs by the first run.
+
+``distilled_256x384`` and ``ti2vid_two_stages_256x384`` are the drift issue's request (256x384, 17
+frames, seed 7; the two-stage one with 4 steps), as its command lines give it. A name ending in
+``_qN`` runs one in one process with the distilled passes' text cross-attentions on N query chunks
+(``rank_drift.distilled_passes_in_chunks``): N ranks' arithmetic, the tests' exact reference.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import re
 import sys
 import wave
 from pathlib import Path
@@ -29,6 +35,8 @@ from PIL import Image
 from ltx_pipelines.engine.model_ledger import comfy_lora
 from ltx_pipelines.smoke_model import SmokeBundle
 from ltx_pipelines.utils.media_io import write_video
+from rank_drift import REQUEST as ISSUE_REQUEST
+from rank_drift import distilled_passes_in_chunks
 
 PIPELINES = (
     "distilled", "ti2vid_two_stages", "ti2vid_two_stages_hq", "ti2vid_one_stage",
@@ -73,6 +81,15 @@ def run(name: str, bundle: SmokeBundle, inputs: dict[str, Path], output: Path): 
         spatial_upsampler_path=bundle.spatial_upsampler, gemma_root=bundle.gemma_root,
     )  # fmt: skip
     common = dict(prompt="a red kite", output_path=output, seed=5)
+    if name == "distilled_256x384":
+        from ltx_pipelines.distilled import DistilledPipeline
+
+        pipeline = DistilledPipeline(bundle.distilled_checkpoint, bundle.gemma_root, bundle.spatial_upsampler)
+        return pipeline(**ISSUE_REQUEST, output_path=output)
+    if name == "ti2vid_two_stages_256x384":
+        from ltx_pipelines.ti2vid_two_stages import TI2VidTwoStagesPipeline
+
+        return TI2VidTwoStagesPipeline(**two_stage)(**ISSUE_REQUEST, output_path=output, num_inference_steps=4)
     if name == "distilled":
         from ltx_pipelines.distilled import DistilledPipeline
 
@@ -132,7 +149,9 @@ def main() -> None:
         dist.barrier()
         inputs = write_inputs(out / "inputs")
     for name in names:
-        result = run(name, bundle, inputs, out / f"{name}.mp4")
+        base, parts = re.fullmatch(r"(.*?)(?:_q(\d+))?", name).groups()
+        with distilled_passes_in_chunks(int(parts or 1)):
+            result = run(base, bundle, inputs, out / f"{name}.mp4")
         same = True
         if distributed:
             mine = (result.frames.clone(), result.audio.waveform.clone())

@@ -4,8 +4,10 @@
 
 Every rank computes the single-process reference itself (the default executor, no collectives),
 then each parallel executor; rank 0 writes, per case, whether every rank's result equals the
-reference bit for bit and the largest difference. ``test_guidance_split`` and ``test_ulysses``
-read the report.
+reference bit for bit and the largest difference. A Ulysses case is also compared with one process
+running the same executor with its text cross-attentions on N query chunks, as the ranks' token
+shares run them (``rank_drift.text_attention_in_chunks``): ``exact_chunked``. ``test_guidance_split``
+and ``test_ulysses`` read the report.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from ltx_pipelines.parallel.guidance_split import GuidanceSplit, model_heads
 from ltx_pipelines.parallel.process_group import ParallelContext
 from ltx_pipelines.parallel.ulysses import UlyssesBlocks
 from ltx_pipelines.smoke_model import SmokeBundle
+from rank_drift import text_attention_in_chunks
 
 #: 32x96 pixels, 17 frames: 9 video tokens and 18 audio tokens (odd: the Ulysses padding is exercised).
 GEOMETRY = VideoGeometry(32, 96, 17, 24.0)
@@ -113,7 +116,11 @@ def main() -> None:
                 executor = TransformerPasses(transformer, engine=engine, **options)
                 reference = want if options.get("share_stg_prefix", True) else TransformerPasses(
                     transformer, share_stg_prefix=False)(video, audio, sigma, chosen)  # fmt: skip
-                report[f"ulysses/{label}{tag}"] = compare(executor(video, audio, sigma, chosen), reference)
+                got = executor(video, audio, sigma, chosen)
+                case = report[f"ulysses/{label}{tag}"] = compare(got, reference)
+                with text_attention_in_chunks(transformer.velocity_model, ctx.world_size):
+                    chunked = TransformerPasses(transformer, engine=EagerBlocks(transformer), **options)
+                    case["exact_chunked"] = compare(got, chunked(video, audio, sigma, chosen))["exact"]
     reports: list[dict] = [None] * ctx.world_size  # type: ignore[list-item]
     dist.all_gather_object(reports, report)
     if ctx.rank == 0:
@@ -122,6 +129,8 @@ def main() -> None:
                 "exact": all(r[case]["exact"] for r in reports),
                 "max_abs": max(r[case]["max_abs"] for r in reports),
                 "max_ref": max(r[case]["max_ref"] for r in reports),
+                **({"exact_chunked": all(r[case].get("exact_chunked") for r in reports)}
+                   if "exact_chunked" in report[case] else {}),
             }
             for case in report
         }

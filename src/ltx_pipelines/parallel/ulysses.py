@@ -14,9 +14,12 @@ after the first ``all_to_all`` and so sees exactly the T real tokens - no mask, 
 one rank computes. Padding rows pass through the per-token layers and are dropped when the result
 is gathered. Any number of tokens works, even fewer than ranks.
 
-Arithmetic: attention per head is the same computation on H/N heads; the per-token layers run on
-fewer rows. Whether that changes rounding depends on the kernels (matmul blocking by row count);
-on the CPU the test measures it (``tests/parallel/test_ulysses.py``).
+Arithmetic: attention per head is the same computation on H/N heads; the per-token layers and the
+text cross-attention run on fewer rows. Whether that changes rounding depends on the kernels. On the
+CPU only the text cross-attention does (scaled-dot-product attention rounds 9 queries differently
+from 18, by ~6e-8): one process running it on the same query chunks gives N ranks' result bit for bit,
+and plain one process differs by ~1e-6 in x0, which does not grow over the steps
+(``tests/parallel/test_ulysses.py``, ``tests/parallel/rank_drift.py``).
 """
 
 from __future__ import annotations
