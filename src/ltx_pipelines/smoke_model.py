@@ -559,15 +559,39 @@ def gemma_config(directory: Path) -> dict:
 
 
 def _legacy_gemma_key(key: str) -> str | None:
-    """Map transformers' in-memory names to the original Gemma-3 checkpoint names."""
+    """Map transformers' in-memory names to the original Gemma-3 checkpoint names.
+
+    Since transformers 5.8 the SigLIP tower has no ``vision_model`` child; the released files keep it.
+    """
     for new, old in (
         ("model.language_model.", "language_model.model."),
-        ("model.vision_tower.", "vision_tower."),
+        ("model.vision_tower.", "vision_tower.vision_model."),
         ("model.multi_modal_projector.", "multi_modal_projector."),
     ):
         if key.startswith(new):
             return old + key[len(new) :]
     return None  # lm_head is tied to the embeddings and not stored
+
+
+#: Added tokens marked special in tokenizer.json (skipped when decoding), as transformers 4.57's conversion
+#: marked them: the control tokens and the chat-turn markers, not the image markers (the processor's text).
+GEMMA_SKIPPED_TOKENS = {"<pad>", "<eos>", "<bos>", "<unk>", "<start_of_turn>", "<end_of_turn>"}
+
+
+def _tokenizer_json(converted: str, config: dict) -> str:
+    """The converted fast tokenizer with the added tokens of every transformers version alike.
+
+    transformers 5's conversion marks other tokens special than 4.57's did, and adds a ``<mask>`` token
+    past the end of the vocabulary (the smoke vocabulary has none; no embedding row exists for it).
+    """
+    spec = json.loads(converted)
+    vocab_size = config["text_config"]["vocab_size"]
+    spec["added_tokens"] = [
+        {**token, "special": token["content"] in GEMMA_SKIPPED_TOKENS}
+        for token in spec["added_tokens"]
+        if token["id"] < vocab_size
+    ]
+    return json.dumps(spec, ensure_ascii=False, indent=2)
 
 
 def write_gemma(directory: Path, seed: int) -> None:
@@ -593,6 +617,8 @@ def write_gemma(directory: Path, seed: int) -> None:
         "eos_token": "<eos>",
         "pad_token": "<pad>",
         "unk_token": "<unk>",
+        # No mask token: transformers 5's GemmaTokenizer would add "<mask>" past the end of the vocabulary.
+        "mask_token": None,
         "add_bos_token": True,
         "add_eos_token": False,
         "padding_side": "left",
@@ -609,8 +635,10 @@ def write_gemma(directory: Path, seed: int) -> None:
     special = {"bos_token": "<bos>", "eos_token": "<eos>", "pad_token": "<pad>", "unk_token": "<unk>"}
     (directory / "special_tokens_map.json").write_text(json.dumps(special, indent=2))
     # Convert once to the fast tokenizer so loads do not repeat the conversion (real Gemma ships tokenizer.json).
+    # Only tokenizer.json is taken from it: transformers 5 would also rewrite tokenizer_config.json in a form
+    # that 4.x cannot read (the parity test's reference reads this folder with transformers 4.57).
     fast = AutoTokenizer.from_pretrained(str(directory), local_files_only=True)
-    fast.save_pretrained(str(directory))
+    (directory / "tokenizer.json").write_text(_tokenizer_json(fast.backend_tokenizer.to_str(), config))
 
     preprocessor = {
         "image_processor_type": "Gemma3ImageProcessor",
