@@ -12,7 +12,7 @@ and, with ``--enhance-tokens N``, the time per generated token of prompt enhance
     python benchmarks/gemma_streaming.py --workdir /tmp --json /tmp/gemma.json   # GPU: resident, 16 and 6 GiB
     python benchmarks/gemma_streaming.py --tiny --device cpu --caps 1            # CPU self-check (smoke shapes)
 
-On the device's machine (transformers 4.57 from the carried wheels in .whl/, as benchmarks/gpu_run.sh
+On the device's machine (transformers 5.14.1 from the carried wheels in .whl/, as benchmarks/gpu_run.sh
 installs them; ~23 GB of disk under --workdir):
 
     python3 -m pip install -q --no-index --no-deps --no-compile --upgrade --target /tmp/site \
@@ -45,8 +45,8 @@ from ltx_pipelines.smoke_model import ensure_smoke_bundle  # noqa: E402
 PROMPT = "A red fox trots across a snowy road at dusk while a truck's headlights sweep over the trees"
 #: A request whose transformer needs next to nothing, so that the plan only decides about Gemma.
 TINY_REQUEST = MemoryRequest(stages=(StageLoad("stage 1", 256, 26, 1),), height=64, width=64, num_frames=9)
-#: Model key prefix (Gemma3ForConditionalGeneration) -> file key prefix (the released Gemma files).
-FILE_PREFIXES = {"model.language_model.": "language_model.model.", "model.vision_tower.": "vision_tower.",
+#: Model key prefix (Gemma3ForConditionalGeneration, transformers 5) -> file key prefix (the released Gemma files).
+FILE_PREFIXES = {"model.language_model.": "language_model.model.", "model.vision_tower.": "vision_tower.vision_model.",
                  "model.multi_modal_projector.": "multi_modal_projector."}  # fmt: skip
 SHARDS = 5
 

@@ -6,8 +6,9 @@
 # then benchmarks/summarize.py writes $OUT/summary.md (one table, all from this run).
 #
 # Needs, in the ignored folder .whl/ (carried to the GPU machine): the reference wheel ltx_pipelines-1.0.0,
-# ltx_core-1.0.0, transformers-4.57.6, huggingface_hub-0.36.0, tokenizers-0.22.1 and av (Python 3.12
-# manylinux wheels: the machine has transformers 5 and no PyAV), and a copy of reference_step.py.
+# ltx_core-1.0.0, transformers-5.14.1 (the pyproject's pin) with the huggingface_hub (>=1.5) and tokenizers (0.22)
+# it needs, and av (Python 3.12 manylinux wheels: the machine has another transformers and no PyAV), and a copy
+# of reference_step.py.
 # The reference wheel goes to /tmp/ref on its own (it is also named ltx_pipelines); the rest to /tmp/site.
 #
 # Knobs (environment): BUDGET_S (510), REF_SHAPES (512x768x121; add 1024x1536x121 for the reference's

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import asdict
 from pathlib import Path
@@ -20,6 +21,7 @@ from ltx_pipelines.smoke_model import (
     bundle_sizes,
     ensure_smoke_bundle,
     ltx_config,
+    write_gemma,
 )
 
 LTX_PREFIXES = (
@@ -81,6 +83,36 @@ def test_upsampler_and_loras_in_real_format(smoke_bundle):
 def test_gemma_config_is_a_gemma3_config(smoke_bundle):
     config = json.loads((smoke_bundle.gemma_root / "config.json").read_text())
     assert config["model_type"] == "gemma3" and "text_config" in config and "vision_config" in config
+
+
+#: sha256 of the smoke Gemma's weights for seed 5 (the default bundle's), as transformers 4.57 wrote them.
+GEMMA_WEIGHTS_SHA256 = "0b55fe45e32c82dbc2e3ff6c95d201a87e67828e922ad74d274cbec97189dbcb"
+#: Ids and decoded text of the 4.57-converted tokenizer of that folder.
+TOKENIZED = {
+    "a street musician plays the violin in the rain": [
+        2, 380, 327, 272, 281, 275, 387, 378, 381, 386, 381, 271, 292, 385, 380, 395, 378, 312, 392, 376, 299, 381,
+        377, 385, 267, 309, 312, 392, 376, 375, 324,
+    ],
+    "  Héllo wörld! 日本語 🎻 <start_of_turn>user\nhi<end_of_turn>\n": [
+        2, 375, 375, 81, 204, 178, 385, 269, 270, 204, 191, 382, 286, 42, 375, 239, 160, 174, 239, 165, 181, 241,
+        179, 167, 375, 249, 168, 151, 196, 375, 4, 387, 378, 273, 19, 392, 381, 5, 19,
+    ],
+}  # fmt: skip
+
+
+def test_gemma_folder_is_the_one_transformers_4_57_wrote(tmp_path):
+    """Same weights and tokenization whatever transformers is installed (5.x initialises in another order)."""
+    from transformers import AutoTokenizer
+
+    write_gemma(tmp_path, seed=5)
+    assert hashlib.sha256((tmp_path / "model.safetensors").read_bytes()).hexdigest() == GEMMA_WEIGHTS_SHA256
+    tokenizer = AutoTokenizer.from_pretrained(str(tmp_path), local_files_only=True)
+    for text, ids in TOKENIZED.items():
+        assert tokenizer(text)["input_ids"] == ids
+    assert tokenizer.decode(TOKENIZED[text], skip_special_tokens=True) == "  Héllo wörld! 日本語 🎻 user\nhi\n"
+    assert len(tokenizer) == json.loads((tmp_path / "config.json").read_text())["text_config"]["vocab_size"]
+    config = json.loads((tmp_path / "tokenizer_config.json").read_text())
+    assert isinstance(config["extra_special_tokens"], dict)  # a list (transformers 5's form) breaks 4.x
 
 
 def test_bundle_is_small(smoke_bundle):

@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import random
 import shutil
 import struct
@@ -566,15 +567,121 @@ def gemma_config(directory: Path) -> dict:
 
 
 def _legacy_gemma_key(key: str) -> str | None:
-    """Map transformers' in-memory names to the original Gemma-3 checkpoint names."""
+    """Map transformers' in-memory names to the original Gemma-3 checkpoint names.
+
+    Since transformers 5.8 the SigLIP tower has no ``vision_model`` child; the released files keep it.
+    """
     for new, old in (
         ("model.language_model.", "language_model.model."),
-        ("model.vision_tower.", "vision_tower."),
+        ("model.vision_tower.", "vision_tower.vision_model."),
         ("model.multi_modal_projector.", "multi_modal_projector."),
     ):
         if key.startswith(new):
             return old + key[len(new) :]
     return None  # lm_head is tied to the embeddings and not stored
+
+
+#: Added tokens marked special in tokenizer.json (skipped when decoding), as transformers 4.57's conversion
+#: marked them: the control tokens and the chat-turn markers, not the image markers (the processor's text).
+GEMMA_SKIPPED_TOKENS = {"<pad>", "<eos>", "<bos>", "<unk>", "<start_of_turn>", "<end_of_turn>"}
+
+
+def _tokenizer_json(converted: str, config: dict) -> str:
+    """The converted fast tokenizer with the added tokens of every transformers version alike.
+
+    transformers 5's conversion marks other tokens special than 4.57's did, and adds a ``<mask>`` token
+    past the end of the vocabulary (the smoke vocabulary has none; no embedding row exists for it).
+    """
+    spec = json.loads(converted)
+    vocab_size = config["text_config"]["vocab_size"]
+    spec["added_tokens"] = [
+        {**token, "special": token["content"] in GEMMA_SKIPPED_TOKENS}
+        for token in spec["added_tokens"]
+        if token["id"] < vocab_size
+    ]
+    return json.dumps(spec, ensure_ascii=False, indent=2)
+
+
+# Random Gemma weights, drawn from the seed in the order transformers 4.57 drew them when it built
+# Gemma3ForConditionalGeneration: the bundle then has the same Gemma, byte for byte, whatever transformers
+# is installed (5.x initialises in another order). 4.57 built the vision tower and ran torch's default
+# init on each layer, then SigLIP's init; then the same for the language model with Gemma's init. Only
+# the draws' order and formulas are reproduced, with torch's own init functions; constants are set after.
+
+
+def _vision_build_order(tower: torch.nn.Module) -> list[torch.nn.Module]:
+    """SigLIP's layers with parameters to draw, in the order 4.57 built them."""
+    order = [tower.embeddings.patch_embedding, tower.embeddings.position_embedding]
+    for layer in tower.encoder.layers:
+        attn, mlp = layer.self_attn, layer.mlp
+        order += [attn.k_proj, attn.v_proj, attn.q_proj, attn.out_proj, mlp.fc1, mlp.fc2]
+    return order
+
+
+def _text_build_order(language_model: torch.nn.Module) -> list[torch.nn.Module]:
+    """Gemma's embedding and linear layers in the order 4.57 built them."""
+    order = [language_model.embed_tokens]
+    for layer in language_model.layers:
+        attn, mlp = layer.self_attn, layer.mlp
+        order += [attn.q_proj, attn.k_proj, attn.v_proj, attn.o_proj, mlp.gate_proj, mlp.up_proj, mlp.down_proj]
+    return order
+
+
+def _lecun_normal(weight: torch.Tensor) -> None:
+    """SigLIP's lecun_normal: a normal truncated at 2 std, scaled to variance 1 / fan_in."""
+    torch.nn.init.trunc_normal_(weight, mean=0.0, std=1.0, a=-2.0, b=2.0)
+    weight.mul_(math.sqrt(1.0 / weight[0].numel()) / 0.87962566103423978)
+
+
+def _siglip_init(tower: torch.nn.Module) -> None:
+    """SigLIP's init, module by module as 4.57 visited them (children before their parent)."""
+    embeddings = tower.embeddings
+    _lecun_normal(embeddings.patch_embedding.weight)
+    position = embeddings.position_embedding.weight
+    position.normal_(std=math.sqrt(1.0 / position[0].numel()))  # the embedding's flax-style init
+    position.normal_(mean=0.0, std=1 / math.sqrt(position.shape[1]))  # then the embeddings module's
+    for layer in tower.encoder.layers:
+        attn, mlp = layer.self_attn, layer.mlp
+        for linear in (attn.k_proj, attn.v_proj, attn.q_proj, attn.out_proj):
+            _lecun_normal(linear.weight)
+        for linear in (attn.q_proj, attn.k_proj, attn.v_proj, attn.out_proj):
+            torch.nn.init.xavier_uniform_(linear.weight)
+        for linear in (mlp.fc1, mlp.fc2):
+            _lecun_normal(linear.weight)
+        for linear in (mlp.fc1, mlp.fc2):
+            torch.nn.init.xavier_uniform_(linear.weight)
+        for linear in (mlp.fc1, mlp.fc2):
+            linear.bias.normal_(mean=0.0, std=1e-6)
+
+
+def _set_constants(model: torch.nn.Module, drawn: set[int]) -> None:
+    """Every parameter not drawn: LayerNorm weights 1, the rest 0 (biases, Gemma's 1-centred norms, projector)."""
+    for module in model.modules():
+        for name, param in module.named_parameters(recurse=False):
+            if id(param) in drawn:
+                continue
+            param.fill_(1.0 if isinstance(module, torch.nn.LayerNorm) and name == "weight" else 0.0)
+
+
+@torch.no_grad()
+def draw_gemma_weights(model: torch.nn.Module, seed: int) -> None:
+    """Fill a Gemma3ForConditionalGeneration with the seed's random weights (see the comment above)."""
+    tower, language_model = model.model.vision_tower, model.model.language_model
+    tower = getattr(tower, "vision_model", tower)  # transformers < 5.8 nests the SigLIP transformer
+    std = model.config.text_config.initializer_range
+    torch.manual_seed(seed)
+    for layer in _vision_build_order(tower):
+        layer.reset_parameters()  # 4.57 drew these as it built each layer; SigLIP's init replaces them
+    _siglip_init(tower)
+    for layer in _text_build_order(language_model):
+        layer.reset_parameters()
+    for layer in _text_build_order(language_model):
+        layer.weight.normal_(mean=0.0, std=std)
+    language_model.embed_tokens.weight[language_model.embed_tokens.padding_idx].zero_()
+    vision_layers = _vision_build_order(tower)
+    drawn = {id(layer.weight) for layer in [*vision_layers, *_text_build_order(language_model)]}
+    drawn |= {id(linear.bias) for layer in tower.encoder.layers for linear in (layer.mlp.fc1, layer.mlp.fc2)}
+    _set_constants(model, drawn)
 
 
 def write_gemma(directory: Path, seed: int) -> None:
@@ -585,8 +692,8 @@ def write_gemma(directory: Path, seed: int) -> None:
     config = gemma_config(directory)
     (directory / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True))
 
-    torch.manual_seed(seed)
     model = Gemma3ForConditionalGeneration(Gemma3Config.from_dict(config))
+    draw_gemma_weights(model, seed)
     tensors = {}
     for key, value in model.state_dict().items():
         legacy = _legacy_gemma_key(key)
@@ -600,6 +707,8 @@ def write_gemma(directory: Path, seed: int) -> None:
         "eos_token": "<eos>",
         "pad_token": "<pad>",
         "unk_token": "<unk>",
+        # No mask token: transformers 5's GemmaTokenizer would add "<mask>" past the end of the vocabulary.
+        "mask_token": None,
         "add_bos_token": True,
         "add_eos_token": False,
         "padding_side": "left",
@@ -616,8 +725,10 @@ def write_gemma(directory: Path, seed: int) -> None:
     special = {"bos_token": "<bos>", "eos_token": "<eos>", "pad_token": "<pad>", "unk_token": "<unk>"}
     (directory / "special_tokens_map.json").write_text(json.dumps(special, indent=2))
     # Convert once to the fast tokenizer so loads do not repeat the conversion (real Gemma ships tokenizer.json).
+    # Only tokenizer.json is taken from it: transformers 5 would also rewrite tokenizer_config.json in a form
+    # that 4.x cannot read (the parity test's reference reads this folder with transformers 4.57).
     fast = AutoTokenizer.from_pretrained(str(directory), local_files_only=True)
-    fast.save_pretrained(str(directory))
+    (directory / "tokenizer.json").write_text(_tokenizer_json(fast.backend_tokenizer.to_str(), config))
 
     preprocessor = {
         "image_processor_type": "Gemma3ImageProcessor",

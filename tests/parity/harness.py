@@ -3,8 +3,9 @@
 The pieces the parity test (and a person chasing a difference) needs:
 
 * :func:`install_reference`: the published ``ltx-pipelines==1.0.0`` wheel, installed with
-  ``pip install --target`` into a cache folder (never into the venv: it has our package's name);
-  it shares the venv's ltx-core, torch, transformers and PyAV.
+  ``pip install --target`` into a cache folder (never into the venv: it has our package's name),
+  together with the transformers 4.57 it was built for (and that version's tokenizers and
+  huggingface-hub): ours runs on transformers 5. It shares the venv's ltx-core, torch and PyAV.
 * :func:`parity_bundle`: the smoke model with the real latent channel counts (the reference
   hard-codes 128 video / 8 audio channels), plus the input files the requests use.
 * :func:`cases`: one request per pipeline, in the reference's own argument names, with tiny
@@ -36,6 +37,21 @@ import torch
 
 REFERENCE = "ltx-pipelines==1.0.0"
 REFERENCE_WHEEL = "ltx_pipelines-1.0.0-py3-none-any.whl"
+#: Installed beside the reference, first on its path: ltx-core 1.0.0's Gemma code (which the reference uses)
+#: needs transformers 4.57. The ranges are transformers 4.57's own; huggingface-hub 0.x talks HTTP through
+#: requests, which the venv (hub 1.x) does not have.
+REFERENCE_TRANSFORMERS = (
+    "transformers>=4.57,<4.58",
+    "tokenizers>=0.22.0,<=0.23.0",
+    "huggingface-hub>=0.34.0,<1.0",
+    "requests>=2",
+    "charset-normalizer>=2",
+    "urllib3>=1.21.1",
+    "idna>=2.5",
+    "certifi>=2017.4.17",
+)
+#: The install folder under the cache: named for its transformers, so an older install without it is not reused.
+REFERENCE_FOLDER = "reference-transformers-4.57"
 RUNNER = Path(__file__).with_name("reference_runner.py")
 PIPELINES = (
     "ti2vid_one_stage",
@@ -73,9 +89,13 @@ def default_cache() -> Path:
 
 
 def install_reference(cache: Path) -> Path:
-    """The reference's import root (``<cache>/reference``), installed on first use and reused after."""
-    target = cache / "reference"
-    if (target / "ltx_pipelines" / "retake.py").is_file():
+    """The reference's import root (``<cache>/reference-transformers-4.57``), installed on first use and reused after.
+
+    The folder holds the reference wheel and its own transformers 4.57 (see ``REFERENCE_TRANSFORMERS``),
+    installed without dependencies: everything else comes from the venv.
+    """
+    target = cache / REFERENCE_FOLDER
+    if (target / "ltx_pipelines" / "retake.py").is_file() and (target / "transformers" / "__init__.py").is_file():
         return target
     cache.mkdir(parents=True, exist_ok=True)
     wheels = cache / "wheels"
@@ -88,7 +108,8 @@ def install_reference(cache: Path) -> Path:
         raise ReferenceUnavailable(f"could not download {REFERENCE}: {download.stderr.strip()[-400:]}")
     staging = Path(tempfile.mkdtemp(prefix=".reference-", dir=cache))
     install = subprocess.run(
-        [*pip, "install", "--no-deps", "--no-compile", "--target", str(staging), str(wheels / REFERENCE_WHEEL)],
+        [*pip, "install", "--no-deps", "--no-compile", "--timeout", "20", "--retries", "1", "--target", str(staging),
+         str(wheels / REFERENCE_WHEEL), *REFERENCE_TRANSFORMERS],
         capture_output=True, text=True,
     )  # fmt: skip
     if install.returncode != 0:

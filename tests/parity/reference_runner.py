@@ -186,12 +186,17 @@ def introspect(checkpoint: str) -> dict:
 
 
 def check_it_is_the_reference(root: str) -> None:
-    """Refuse to compare ours with ours: the imported package must be the one installed at ``root``."""
+    """Refuse to compare ours with ours: the imported package must be the one installed at ``root``, and
+    transformers the 4.57 installed beside it (ltx-core 1.0.0's Gemma code needs it; ours runs on 5.x)."""
     import ltx_pipelines
+    import transformers
 
-    where = Path(ltx_pipelines.__file__).resolve()
-    if not where.is_relative_to(Path(root).resolve()):
-        raise SystemExit(f"ltx_pipelines was imported from {where}, not from the reference at {root}")
+    for module in (ltx_pipelines, transformers):
+        where = Path(module.__file__).resolve()
+        if not where.is_relative_to(Path(root).resolve()):
+            raise SystemExit(f"{module.__name__} was imported from {where}, not from the reference at {root}")
+    if not transformers.__version__.startswith("4.57."):
+        raise SystemExit(f"the reference needs transformers 4.57; {transformers.__version__} was imported")
 
 
 def main() -> None:

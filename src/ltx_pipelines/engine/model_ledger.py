@@ -54,6 +54,7 @@ from ltx_pipelines.models.gemma import (
     GemmaDirectoryLoader,
     GemmaTextEncoderFromConfig,
     find_gemma_files,
+    gemma_text_encoder_ops,
 )
 from ltx_pipelines.models.key_layouts import VIDEO_DECODER_KEYS, VIDEO_ENCODER_KEYS
 from ltx_pipelines.models.ltx25.duration_head import load_duration_head
@@ -482,14 +483,13 @@ class ModelLedger:
         return self._build(builder, [self.spatial_upsampler_path])
 
     def _build_text_encoder(self) -> torch.nn.Module:
-        from ltx_core.text_encoders.gemma import GEMMA_LLM_KEY_OPS, GEMMA_MODEL_OPS, module_ops_from_gemma_root
-
         files = self._gemma_files()
+        key_ops, module_ops = gemma_text_encoder_ops(files)
         builder = SingleGPUModelBuilder(
             model_class_configurator=GemmaTextEncoderFromConfig,
             model_path=files.weights,
-            model_sd_ops=GEMMA_LLM_KEY_OPS,
-            module_ops=(GEMMA_MODEL_OPS, *module_ops_from_gemma_root(str(files.root))),
+            model_sd_ops=key_ops,
+            module_ops=module_ops,
             model_loader=GemmaDirectoryLoader(files.config),
         )
         if self._streams_text_encoder():

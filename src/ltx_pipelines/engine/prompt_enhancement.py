@@ -19,6 +19,7 @@ from unittest import mock
 import torch
 
 from ltx_pipelines.engine.model_ledger import ModelLedger
+from ltx_pipelines.models.gemma3 import generation_positions_from_mask
 from ltx_pipelines.utils.constants import DEFAULT_SEED
 from ltx_pipelines.utils.media_io import load_image
 
@@ -61,7 +62,11 @@ def enhance_prompt(
         raise ValueError(f"max_new_tokens must be at least 1; got {max_new_tokens}.")
     image = load_image(image_path) if image_path is not None else None
     started = time.perf_counter()
-    with ledger.use("text_encoder") as text_encoder, _rng_fork_safe_on(ledger.device):
+    with (
+        ledger.use("text_encoder") as text_encoder,
+        _rng_fork_safe_on(ledger.device),
+        generation_positions_from_mask(text_encoder.model),
+    ):
         if image is None:
             text = text_encoder.enhance_t2v(
                 prompt, max_new_tokens=max_new_tokens, system_prompt=T2V_SYSTEM_PROMPT, seed=seed

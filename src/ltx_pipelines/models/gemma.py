@@ -3,8 +3,9 @@
 ltx-core 1.0.0 hard-codes the Gemma-3-12B config in its text-encoder and
 feature-extractor configurators. These replacements read ``config.json`` from the
 Gemma directory instead, so the same code loads the real 12B model and the smoke
-bundle's two-layer one. Everything else (key mapping, buffers, tokenizer and
-processor loading) is ltx-core's.
+bundle's two-layer one. The key mapping and the buffers of a meta build are ours
+and the loading of tokenizer and processor (``models.gemma3``: ltx-core's assume
+transformers 4.57); the tokenizer class and the encoder wrapper are ltx-core's.
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from ltx_core.loader import SafetensorsModelStateDictLoader
+from ltx_core.loader import SafetensorsModelStateDictLoader, SDOps
+from ltx_core.loader.module_ops import ModuleOps
 
+from ltx_pipelines.models.gemma3 import GEMMA3_BUFFER_OPS, build_gemma3, gemma3_asset_ops, gemma3_key_ops
 from ltx_pipelines.utils.errors import InputError
 
 # ltx_core.text_encoders imports transformers (over a second): it is imported where a model is
@@ -87,10 +90,13 @@ class GemmaTextEncoderFromConfig:
     @classmethod
     def from_config(cls, config: dict) -> torch.nn.Module:
         from ltx_core.text_encoders.gemma import GemmaTextEncoder
-        from transformers import Gemma3Config, Gemma3ForConditionalGeneration
 
-        model = Gemma3ForConditionalGeneration(Gemma3Config.from_dict(config))
-        return GemmaTextEncoder(model=model)
+        return GemmaTextEncoder(model=build_gemma3(config))
+
+
+def gemma_text_encoder_ops(files: GemmaFiles) -> tuple[SDOps, tuple[ModuleOps, ...]]:
+    """Key ops and module ops (buffers, then tokenizer and processor) of the text encoder's builder."""
+    return gemma3_key_ops(), (GEMMA3_BUFFER_OPS, *gemma3_asset_ops(files.root))
 
 
 @dataclass(frozen=True)
