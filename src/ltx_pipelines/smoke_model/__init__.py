@@ -840,6 +840,3 @@ def main(argv: list[str] | None = None) -> None:
     for field_name in ("checkpoint", "distilled_checkpoint", "spatial_upsampler", "distilled_lora", "ic_lora", "gemma_root"):
         print(f"  {field_name}: {getattr(bundle, field_name)}")
 
-
-if __name__ == "__main__":
-    main()
