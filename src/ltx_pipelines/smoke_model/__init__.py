@@ -38,6 +38,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file as _safetensors_save_file
 
+from ltx_pipelines.models.versions import parse_version
+
 logger = logging.getLogger(__name__)
 
 
@@ -332,6 +334,32 @@ def _meta_build(factory: object, config: dict) -> torch.nn.Module:
         return factory.from_config(config)
 
 
+def module_layout(
+    module: torch.nn.Module, prefix: str, statistics_prefix: str | None = None
+) -> list[tuple[str, torch.Size, bool]]:
+    """A module's tensors as (name, shape, stored?), sorted, under ``prefix``; a VAE's latent statistics go under
+    ``statistics_prefix`` instead (None: listed but not stored, another part of the file holds them)."""
+    layout = []
+    for key, value in sorted(module.state_dict().items()):
+        if key.startswith("per_channel_statistics."):
+            stored = statistics_prefix is not None
+            layout.append(((statistics_prefix if stored else prefix) + key, value.shape, stored))
+        else:
+            layout.append((prefix + key, value.shape, True))
+    return layout
+
+
+def random_tensors(layout: list[tuple[str, torch.Size, bool]], seed: int) -> dict[str, torch.Tensor]:
+    """Seeded random values for a layout's stored tensors (drawn in layout order, unstored ones included)."""
+    generator = torch.Generator().manual_seed(seed)
+    tensors = {}
+    for name, shape, stored in layout:
+        value = _init_tensor(name, shape, generator).contiguous()
+        if stored:
+            tensors[name] = value
+    return tensors
+
+
 def checkpoint_layout(config: dict, gemma_hidden: int, gemma_layers: int) -> list[tuple[str, torch.Size, bool]]:
     """Every tensor of an LTX-2 checkpoint with this config: (name, shape, stored?), in order.
 
@@ -349,13 +377,8 @@ def checkpoint_layout(config: dict, gemma_hidden: int, gemma_layers: int) -> lis
 
     layout: list[tuple[str, torch.Size, bool]] = []
 
-    def add(module: torch.nn.Module, prefix: str, statistics_prefix: str | None = "") -> None:
-        """Sorted keys under `prefix`; the VAEs' latent statistics under `statistics_prefix` (None: skipped)."""
-        for key, value in sorted(module.state_dict().items()):
-            if key.startswith("per_channel_statistics."):
-                layout.append(((statistics_prefix or prefix) + key, value.shape, statistics_prefix is not None))
-            else:
-                layout.append((prefix + key, value.shape, True))
+    def add(module: torch.nn.Module, prefix: str, statistics_prefix: str | None = None) -> None:
+        layout.extend(module_layout(module, prefix, statistics_prefix))
 
     add(_meta_build(LTXModelConfigurator, config), "model.diffusion_model.")
     add(_meta_build(Embeddings1DConnectorConfigurator, config), "model.diffusion_model.video_embeddings_connector.")
@@ -372,14 +395,7 @@ def checkpoint_layout(config: dict, gemma_hidden: int, gemma_layers: int) -> lis
 
 def ltx_checkpoint_tensors(seed: int, sizes: SmokeSizes = SMOKE_SIZES) -> dict[str, torch.Tensor]:
     """All tensors of an LTX-2 checkpoint, under the real key prefixes."""
-    generator = torch.Generator().manual_seed(seed)
-    layout = checkpoint_layout(ltx_config(sizes), GEMMA_HIDDEN, GEMMA_LAYERS)
-    tensors = {}
-    for name, shape, stored in layout:
-        value = _init_tensor(name, shape, generator).contiguous()
-        if stored:
-            tensors[name] = value
-    return tensors
+    return random_tensors(checkpoint_layout(ltx_config(sizes), GEMMA_HIDDEN, GEMMA_LAYERS), seed)
 
 
 def write_ltx_checkpoint(
@@ -820,8 +836,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("output_dir", type=Path, help="Folder to write the bundle into (replaced if it exists).")
     parser.add_argument("--seed", type=int, default=0, help="Seed of the random weights (default: 0).")
     parser.add_argument(
-        "--model-version", default="2.0.0", help="model_version written into the checkpoint metadata (default: 2.0.0)."
-    )
+        "--model-version", default="2.0.0",
+        help="model_version of the bundle (default: 2.0.0). 2.5 or later writes the LTX-2.5 layout: one file per "
+        "component in the download's folders (diffusion_models/, text_encoders/, vae/, ...).",
+    )  # fmt: skip
     parser.add_argument(
         "--attention-heads", type=int, default=2, choices=(2, 4),
         help="Attention heads of video and audio (default: 2); torchrun can use as many ranks as divide them.",
@@ -834,9 +852,18 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     sizes = replace(REAL_CHANNEL_SIZES if args.real_channels else SMOKE_SIZES, attention_heads=args.attention_heads)
-    bundle = build_smoke_bundle(args.output_dir, args.seed, args.model_version, sizes)
+    if (parse_version(args.model_version) or (2, 0)) >= (2, 5):
+        from ltx_pipelines.smoke_model.ltx25 import build_ltx25_smoke_bundle
+
+        report(build_ltx25_smoke_bundle(args.output_dir, args.seed, sizes))
+        return
+    report(build_smoke_bundle(args.output_dir, args.seed, args.model_version, sizes))
+
+
+def report(bundle: object) -> None:
+    """Print the notice, the bundle's size and where each file is."""
     size = sum(p.stat().st_size for p in bundle.root.rglob("*") if p.is_file())
     print(f"{SMOKE_NOTICE}\nWrote {bundle.root} ({size / 1e6:.1f} MB)")
-    for field_name in ("checkpoint", "distilled_checkpoint", "spatial_upsampler", "distilled_lora", "ic_lora", "gemma_root"):
-        print(f"  {field_name}: {getattr(bundle, field_name)}")
-
+    for name, value in vars(bundle).items():
+        if name != "root":
+            print(f"  {name}: {value}")
