@@ -17,7 +17,7 @@ from ltx_core.types import LatentState, VideoLatentShape
 from ltx_pipelines.engine.conditioning import OnePixelFrameKeyframe
 from ltx_pipelines.engine.denoising import ancestral_step, euler_ancestral_denoising_loop
 from ltx_pipelines.engine.sampling_rules import REFERENCE_1_0, CleanLatentNoiser, SamplingRules, keep_noisy_latent
-from ltx_pipelines.engine.stages import marking_first_frame, prepare_state
+from ltx_pipelines.engine.stages import prepare_state, with_stream_rules
 from ltx_pipelines.models.transformer_passes import make_modality
 
 FPS = 24.0
@@ -138,11 +138,20 @@ def test_ancestral_loop_draws_its_own_seeded_noise_and_keeps_conditioned_tokens(
     torch.testing.assert_close(final_audio.latent, x0[1])
 
 
-def test_first_frame_marking_reaches_the_transformer_input() -> None:
+def test_first_frame_marking_and_frozen_streams_reach_the_transformer_input() -> None:
     g = torch.Generator().manual_seed(6)
     seen = []
-    fn = marking_first_frame(lambda v, a, s, i: seen.append(make_modality(v, s[i], torch.zeros(1, 2, 8))), 6)
-    fn(state(g, tokens=20), None, torch.tensor([1.0]), 0)
-    mask = seen[0].keyframes_mask
+
+    def look(v: LatentState, a: LatentState, s: torch.Tensor, i: int) -> None:
+        seen.append((make_modality(v, s[i], torch.zeros(1, 2, 8)), make_modality(a, s[i], torch.zeros(1, 2, 8))))
+
+    given_audio = state(g, tokens=5, mask=0.0)
+    with_stream_rules(look, SamplingRules(marks_first_frame=True, frozen_streams_at_sigma_0=True), 6)(
+        state(g, tokens=20), given_audio, torch.tensor([0.8]), 0)
+    video, audio = seen[0]
+    mask = video.keyframes_mask
     assert mask.shape == (1, 20, 1) and mask[:, :6].eq(1).all() and mask[:, 6:].eq(0).all()
-    assert not hasattr(make_modality(state(g), torch.tensor(1.0), torch.zeros(1, 2, 8)), "keyframes_mask")
+    assert float(video.sigma) == pytest.approx(0.8) and float(audio.sigma) == 0.0  # the soundtrack is frozen
+    with_stream_rules(look, REFERENCE_1_0, 6)(state(g, tokens=20), given_audio, torch.tensor([0.8]), 0)
+    video, audio = seen[1]
+    assert not hasattr(video, "keyframes_mask") and float(audio.sigma) == pytest.approx(0.8)  # 1.0.0 unchanged

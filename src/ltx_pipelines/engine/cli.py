@@ -147,8 +147,8 @@ def add_model_file_args(parser: argparse.ArgumentParser) -> None:
         "model files", "LTX-2 / LTX-2.3: --checkpoint-path and --gemma-root. LTX-2.5 (one file per component): "
         "--transformer-path, --text-encoder-path, --video-vae-path, --audio-vae-path, or just --model-dir.",
     )  # fmt: skip
-    group.add_argument("--checkpoint-path", type=resolve_path, help="Monolithic LTX-2 / 2.3 checkpoint (.safetensors).")
-    group.add_argument("--gemma-root", type=resolve_path, help="Folder of the Gemma-3 text encoder (with --checkpoint-path).")
+    group.add_argument("--checkpoint-path", type=resolve_path, help="Monolithic LTX-2 / 2.3 checkpoint.")
+    group.add_argument("--gemma-root", type=resolve_path, help="Gemma-3 text encoder folder (with --checkpoint-path).")
     group.add_argument("--transformer-path", type=resolve_path, help="Split transformer file (diffusion_models/).")
     group.add_argument("--text-encoder-path", type=resolve_path, help="Packed text-encoder file (text_encoders/).")
     group.add_argument(

@@ -11,7 +11,9 @@ bit); LTX-2.5 checkpoints follow the reference 1.2.0, which changed how conditio
 * guidance combines its passes in float32;
 * the two-stage text/image-to-video pipelines (and HQ) decode stage 1's audio: stage 2 still refines it for the
   audio-video attention, but what is heard is stage 1's;
-* the transformer marks the first latent frame of the generated video (the 2.5 keyframe embedding).
+* the transformer marks the first latent frame of the generated video (the 2.5 keyframe embedding);
+* a stream whose every token is given (audio-to-video's soundtrack) runs at sigma 0, so its prompt AdaLN and
+  the other stream's cross-attention gate see a clean stream.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ class SamplingRules:
     one_pixel_frame_keyframes: bool = False
     guidance_in_float32: bool = False
     stage_1_audio: bool = False
+    frozen_streams_at_sigma_0: bool = False
     #: The transformer adds its keyframe embedding to the generated video's first latent frame.
     marks_first_frame: bool = False
 
@@ -43,7 +46,8 @@ class SamplingRules:
         if files.generation.follows_reference == "1.0.0":
             return cls(marks_first_frame=marks)
         return cls(conditioning_keeps_latent=True, noise_from_clean_latent=True, one_pixel_frame_keyframes=True,
-                   guidance_in_float32=True, stage_1_audio=True, marks_first_frame=marks)  # fmt: skip
+                   guidance_in_float32=True, stage_1_audio=True, frozen_streams_at_sigma_0=True,
+                   marks_first_frame=marks)  # fmt: skip
 
 
 #: ltx-pipelines 1.0.0's behaviour (what LTX-2 and 2.3 checkpoints get).

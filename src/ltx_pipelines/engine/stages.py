@@ -32,8 +32,7 @@ from ltx_pipelines.engine.denoising import DenoiseFn, DenoisingLoop, euler_denoi
 from ltx_pipelines.engine.duration import AutoDuration
 from ltx_pipelines.engine.model_ledger import LatentFormat, ModelLedger
 from ltx_pipelines.engine.sampling_rules import REFERENCE_1_0, CleanLatentNoiser, SamplingRules, keep_noisy_latent
-from ltx_pipelines.models.ltx25.transformer import FirstFrameMarked
-from ltx_pipelines.models.transformer_passes import Prediction
+from ltx_pipelines.models.transformer_passes import Prediction, StreamState
 from ltx_pipelines.utils.progress import StepReporter
 
 logger = logging.getLogger(__name__)
@@ -102,11 +101,20 @@ def prepare_state(
     return noiser(state, noise_scale)
 
 
-def marking_first_frame(denoise_fn: DenoiseFn, tokens_per_frame: int) -> DenoiseFn:
-    """``denoise_fn`` seeing video states whose first latent frame gets the keyframe embedding (LTX-2.5)."""
+def with_stream_rules(denoise_fn: DenoiseFn, rules: SamplingRules, keyframe_tokens: int) -> DenoiseFn:
+    """``denoise_fn`` seeing its states as the reference 1.2.0's transformer input describes them (LTX-2.5): the
+    video's first latent frame marked for the keyframe embedding, a fully given stream frozen at sigma 0."""
+    if not (rules.marks_first_frame or rules.frozen_streams_at_sigma_0):
+        return denoise_fn
+
+    def frozen(state: LatentState) -> bool:
+        return rules.frozen_streams_at_sigma_0 and not bool(state.denoise_mask.any())
 
     def denoise(video: LatentState, audio: LatentState | None, sigmas: torch.Tensor, step: int) -> Prediction:
-        return denoise_fn(FirstFrameMarked.of(video, tokens_per_frame), audio, sigmas, step)
+        tokens = keyframe_tokens if rules.marks_first_frame else None
+        video = StreamState.of(video, keyframe_tokens=tokens, frozen=frozen(video))
+        audio = StreamState.of(audio, frozen=frozen(audio)) if audio is not None else None
+        return denoise_fn(video, audio, sigmas, step)
 
     return denoise
 
@@ -138,9 +146,8 @@ def denoise_stage(
                                 initial_video, rules)  # fmt: skip
     audio_state = prepare_state(audio_tools, list(audio_conditionings), noiser, noise_scale, device, dtype,
                                 initial_audio, rules)  # fmt: skip
-    if rules.marks_first_frame:
-        shape = video_tools.target_shape
-        denoise_fn = marking_first_frame(denoise_fn, shape.height * shape.width)
+    shape = video_tools.target_shape
+    denoise_fn = with_stream_rules(denoise_fn, rules, keyframe_tokens=shape.height * shape.width)
     sigmas = sigmas.to(device=device, dtype=torch.float32)
 
     steps = len(sigmas) - 1

@@ -16,7 +16,7 @@ up to its first perturbed block, starts there from a copy of the conditional sta
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Protocol
 
 import torch
@@ -24,7 +24,11 @@ from ltx_core.guidance.perturbations import BatchedPerturbationConfig, Perturbat
 from ltx_core.model.transformer import Modality, X0Model
 from ltx_core.types import LatentState
 
-from ltx_pipelines.models.ltx25.transformer import FirstFrameMarked, KeyframedModality, with_keyframes_mask
+from ltx_pipelines.models.ltx25.transformer import (
+    KeyframedModality,
+    first_frame_keyframes_mask,
+    with_keyframes_mask,
+)
 from ltx_pipelines.models.transformer_blocks import Args, EagerBlocks, pick_args, stack_args
 
 logger = logging.getLogger(__name__)
@@ -66,10 +70,25 @@ class PassExecutor(Protocol):
     ) -> dict[str, Prediction]: ...
 
 
+@dataclass(frozen=True)
+class StreamState(LatentState):
+    """A latent state with what the reference 1.2.0's transformer input also knows about the stream (LTX-2.5)."""
+
+    #: The generated video's first latent frame (these leading tokens) carries the keyframe embedding.
+    keyframe_tokens: int | None = None
+    #: Every token is given (an audio-to-video soundtrack): the stream runs at sigma 0.
+    frozen: bool = False
+
+    @classmethod
+    def of(cls, state: LatentState, **changes: object) -> StreamState:
+        values = {f.name: getattr(state, f.name) for f in fields(StreamState) if hasattr(state, f.name)}
+        return cls(**{**values, **changes})
+
+
 def make_modality(state: LatentState, sigma: torch.Tensor, context: torch.Tensor) -> Modality:
     """The transformer input for one modality at noise level `sigma`."""
     batch = state.latent.shape[0]
-    sigma_value = float(sigma)
+    sigma_value = 0.0 if getattr(state, "frozen", False) else float(sigma)
     modality = Modality(
         latent=state.latent,
         sigma=torch.full((batch,), sigma_value, device=state.latent.device, dtype=torch.float32),
@@ -78,8 +97,9 @@ def make_modality(state: LatentState, sigma: torch.Tensor, context: torch.Tensor
         context=context,
         attention_mask=state.attention_mask,
     )
-    if isinstance(state, FirstFrameMarked):  # LTX-2.5: the first latent frame carries the keyframe embedding
-        return with_keyframes_mask(modality, state.keyframes_mask())
+    tokens = getattr(state, "keyframe_tokens", None)
+    if tokens is not None:  # LTX-2.5: the first latent frame carries the keyframe embedding
+        return with_keyframes_mask(modality, first_frame_keyframes_mask(state.denoise_mask, tokens))
     return modality
 
 
@@ -301,6 +321,7 @@ __all__ = [
     "PassExecutor",
     "Prediction",
     "PromptEmbeddings",
+    "StreamState",
     "TransformerPasses",
     "batch_modality",
     "make_modality",

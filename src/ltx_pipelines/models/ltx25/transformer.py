@@ -34,7 +34,6 @@ from ltx_core.model.transformer.model import LTXModel, LTXModelType
 from ltx_core.model.transformer.rope import LTXRopeType
 from ltx_core.model.transformer.text_projection import create_caption_projection
 from ltx_core.model.transformer.transformer_args import MultiModalTransformerArgsPreprocessor, TransformerArgs
-from ltx_core.types import LatentState
 from ltx_core.utils import check_config_value
 
 KEYFRAMES_EMBEDDING = "keyframes_abs_pos_embedding"
@@ -135,21 +134,6 @@ def extend_keyframes_mask(mask: torch.Tensor, num_new_tokens: int, marked: bool)
     fill = torch.ones if marked else torch.zeros
     new = fill((mask.shape[0], num_new_tokens, mask.shape[2]), device=mask.device, dtype=mask.dtype)
     return torch.cat([mask, new], dim=1)
-
-
-@dataclass(frozen=True)
-class FirstFrameMarked(LatentState):
-    """A video state whose first ``keyframe_tokens`` tokens -- the generated video's first latent frame -- get the
-    keyframe embedding (appended conditioning tokens come after them and stay unmarked)."""
-
-    keyframe_tokens: int = 0
-
-    @classmethod
-    def of(cls, state: LatentState, keyframe_tokens: int) -> FirstFrameMarked:
-        return cls(**{f.name: getattr(state, f.name) for f in fields(LatentState)}, keyframe_tokens=keyframe_tokens)
-
-    def keyframes_mask(self) -> torch.Tensor:
-        return first_frame_keyframes_mask(self.denoise_mask, self.keyframe_tokens)
 
 
 def mark_keyframes(x: torch.Tensor, keyframes_mask: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
@@ -352,7 +336,6 @@ class TransformerConfigurator(ModelConfigurator[LTXModel]):
 
 __all__ = [
     "KEYFRAMES_EMBEDDING",
-    "FirstFrameMarked",
     "LTX25_CONFIG_MARKERS",
     "KeyframedModality",
     "LTX25Model",
