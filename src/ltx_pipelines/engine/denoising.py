@@ -44,9 +44,13 @@ class DenoisingLoop(Protocol):
 
 def keep_conditioned_tokens(denoised: torch.Tensor, state: LatentState) -> torch.Tensor:
     """Blend the prediction with the clean latent where the denoise mask is below 1."""
+    return blend_float32(denoised, state).to(denoised.dtype)
+
+
+def blend_float32(latent: torch.Tensor, state: LatentState) -> torch.Tensor:
+    """``latent`` where the denoise mask allows, the clean latent elsewhere, in float32."""
     mask = state.denoise_mask.to(torch.float32)
-    blended = denoised.to(torch.float32) * mask + state.clean_latent.to(torch.float32) * (1 - mask)
-    return blended.to(denoised.dtype)
+    return latent.to(torch.float32) * mask + state.clean_latent.to(torch.float32) * (1 - mask)
 
 
 def _predict(
@@ -151,12 +155,6 @@ def ancestral_step(sample: torch.Tensor, x0: torch.Tensor, sigma: torch.Tensor, 
     return (alpha_next / alpha_down) * stepped + noise.to(torch.float32) * s_noise * renoise
 
 
-def _blend_float32(latent: torch.Tensor, state: LatentState) -> torch.Tensor:
-    """``latent`` where the denoise mask allows, the clean latent elsewhere, in float32."""
-    mask = state.denoise_mask.to(torch.float32)
-    return latent.to(torch.float32) * mask + state.clean_latent.to(torch.float32) * (1 - mask)
-
-
 def euler_ancestral_denoising_loop(
     sigmas: torch.Tensor,
     video_state: LatentState,
@@ -180,7 +178,7 @@ def euler_ancestral_denoising_loop(
         for index, (state, x0) in enumerate(zip(states, predictions, strict=True)):
             if state is None or x0 is None:
                 continue
-            denoised = _blend_float32(x0, state)
+            denoised = blend_float32(x0, state)
             if float(sigmas[step + 1]) == 0.0:
                 states[index] = replace(state, latent=denoised.to(state.latent.dtype))
                 continue
@@ -188,7 +186,7 @@ def euler_ancestral_denoising_loop(
                                 device=state.latent.device)  # fmt: skip
             stepped = ancestral_step(state.latent.to(torch.float32), denoised, sigmas[step], sigmas[step + 1], noise,
                                      eta, s_noise)  # fmt: skip
-            states[index] = replace(state, latent=_blend_float32(stepped, state).to(state.latent.dtype))
+            states[index] = replace(state, latent=blend_float32(stepped, state).to(state.latent.dtype))
         if on_step:
             on_step(step + 1, steps)
     return states[0], states[1]

@@ -154,25 +154,10 @@ class SmokeBundle:
 
 def transformer_config(sizes: SmokeSizes = SMOKE_SIZES) -> dict:
     """The `transformer` section: the real LTX-2 19B layout, miniature sizes."""
+    from ltx_pipelines.models.ltx25.transformer import REQUIRED_CONFIG_VALUES  # the architecture's fixed values
+
     return {
-        "dropout": 0.0,
-        "attention_bias": True,
-        "num_vector_embeds": None,
-        "activation_fn": "gelu-approximate",
-        "num_embeds_ada_norm": 1000,
-        "use_linear_projection": False,
-        "only_cross_attention": False,
-        "cross_attention_norm": True,
-        "double_self_attention": False,
-        "upcast_attention": False,
-        "standardization_norm": "rms_norm",
-        "norm_elementwise_affine": False,
-        "qk_norm": "rms_norm",
-        "positional_embedding_type": "rope",
-        "use_audio_video_cross_attention": True,
-        "share_ff": False,
-        "av_cross_ada_norm": True,
-        "use_middle_indices_grid": True,
+        **REQUIRED_CONFIG_VALUES,
         "num_attention_heads": sizes.attention_heads,
         "attention_head_dim": VIDEO_INNER_DIM // sizes.attention_heads,
         "in_channels": sizes.video_latent_channels,

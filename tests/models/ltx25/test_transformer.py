@@ -37,9 +37,9 @@ from ltx_pipelines.models.ltx25.transformer import (
     extend_keyframes_mask,
     first_frame_keyframes_mask,
     is_ltx_2_5_transformer,
-    parse_model_version,
 )
 from ltx_pipelines.models.transformer_blocks import EagerBlocks
+from ltx_pipelines.models.versions import parse_version
 
 GOLDEN = Path(__file__).resolve().parents[2] / "golden" / "ltx25"
 FILE = GOLDEN / "transformer.safetensors"
@@ -265,8 +265,8 @@ def test_generation_detection() -> None:
     assert is_ltx_2_5_transformer({"transformer": {"use_keyframes_abs_pos_embedding": True}})
     assert is_ltx_2_5_transformer({}, model_version="2.5.0")
     assert not is_ltx_2_5_transformer({"transformer": {"ff_bias": True}}, model_version="2.3.rc1")
-    assert parse_model_version("2.4-rc2") == (2, 4)
-    assert parse_model_version(None) == ()
+    assert parse_version("2.4-rc2") == (2, 4)
+    assert parse_version("") is None
 
 
 def test_unequal_head_counts_are_refused(config: dict) -> None:

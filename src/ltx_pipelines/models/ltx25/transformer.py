@@ -36,6 +36,8 @@ from ltx_core.model.transformer.text_projection import create_caption_projection
 from ltx_core.model.transformer.transformer_args import MultiModalTransformerArgsPreprocessor, TransformerArgs
 from ltx_core.utils import check_config_value
 
+from ltx_pipelines.models.versions import parse_version
+
 KEYFRAMES_EMBEDDING = "keyframes_abs_pos_embedding"
 #: Config values that only checkpoints of the 2.5 generation set (the defaults keep older models unchanged).
 LTX25_CONFIG_MARKERS: dict[str, bool] = {
@@ -71,16 +73,6 @@ REQUIRED_CONFIG_VALUES: dict[str, object] = {
 # -- which generation a checkpoint is ---------------------------------------------------------------
 
 
-def parse_model_version(version: str | None) -> tuple[int, ...]:
-    """A header's ``model_version`` as numbers ("2.5.0" -> (2, 5, 0); "2.4-rc2" -> (2, 4); unset -> ())."""
-    numbers: list[int] = []
-    for part in (version or "").replace("-", ".").split("."):
-        if not part.isdigit():
-            break
-        numbers.append(int(part))
-    return tuple(numbers)
-
-
 def is_ltx_2_5_transformer(config: dict, model_version: str | None = None) -> bool:
     """Whether a checkpoint's transformer is the 2.5 generation, from its ``config`` (and ``model_version``).
 
@@ -88,7 +80,7 @@ def is_ltx_2_5_transformer(config: dict, model_version: str | None = None) -> bo
     builders pass to ``from_config``. The version decides when given; otherwise any config value that only
     2.5-era checkpoints set does (ltx-core 1.0.0 would ignore it and build the wrong model).
     """
-    if parse_model_version(model_version) >= LTX25_SINCE_VERSION:
+    if (parse_version(model_version or "") or (0, 0)) >= LTX25_SINCE_VERSION:
         return True
     transformer = config.get("transformer", {})
     return any(key in transformer and transformer[key] == value for key, value in LTX25_CONFIG_MARKERS.items())
@@ -350,6 +342,5 @@ __all__ = [
     "is_ltx_2_5_transformer",
     "mark_keyframes",
     "model_arguments",
-    "parse_model_version",
     "with_keyframes_mask",
 ]
