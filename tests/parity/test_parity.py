@@ -79,8 +79,9 @@ def test_frames_and_audio_match_the_reference(name: str, reference_run, files) -
 
 # --------------------------------------------------------------------------- command lines
 
-#: Our default is None where it is resolved per checkpoint at run time, as the reference's detect_params does.
-RESOLVED_PER_CHECKPOINT = {"--num-inference-steps", "--video-stg-blocks", "--audio-stg-blocks"}
+#: Our default is None where it is resolved per checkpoint at run time, as the reference's detect_params does
+#: (--num-frames: the duration head chooses where the model has one, else the reference's 121).
+RESOLVED_PER_CHECKPOINT = {"--num-inference-steps", "--video-stg-blocks", "--audio-stg-blocks", "--num-frames"}
 #: Defaults that differ on purpose.
 OUR_DEFAULTS = {
     "--negative-prompt": "our own wording of the usual failure modes (pass --negative-prompt for the same text)",
@@ -135,7 +136,9 @@ def test_every_reference_argument_is_accepted(module: str, reference_run) -> Non
         theirs = report[module][part]
         for p in theirs:
             assert p["name"] in ours or p["name"] in aliases, f"{module}.{part}: no {p['name']}"
-        required = {n for n, p in inspect.signature(function).parameters.items() if p.default is p.empty} - {"self"}
+        variadic = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)  # e.g. **paths: optional
+        required = {n for n, p in inspect.signature(function).parameters.items()
+                    if p.default is p.empty and p.kind not in variadic} - {"self"}  # fmt: skip
         their_names = {aliases.get(p["name"], p["name"]) for p in theirs if p["required"]}
         assert required <= their_names, f"{module}.{part}: ours requires {required - their_names}"
         if part == "init":  # constructors are called positionally: the reference's files keep their places
