@@ -172,7 +172,9 @@ class ModelLedger:
         self.config = header.config()
         #: Builds this checkpoint's transformer: ltx-core's for LTX-2 / 2.3, ours for LTX-2.5.
         self.transformer_configurator = configurator_for(self.config, header.metadata.get("model_version"))
-        self.latent_format = LatentFormat.from_config(self.config)
+        # Latent sizes come from the VAEs' own sections (split files: each VAE file holds its section).
+        sections = [read_header(path, "model file").config() for path in (self.video_vae_path, self.audio_vae_path)]
+        self.latent_format = LatentFormat.from_config({**self.config, **sections[0], **sections[1]})
         self._models: dict[tuple, torch.nn.Module] = {}
         self.files_loaded: list[str] = []  # every file read, in order (tests check residency)
         self._lora_swapper = LoraSwapper(on_file_read=self.files_loaded.append)
