@@ -1,6 +1,6 @@
-"""Shared fixtures: the smoke bundle (built once per session) and small helpers.
+"""Shared fixtures: the smoke bundles (built once per session) and small helpers.
 
-Set LTX_SMOKE_BUNDLE=/some/dir to reuse a bundle between runs.
+Set LTX_SMOKE_BUNDLE=/some/dir (LTX-2) or LTX25_SMOKE_BUNDLE=/some/dir (LTX-2.5) to reuse a bundle between runs.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from ltx_core.loader import SingleGPUModelBuilder
 from PIL import Image
 
 from ltx_pipelines.smoke_model import SmokeBundle, ensure_smoke_bundle
+from ltx_pipelines.smoke_model.ltx25 import Ltx25SmokeBundle, ensure_ltx25_smoke_bundle
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -31,6 +32,13 @@ torch.set_num_threads(1)
 def smoke_bundle(tmp_path_factory: pytest.TempPathFactory) -> SmokeBundle:
     root = os.environ.get("LTX_SMOKE_BUNDLE")
     return ensure_smoke_bundle(Path(root) if root else tmp_path_factory.mktemp("smoke") / "bundle")
+
+
+@pytest.fixture(scope="session")
+def ltx25_bundle(tmp_path_factory: pytest.TempPathFactory) -> Ltx25SmokeBundle:
+    """The LTX-2.5 smoke bundle: one file per component, in the download's folders."""
+    root = os.environ.get("LTX25_SMOKE_BUNDLE")
+    return ensure_ltx25_smoke_bundle(Path(root) if root else tmp_path_factory.mktemp("smoke25") / "ltx-2.5")
 
 
 @pytest.fixture(scope="module")
