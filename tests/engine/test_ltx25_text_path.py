@@ -100,7 +100,7 @@ def test_memory_sizes_come_from_the_packed_header() -> None:
     assert sizes.components.connectors > 0  # from the transformer file
 
 
-def test_gemma4_only_encodes_and_a_separate_gemma3_enhances(smoke_bundle) -> None:  # noqa: ANN001
+def test_gemma4_only_encodes_and_a_separate_gemma3_enhances(smoke_bundle) -> None:
     ledger = ledger_for()
     assert not ledger.can_enhance_prompts() and ledger.prompt_enhancer_name() == "text_encoder"
     fake = SimpleNamespace(ledger=ledger, files=SimpleNamespace(transformer=SimpleNamespace(path=TRANSFORMER)),
@@ -133,7 +133,7 @@ def test_split_text_path_is_checked_before_anything_loads(tmp_path: Path) -> Non
         check_text_encoder(split_files(narrow))
 
 
-def test_prompt_enhancer_root_is_a_gemma3_folder(smoke_bundle, tmp_path: Path) -> None:  # noqa: ANN001
+def test_prompt_enhancer_root_is_a_gemma3_folder(smoke_bundle, tmp_path: Path) -> None:
     files = split_files()
     assert check_prompt_enhancer(files, None) is None
     assert check_prompt_enhancer(files, smoke_bundle.gemma_root) == Path(smoke_bundle.gemma_root)

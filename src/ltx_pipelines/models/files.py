@@ -298,8 +298,8 @@ def _check_text_encoder(transformer: ComponentFile, encoder: ComponentFile) -> N
     if wanted is not None:
         if have != wanted:
             what = f"declares {have!r}" if have else "declares no gemma_version (a stock Gemma, not LTX's fine-tune)"
-            raise InputError(f"The transformer {transformer.path} was trained with the text encoder {wanted!r}, but "
-                             f"{encoder.path} {what}. Use the text encoder file published with this model.")  # fmt: skip
+            raise InputError(f"The transformer {transformer.path} was trained with the text encoder {wanted!r}, "
+                             f"but {encoder.path} {what}. Use the text encoder file published with this model.")
         return
     version = parse_version(transformer.model_version)
     if version is not None and version >= GEMMA_VERSION_REQUIRED_SINCE:
