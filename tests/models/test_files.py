@@ -106,6 +106,8 @@ def test_monolithic_checkpoint_resolves_as_before(tmp_path: Path) -> None:
         ({"transformer_path": "dev", "text_encoder_path": "text_encoder", "video_vae_path": "audio_vae",
           "audio_vae_path": "audio_vae"}, "It looks like an audio VAE: pass it with --audio-vae-path"),
         ({}, "No model given"),
+        ({"transformer_path": "dev", "text_encoder_path": "text_encoder", "video_vae_path": "diffusion_vae",
+          "audio_vae_path": "audio_vae"}, "holds a diffusion video decoder"),
     ],
 )  # fmt: skip
 def test_wrong_files_are_refused_with_the_flag_to_use(tmp_path: Path, given: dict, message: str) -> None:

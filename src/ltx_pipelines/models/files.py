@@ -198,6 +198,17 @@ class ModelFiles:
         return f"{self.generation.name} ({self.model_version or 'no version'}): " + ", ".join(parts)
 
 
+def expect_video_vae(path: str | Path) -> ComponentFile:
+    """The video VAE file; the diffusion decoder (LTX-2.5's ``CausalDiffusionVAE`` file) is not built yet."""
+    vae = expect(path, Kind.VIDEO_VAE, "--video-vae-path")
+    if vae.video_decoder_class != "CausalVideoAutoencoder":
+        raise InputError(
+            f"{vae.path} holds a diffusion video decoder ({vae.video_decoder_class}), which this version cannot run "
+            "yet: use the convolutional VAE file published beside it (ltx-2.5-video-vae-conv-*.safetensors)."
+        )
+    return vae
+
+
 def _same_generation(a: ComponentFile, b: ComponentFile) -> None:
     """Refuse a pair of files from different model generations (where both declare a version)."""
     va, vb = parse_version(a.model_version), parse_version(b.model_version)
@@ -250,7 +261,7 @@ def _monolithic(checkpoint: str | Path, gemma_root: str | Path | None, video_vae
         raise InputError(
             f"The checkpoint (--checkpoint-path) {found.path} is not an LTX model checkpoint.{_hint(found)}"
         )
-    vae = expect(video_vae, Kind.VIDEO_VAE, "--video-vae-path") if video_vae is not None else found
+    vae = expect_video_vae(video_vae) if video_vae is not None else found
     if vae is not found:
         _same_generation(found, vae)
     head = expect(duration_head, Kind.DURATION_HEAD, "--duration-head-path") if duration_head is not None else None
@@ -273,7 +284,7 @@ def _split(transformer: str | Path, text_encoder: str | Path | None, video_vae: 
                          "encoder file with --text-encoder-path.")  # fmt: skip
     dit = expect(transformer, Kind.TRANSFORMER, "--transformer-path")
     encoder = expect(text_encoder, Kind.TEXT_ENCODER, "--text-encoder-path")
-    vae = expect(video_vae, Kind.VIDEO_VAE, "--video-vae-path")
+    vae = expect_video_vae(video_vae)
     audio = expect(audio_vae, Kind.AUDIO_VAE, "--audio-vae-path")
     head = expect(duration_head, Kind.DURATION_HEAD, "--duration-head-path") if duration_head is not None else None
     for other in (vae, audio, head):
