@@ -106,6 +106,8 @@ def test_monolithic_checkpoint_resolves_as_before(tmp_path: Path) -> None:
         ({"transformer_path": "dev", "text_encoder_path": "text_encoder", "video_vae_path": "audio_vae",
           "audio_vae_path": "audio_vae"}, "It looks like an audio VAE: pass it with --audio-vae-path"),
         ({}, "No model given"),
+        ({"transformer_path": "dev", "text_encoder_path": "text_encoder", "video_vae_path": "diffusion_vae",
+          "audio_vae_path": "audio_vae"}, "holds a diffusion video decoder"),
     ],
 )  # fmt: skip
 def test_wrong_files_are_refused_with_the_flag_to_use(tmp_path: Path, given: dict, message: str) -> None:
@@ -172,3 +174,24 @@ def test_model_dir_says_what_is_missing(tmp_path: Path) -> None:
         discovery.pick(discovery.scan(tmp_path), distilled=False)
     with pytest.raises(InputError, match="does not exist"):
         discovery.scan(tmp_path / "nowhere")
+
+
+def test_gemma_version_rules_without_a_source_checkpoint(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The 1.2.0 rule where the transformer names no Gemma: from 2.4 on only an unversioned encoder (warned
+    about); before 2.4 no Gemma 4 at all."""
+    f = ltx25_download(tmp_path)
+    rest = {"video_vae_path": f["video_vae"], "audio_vae_path": f["audio_vae"]}
+    unnamed = write(tmp_path / "unnamed.safetensors", "transformer", gemma_source_checkpoint="")
+    with pytest.raises(InputError, match="does not say which text encoder it was trained with"):
+        resolve_model_files(transformer_path=unnamed, text_encoder_path=f["text_encoder"], **rest)
+    stock = tmp_path / "stock.safetensors"
+    save_file({"tokenizer_json": torch.zeros(1)}, str(stock),
+              metadata={"gemma_config": json.dumps({"model_type": "gemma4_unified"})})  # fmt: skip
+    with caplog.at_level("WARNING", logger="ltx_pipelines.models.files"):
+        resolve_model_files(transformer_path=unnamed, text_encoder_path=stock, **rest)
+    assert "names a Gemma version" in caplog.text
+    old = write(tmp_path / "old.safetensors", "transformer", version="2.3.0", gemma_source_checkpoint="")
+    old_rest = {"video_vae_path": write(tmp_path / "vae23.safetensors", "video_vae", version="2.3.0"),
+                "audio_vae_path": write(tmp_path / "audio23.safetensors", "audio_vae", version="2.3.0")}  # fmt: skip
+    with pytest.raises(InputError, match="predates Gemma 4 text encoders.*gemma4_unified"):
+        resolve_model_files(transformer_path=old, text_encoder_path=stock, **old_rest)

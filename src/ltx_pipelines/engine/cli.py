@@ -138,6 +138,11 @@ def base_parser(description: str, *, height: int, width: int, size_multiple: int
         "--enhance-prompt", action="store_true",
         help="Let Gemma rewrite the prompt in detail first (seeded by --seed; stored as enhanced_prompt in the mp4).",
     )  # fmt: skip
+    parser.add_argument(
+        "--prompt-enhancer-gemma-root", type=resolve_path, metavar="DIR",
+        help="A generative Gemma-3 folder that rewrites the prompt for --enhance-prompt instead of the text encoder "
+        "(needed for LTX-2.5, whose Gemma-4 text encoder only encodes).",
+    )  # fmt: skip
     return parser
 
 

@@ -1,8 +1,11 @@
 """The one place that builds model components and decides how long they live.
 
 Every component is built from the files' own config (checkpoint metadata, the
-Gemma directory's config.json) with ltx-core's configurators and loaders. The
-memory policy is the single switch for lifetime:
+Gemma directory's config.json, a packed text encoder's gemma_config) with ltx-core's
+configurators and loaders. What the text path is follows from the files: a Gemma-3
+folder (LTX-2, 2.3: ltx-core's processor from the checkpoint) or a packed Gemma-4 file
+(LTX-2.5: ``models.ltx25``, the processor from the transformer and text encoder files).
+The memory policy is the single switch for lifetime:
 
 * ``keep``: build once, keep resident; a second generation reads no file.
 * ``low``: build when needed and free right after use (lowest peak memory).
@@ -52,12 +55,15 @@ from ltx_pipelines.models.fp8 import prepare_quantization, route_ltx_core_fp8_sc
 from ltx_pipelines.models.gemma import (
     EmbeddingsProcessorFromConfig,
     GemmaDirectoryLoader,
+    GemmaFiles,
     GemmaTextEncoderFromConfig,
     find_gemma_files,
     gemma_text_encoder_ops,
 )
 from ltx_pipelines.models.key_layouts import VIDEO_DECODER_KEYS, VIDEO_ENCODER_KEYS
 from ltx_pipelines.models.ltx25.duration_head import load_duration_head
+from ltx_pipelines.models.ltx25.text_embeddings import PROJECTION_PREFIX, embeddings_processor_builder
+from ltx_pipelines.models.ltx25.text_encoder import PackedTextEncoder, gemma4_builder, inspect_packed_text_encoder
 from ltx_pipelines.models.ltx25.transformer import configurator_for
 from ltx_pipelines.utils import progress
 
@@ -149,9 +155,12 @@ class ModelLedger:
         video_vae_path: str | Path | None = None,
         audio_vae_path: str | Path | None = None,
         duration_head_path: str | Path | None = None,
+        prompt_enhancer_gemma_root: str | Path | None = None,
     ):
         """``checkpoint_path`` holds the transformer (and, in a monolithic checkpoint, everything else but Gemma);
-        ``video_vae_path`` / ``audio_vae_path`` name split component files (default: the checkpoint)."""
+        ``video_vae_path`` / ``audio_vae_path`` name split component files (default: the checkpoint);
+        ``gemma_root`` is a Gemma-3 folder or a packed Gemma-4 text encoder file; ``prompt_enhancer_gemma_root``
+        a separate Gemma-3 folder that rewrites prompts (default: the text encoder does, where it can)."""
         self.checkpoint_path = str(checkpoint_path)
         self.video_vae_path = str(video_vae_path or checkpoint_path)
         self.audio_vae_path = str(audio_vae_path or checkpoint_path)
@@ -159,6 +168,7 @@ class ModelLedger:
         self.offload = OffloadMode.parse(offload)
         self.max_gpu_memory = parse_max_gpu_memory(max_gpu_memory)
         self.gemma_root = str(gemma_root) if gemma_root is not None else None
+        self.prompt_enhancer_gemma_root = str(prompt_enhancer_gemma_root) if prompt_enhancer_gemma_root else None
         self.spatial_upsampler_path = str(spatial_upsampler_path) if spatial_upsampler_path else None
         self.loras = tuple(loras)
         self.quantization = quantization
@@ -323,15 +333,25 @@ class ModelLedger:
         tensors: dict = {}
         for path in dict.fromkeys((self.checkpoint_path, self.video_vae_path, self.audio_vae_path)):
             tensors.update(read_header(path, "model file").tensors)  # split files: names of different components
-        gemma = find_gemma_files(self.gemma_root) if self.gemma_root else None
-        gemma_headers = [read_header(path, "Gemma weights").tensors for path in gemma.weights] if gemma else []
-        layers = int(gemma.text_config.get("num_hidden_layers", 48)) if gemma else 0
+        gemma_headers, layers = self._text_encoder_headers(tensors)
         upsampler = 0
         if self.spatial_upsampler_path:
-            tensors = read_header(self.spatial_upsampler_path, "spatial upsampler").tensors
-            upsampler = tensors_bytes(tensors, self.dtype.itemsize)
+            upsampler_tensors = read_header(self.spatial_upsampler_path, "spatial upsampler").tensors
+            upsampler = tensors_bytes(upsampler_tensors, self.dtype.itemsize)
         fp8 = self.quantization is not None
         return model_sizes(tensors, self.config, gemma_headers, layers, upsampler, self.dtype.itemsize, fp8)
+
+    def _text_encoder_headers(self, tensors: dict) -> tuple[list[dict], int]:
+        """(Gemma's weight headers, its layer count); a packed file's projections join ``tensors`` (the processor's)."""
+        packed = self.packed_text_encoder
+        if packed is not None:
+            tensors.update({name: info for name, info in packed.tensors.items() if name.startswith(PROJECTION_PREFIX)})
+            return [packed.gemma_tensors()], packed.num_hidden_layers
+        if not self.gemma_root:
+            return [], 0
+        gemma = find_gemma_files(self.gemma_root)
+        headers = [read_header(path, "Gemma weights").tensors for path in gemma.weights]
+        return headers, int(gemma.text_config.get("num_hidden_layers", 48))
 
     def _initial_memory_policy(self) -> MemoryPolicy:
         """Until a plan decides: what was asked, else keep on the CPU and low on a GPU."""
@@ -484,21 +504,40 @@ class ModelLedger:
         )
         return self._build(builder, [self.spatial_upsampler_path])
 
+    @property
+    def packed_text_encoder(self) -> PackedTextEncoder | None:
+        """The packed Gemma-4 text encoder of a split (LTX-2.5) model; None for a Gemma-3 folder."""
+        if self.gemma_root is None or not Path(self.gemma_root).is_file():
+            return None
+        return inspect_packed_text_encoder(self.gemma_root)  # the header read is cached
+
+    def can_enhance_prompts(self) -> bool:
+        """A separate enhancer was given, or the text encoder is a generative Gemma 3 (Gemma 4 unified only encodes)."""
+        return self.prompt_enhancer_gemma_root is not None or self.packed_text_encoder is None
+
+    def prompt_enhancer_name(self) -> str:
+        """The component that rewrites prompts: the separate enhancer when given, else the text encoder."""
+        return "prompt_enhancer" if self.prompt_enhancer_gemma_root is not None else "text_encoder"
+
     def _build_text_encoder(self) -> torch.nn.Module:
-        files = self._gemma_files()
-        key_ops, module_ops = gemma_text_encoder_ops(files)
-        builder = SingleGPUModelBuilder(
-            model_class_configurator=GemmaTextEncoderFromConfig,
-            model_path=files.weights,
-            model_sd_ops=key_ops,
-            module_ops=module_ops,
-            model_loader=GemmaDirectoryLoader(files.config),
-        )
+        packed = self.packed_text_encoder
+        if packed is not None:
+            builder, weights = gemma4_builder(packed), [str(packed.path)]
+        else:
+            files = self._gemma_files()
+            builder, weights = _gemma3_builder(files), list(files.weights)
         if self._streams_text_encoder():
-            self.files_loaded.extend(files.weights)
+            self.files_loaded.extend(weights)
             slots = self.plan.slots if self.plan is not None else 2
             return build_streamed_text_encoder(builder, device=self.device, dtype=self.dtype, slots=slots)
-        return self._build(builder, list(files.weights))
+        return self._build(builder, weights)
+
+    def _build_prompt_enhancer(self) -> torch.nn.Module:
+        """The separate Gemma-3 that rewrites prompts (--prompt-enhancer-gemma-root), loaded whole."""
+        if self.prompt_enhancer_gemma_root is None:
+            raise ValueError("This pipeline was created without a prompt enhancer (prompt_enhancer_gemma_root).")
+        files = find_gemma_files(self.prompt_enhancer_gemma_root)
+        return self._build(_gemma3_builder(files), list(files.weights))
 
     def _streams_text_encoder(self) -> bool:
         """Gemma by layer when the plan says it does not fit, or for an explicit cpu/disk on the CPU (the tests)."""
@@ -509,12 +548,18 @@ class ModelLedger:
     def _build_embeddings_processor(self) -> torch.nn.Module:
         from ltx_core.text_encoders.gemma import EMBEDDINGS_PROCESSOR_KEY_OPS
 
-        files = self._gemma_files()
-        configurator = EmbeddingsProcessorFromConfig(files.hidden_size, files.num_hidden_states)
-        builder = self._file_builder(self.checkpoint_path, configurator, EMBEDDINGS_PROCESSOR_KEY_OPS)
+        packed = self.packed_text_encoder
+        if packed is not None:  # config and connectors from the transformer file, projections from the encoder's
+            builder = embeddings_processor_builder(self.checkpoint_path, packed)
+            files = [self.checkpoint_path, str(packed.path)]
+        else:
+            gemma = self._gemma_files()
+            configurator = EmbeddingsProcessorFromConfig(gemma.hidden_size, gemma.num_hidden_states)
+            builder = self._file_builder(self.checkpoint_path, configurator, EMBEDDINGS_PROCESSOR_KEY_OPS)
+            files = [self.checkpoint_path]
         # Kept on the host when staged: prompts.py moves one part at a time to the device.
         device = torch.device("cpu") if self.stages_embeddings() else None
-        return self._build(builder, [self.checkpoint_path], device=device)
+        return self._build(builder, files, device=device)
 
     def stages_embeddings(self) -> bool:
         """The plan has no room for the whole embeddings processor on the device at once."""
@@ -525,3 +570,14 @@ class ModelLedger:
             raise ValueError("This pipeline was created without a Gemma directory (gemma_root).")
         return find_gemma_files(self.gemma_root)
 
+
+def _gemma3_builder(files: GemmaFiles) -> SingleGPUModelBuilder:
+    """Builds ltx-core's ``GemmaTextEncoder`` from a Gemma-3 folder (config.json, shards, tokenizer, processor)."""
+    key_ops, module_ops = gemma_text_encoder_ops(files)
+    return SingleGPUModelBuilder(
+        model_class_configurator=GemmaTextEncoderFromConfig,
+        model_path=files.weights,
+        model_sd_ops=key_ops,
+        module_ops=module_ops,
+        model_loader=GemmaDirectoryLoader(files.config),
+    )

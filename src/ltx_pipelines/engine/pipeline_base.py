@@ -66,6 +66,8 @@ from ltx_pipelines.models.checkpoints import (
 from ltx_pipelines.models.discovery import Picked
 from ltx_pipelines.models.files import ComponentPaths, ModelFiles, resolve_model_files
 from ltx_pipelines.models.gemma import find_gemma_files
+from ltx_pipelines.models.ltx25.text_embeddings import check_embeddings_files
+from ltx_pipelines.models.ltx25.text_encoder import inspect_packed_text_encoder
 from ltx_pipelines.models.ltx25.duration_head import check_duration_head_file
 from ltx_pipelines.models.transformer_blocks import EagerBlocks
 from ltx_pipelines.models.transformer_passes import PassExecutor, TransformerPasses
@@ -128,7 +130,7 @@ def locate_model_files(
     if unknown:
         raise TypeError(f"unexpected keyword argument(s): {', '.join(unknown)}")
     given = {"checkpoint_path": checkpoint_path, "gemma_root": gemma_root,
-             **{name: value for name, value in paths.items() if name != "model_dir"}}  # fmt: skip
+             **{name: value for name, value in paths.items() if name in _MODEL_FILE_ARGS}}  # fmt: skip
     given = {name: value for name, value in given.items() if value is not None}
     found = Picked()
     if paths.get("model_dir") is not None:
@@ -146,20 +148,39 @@ def locate_model_files(
 
 #: Arguments that name the model's own files (--model-dir's other finds go to the pipelines that use them).
 _MODEL_FILE_ARGS = ("checkpoint_path", "gemma_root",
-                    *(name for name in ComponentPaths.__annotations__ if name != "model_dir"))  # fmt: skip
+                    *(name for name in ComponentPaths.__annotations__
+                      if name not in ("model_dir", "prompt_enhancer_gemma_root")))  # fmt: skip
 
 
 def check_text_encoder(files: ModelFiles) -> None:
-    """The text encoder the model needs, checked before anything loads."""
+    """The text encoder the model needs, checked before anything loads.
+
+    Split models (LTX-2.5): the packed Gemma-4 file (what it is, its tokenizer; its version against the
+    transformer's was checked when the files were resolved), and the text path's tensors across the two files:
+    the projections in the text encoder's, the connectors in the transformer's, with the shapes the configs give.
+    """
     if files.split:
-        raise InputError(
-            f"{files.describe()}: these split files are recognised, but this version of ltx-pipelines cannot "
-            "build the LTX-2.5 transformer and Gemma-4 text encoder yet. Use an LTX-2 or LTX-2.3 checkpoint."
-        )
+        check_embeddings_files(files.transformer.path, inspect_packed_text_encoder(files.text_encoder))
+        return
     if files.text_encoder is None:
         raise InputError(f"{files.transformer.path.name} needs its Gemma-3 text encoder: pass the folder with "
                          "--gemma-root (gemma_root=).")  # fmt: skip
     find_gemma_files(files.text_encoder)
+
+
+def check_prompt_enhancer(files: ModelFiles, enhancer_root: str | Path | None) -> Path | None:
+    """The Gemma that rewrites prompts when one is given apart from the encoder (a Gemma-3 folder)."""
+    if enhancer_root is None:
+        return None
+    root = Path(enhancer_root).expanduser()
+    if files.text_encoder is not None and root.resolve() == Path(files.text_encoder).resolve():
+        return None  # the encoder itself (the reference uses a separate one only when it differs)
+    try:
+        find_gemma_files(root)
+    except InputError as e:
+        raise InputError(f"--prompt-enhancer-gemma-root {root}: {e} The prompt enhancer must be a generative "
+                         "Gemma-3 folder (with config.json, tokenizer.model and weights).") from e  # fmt: skip
+    return root
 
 
 def text_context_widths(config: dict) -> tuple[int, int]:
@@ -216,7 +237,9 @@ class PipelineBase:
     ):
         """The model: a monolithic ``checkpoint_path`` with ``gemma_root`` (LTX-2, 2.3), the split component
         files (``transformer_path``, ``text_encoder_path``, ``video_vae_path``, ``audio_vae_path``; LTX-2.5),
-        or ``model_dir``, a downloaded folder to find them in (paths given explicitly win)."""
+        or ``model_dir``, a downloaded folder to find them in (paths given explicitly win).
+        ``prompt_enhancer_gemma_root``: a Gemma-3 folder that rewrites prompts for ``enhance_prompt=True`` in
+        place of the text encoder (required for LTX-2.5, whose Gemma 4 only encodes)."""
         self.acceleration = AccelerationOptions(compile=compile, step_cache=step_cache)
         self.files, self.found = locate_model_files(checkpoint_path, gemma_root, paths,
                                                     distilled=self.runs_distilled_model)  # fmt: skip
@@ -225,6 +248,7 @@ class PipelineBase:
         # Inside a process group of several ranks (torchrun, or the caller's): this rank's share of the work.
         self.parallel, device = join_group(self.files.config, device)
         check_text_encoder(self.files)
+        enhancer_root = check_prompt_enhancer(self.files, paths.get("prompt_enhancer_gemma_root"))
         if self.files.duration_head is not None:
             check_duration_head(self.files)
         spatial_upsampler_path = spatial_upsampler_path or self.found.spatial_upsampler_path
@@ -250,6 +274,7 @@ class PipelineBase:
             video_vae_path=self.files.video_vae.path,
             audio_vae_path=self.files.audio_vae.path,
             duration_head_path=self.files.duration_head.path if self.files.duration_head is not None else None,
+            prompt_enhancer_gemma_root=enhancer_root,
         )
         logger.info("%s on %s (%s), %s", type(self).__name__, self.device, str(self.dtype).removeprefix("torch."),
                     self.files.describe())  # fmt: skip
@@ -393,6 +418,12 @@ class PipelineBase:
 
     def enhance_prompt(self, prompt: str, enabled: bool, images: list = (), seed: int = 0) -> tuple[str, dict]:
         """(prompt to encode, metadata): Gemma's rewrite when enabled (in a process group: once, on rank 0)."""
+        if enabled and not self.ledger.can_enhance_prompts():
+            raise InputError(
+                f"--enhance-prompt: the text encoder of {self.files.transformer.path.name} (Gemma 4 unified) only "
+                "encodes prompts; give a generative Gemma-3 folder to rewrite them with --prompt-enhancer-gemma-root "
+                "(prompt_enhancer_gemma_root=)."
+            )
         if self.parallel is None or not enabled:
             return maybe_enhance_prompt(self.ledger, prompt, enabled, images, seed)
         self._stop_before_collective("text_encoder")

@@ -5,6 +5,9 @@ a one-line user prompt leaves most of that to chance. Gemma -- already loaded to
 the prompt -- expands it with ltx-core's ``enhance_t2v`` (text only) or ``enhance_i2v``
 (text + the first conditioning image), guided by the system prompts below (ours).
 Sampling is seeded, so the same seed gives the same rewrite.
+
+A separate Gemma-3 folder (``--prompt-enhancer-gemma-root``) rewrites instead when given: LTX-2.5's
+Gemma 4 unified text encoder only encodes, so it is the only way to enhance with a 2.5 model.
 """
 
 from __future__ import annotations
@@ -62,8 +65,9 @@ def enhance_prompt(
         raise ValueError(f"max_new_tokens must be at least 1; got {max_new_tokens}.")
     image = load_image(image_path) if image_path is not None else None
     started = time.perf_counter()
+    name = ledger.prompt_enhancer_name()
     with (
-        ledger.use("text_encoder") as text_encoder,
+        ledger.use(name) as text_encoder,
         _rng_fork_safe_on(ledger.device),
         generation_positions_from_mask(text_encoder.model),
     ):
@@ -75,6 +79,8 @@ def enhance_prompt(
             text = text_encoder.enhance_i2v(
                 prompt, image=image, max_new_tokens=max_new_tokens, system_prompt=I2V_SYSTEM_PROMPT, seed=seed
             )
+    if name != "text_encoder" and ledger.device.type == "cuda":
+        ledger.release(name)  # a separate enhancer is not part of the memory plan: it never stays on the GPU
     text = " ".join("".join(ch if ch.isprintable() else " " for ch in text).split())  # metadata-safe, one line
     if not text:
         logger.warning("Prompt enhancement returned nothing; keeping the original prompt.")

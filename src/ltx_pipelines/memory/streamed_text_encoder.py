@@ -19,6 +19,9 @@ build makes (same configurator, module ops, key ops and dtype, through the ledge
   logits per generated token), where moving 20 GiB of layers per token costs far more anyway;
 * everything else (final norm, rotary buffers, vision tower, projector) is loaded on the device.
 
+LTX-2.5's Gemma 4 (from its packed file) streams the same way; its global layers are wider than its sliding
+ones (and may share keys and values), so each layer packs its own way into slots of the largest one's size.
+
 The result equals the resident encoder's bit for bit on the CPU: the same bytes, cast the same way.
 """
 
@@ -33,11 +36,12 @@ from ltx_core.loader import SingleGPUModelBuilder
 
 from ltx_pipelines.memory.host import GIB
 from ltx_pipelines.memory.mapped import MappedSafetensors
-from ltx_pipelines.memory.streaming import LayerLayout, LayerStreamer, MappedStore, transfers_for
+from ltx_pipelines.memory.streaming import LayerStreamer, MappedStore, MixedLayout, transfers_for
 
 logger = logging.getLogger(__name__)
 
-#: Module paths inside ltx-core's GemmaTextEncoder (its ``.model`` is a Gemma3ForConditionalGeneration).
+#: Module paths inside ltx-core's GemmaTextEncoder (its ``.model`` is a Gemma3ForConditionalGeneration or, for
+#: LTX-2.5, a Gemma4UnifiedForConditionalGeneration: the same paths).
 LAYERS = "model.model.language_model.layers"
 HOST_MODULES = ("model.model.language_model.embed_tokens", "model.lm_head")
 HOST = torch.device("cpu")
@@ -82,7 +86,8 @@ class StreamedTextEncoder:
             raise RuntimeError(f"The Gemma weights hold {len(self._layer_sources)} decoder layers; the config "
                                f"says {len(self.layers)}.")  # fmt: skip
         self.transfers = transfers_for(device)
-        layout = LayerLayout.of(self._read_layer(0))
+        # Gemma 4's global layers are wider than its sliding ones: then each layer packs its own way.
+        layout = MixedLayout.of([self._read_layer(index) for index in range(len(self.layers))])
         self.store = MappedStore(layout, len(self.layers), self._read_layer, self.transfers, name="Gemma layers")
         self.streamer = LayerStreamer(self.layers, self.store, self.transfers, self._materialize, slots)
         self.streamer.hook()

@@ -1,7 +1,7 @@
 """Layers streamed to the GPU one at a time: a ring of device buffers fed from host memory.
 
-The mechanism is generic over a list of identical layers (the transformer's blocks, Gemma's
-decoder layers):
+The mechanism is generic over a list of layers (the transformer's blocks, Gemma's decoder
+layers), identical or of a few shapes (Gemma 4's sliding and global layers: :class:`MixedLayout`):
 
 * a **store** hands out each layer's tensors packed in one host buffer: pinned copies made once
   (:class:`PinnedStore`, ``--offload cpu``) or views of the memory-mapped file copied into a few
@@ -78,6 +78,29 @@ class LayerLayout:
     def write(self, flat: torch.Tensor, tensors: dict[str, torch.Tensor]) -> None:
         for name, view in self.views(flat).items():
             view.copy_(tensors[name])
+
+    def for_layer(self, index: int) -> "LayerLayout":  # noqa: ARG002 - every layer packs the same way
+        return self
+
+
+@dataclass(frozen=True)
+class MixedLayout:
+    """Layers that differ in tensors or shapes, each packed its own way into buffers of the largest one's size."""
+
+    layouts: tuple[LayerLayout, ...]
+
+    @property
+    def nbytes(self) -> int:
+        return max(layout.nbytes for layout in self.layouts)
+
+    def for_layer(self, index: int) -> LayerLayout:
+        return self.layouts[index]
+
+    @classmethod
+    def of(cls, layers: list[dict[str, torch.Tensor]]) -> "LayerLayout | MixedLayout":
+        """One layout when every layer packs alike, else one per layer."""
+        layouts = tuple(LayerLayout.of(tensors) for tensors in layers)
+        return layouts[0] if all(layout == layouts[0] for layout in layouts) else cls(layouts)
 
 
 def _storage_span(t: torch.Tensor) -> int:
@@ -201,7 +224,8 @@ class PinnedStore:
         if self._stop or self._error is not None:
             return
         try:
-            self.buffers[index] = transfers.pinned(self.layout.nbytes, lambda b: self.layout.write(b, read(index)))
+            layout = self.layout.for_layer(index)
+            self.buffers[index] = transfers.pinned(self.layout.nbytes, lambda b: layout.write(b, read(index)))
             self._ready[index].set()
         except BaseException as e:  # noqa: BLE001 - handed to the thread that waits for the layer
             self._error = e
@@ -278,7 +302,7 @@ class MappedStore:
                     self._next = (index + 1) % self.num_layers
                     free_after = self._free_after[slot]
                 self._transfers.host_wait(free_after)  # the last device copy out of this buffer is done
-                self.layout.write(self._buffers[slot], self._read(index))
+                self.layout.for_layer(index).write(self._buffers[slot], self._read(index))
                 with self._cond:
                     self._reading = None
                     self._filled[index] = slot
@@ -367,7 +391,7 @@ class LayerStreamer:
             self._prefetch(index, evict=True)
         slot, done = self._in_flight.pop(index)
         self.transfers.wait(done)
-        weights = self.materialize(index, self.store.layout.views(self.slots[slot]))
+        weights = self.materialize(index, self.store.layout.for_layer(index).views(self.slots[slot]))
         self.layers[index].load_state_dict(weights, strict=True, assign=True)
         self.current, self._current_slot = index, slot
         for ahead in range(1, len(self.slots)):
@@ -435,6 +459,7 @@ __all__ = [
     "LayerLayout",
     "LayerStreamer",
     "MappedStore",
+    "MixedLayout",
     "PinnedStore",
     "TensorPlace",
     "Transfers",

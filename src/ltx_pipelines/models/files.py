@@ -147,7 +147,7 @@ def expect(path: str | Path, kind: Kind, flag: str) -> ComponentFile:
 
 class ComponentPaths(TypedDict, total=False):
     """Keyword arguments of every pipeline that name split component files (the reference 1.2.0's flags),
-    or a downloaded folder to find them in."""
+    a downloaded folder to find them in, or the separate Gemma that rewrites prompts."""
 
     transformer_path: str | Path
     text_encoder_path: str | Path
@@ -155,6 +155,8 @@ class ComponentPaths(TypedDict, total=False):
     audio_vae_path: str | Path
     duration_head_path: str | Path
     model_dir: str | Path
+    #: A generative Gemma-3 folder for --enhance-prompt (LTX-2.5's Gemma 4 text encoder only encodes).
+    prompt_enhancer_gemma_root: str | Path
 
 
 @dataclass(frozen=True)
@@ -194,6 +196,17 @@ class ModelFiles:
         if self.duration_head is not None:
             parts.append(f"duration head {self.duration_head.path.name}")
         return f"{self.generation.name} ({self.model_version or 'no version'}): " + ", ".join(parts)
+
+
+def expect_video_vae(path: str | Path) -> ComponentFile:
+    """The video VAE file; the diffusion decoder (LTX-2.5's ``CausalDiffusionVAE`` file) is not built yet."""
+    vae = expect(path, Kind.VIDEO_VAE, "--video-vae-path")
+    if vae.video_decoder_class != "CausalVideoAutoencoder":
+        raise InputError(
+            f"{vae.path} holds a diffusion video decoder ({vae.video_decoder_class}), which this version cannot run "
+            "yet: use the convolutional VAE file published beside it (ltx-2.5-video-vae-conv-*.safetensors)."
+        )
+    return vae
 
 
 def _same_generation(a: ComponentFile, b: ComponentFile) -> None:
@@ -248,7 +261,7 @@ def _monolithic(checkpoint: str | Path, gemma_root: str | Path | None, video_vae
         raise InputError(
             f"The checkpoint (--checkpoint-path) {found.path} is not an LTX model checkpoint.{_hint(found)}"
         )
-    vae = expect(video_vae, Kind.VIDEO_VAE, "--video-vae-path") if video_vae is not None else found
+    vae = expect_video_vae(video_vae) if video_vae is not None else found
     if vae is not found:
         _same_generation(found, vae)
     head = expect(duration_head, Kind.DURATION_HEAD, "--duration-head-path") if duration_head is not None else None
@@ -271,7 +284,7 @@ def _split(transformer: str | Path, text_encoder: str | Path | None, video_vae: 
                          "encoder file with --text-encoder-path.")  # fmt: skip
     dit = expect(transformer, Kind.TRANSFORMER, "--transformer-path")
     encoder = expect(text_encoder, Kind.TEXT_ENCODER, "--text-encoder-path")
-    vae = expect(video_vae, Kind.VIDEO_VAE, "--video-vae-path")
+    vae = expect_video_vae(video_vae)
     audio = expect(audio_vae, Kind.AUDIO_VAE, "--audio-vae-path")
     head = expect(duration_head, Kind.DURATION_HEAD, "--duration-head-path") if duration_head is not None else None
     for other in (vae, audio, head):
@@ -281,15 +294,38 @@ def _split(transformer: str | Path, text_encoder: str | Path | None, video_vae: 
     return ModelFiles(transformer=dit, video_vae=vae, audio_vae=audio, text_encoder=encoder.path, duration_head=head)
 
 
+#: From this version on a transformer must name its text encoder (``gemma_source_checkpoint.gemma_version``).
+GEMMA_VERSION_REQUIRED_SINCE = (2, 4)
+
+
 def _check_text_encoder(transformer: ComponentFile, encoder: ComponentFile) -> None:
-    """The packed encoder must be the one the transformer was trained with (a stock Gemma is refused)."""
+    """The packed encoder must be the one the transformer was trained with (the 1.2.0 reference's rule).
+
+    A transformer that names its Gemma (``gemma_source_checkpoint``) takes exactly that one: a stock Gemma,
+    which declares no ``gemma_version``, is refused. One from 2.4 on that names none takes an encoder that
+    declares none either (with a warning); older transformers were trained with Gemma 3 only.
+    """
     wanted, have = transformer.gemma_version, encoder.gemma_version
-    if wanted is not None and have != wanted:
-        what = f"declares {have!r}" if have else "declares no gemma_version (a stock Gemma, not LTX's fine-tune)"
-        raise InputError(
-            f"The transformer {transformer.path} was trained with the text encoder {wanted!r}, but "
-            f"{encoder.path} {what}. Use the text encoder file published with this model."
-        )
+    if wanted is not None:
+        if have != wanted:
+            what = f"declares {have!r}" if have else "declares no gemma_version (a stock Gemma, not LTX's fine-tune)"
+            raise InputError(f"The transformer {transformer.path} was trained with the text encoder {wanted!r}, "
+                             f"but {encoder.path} {what}. Use the text encoder file published with this model.")
+        return
+    version = parse_version(transformer.model_version)
+    if version is not None and version >= GEMMA_VERSION_REQUIRED_SINCE:
+        if have is not None:
+            raise InputError(f"The transformer {transformer.path} (model version {transformer.model_version}) does not "
+                             f"say which text encoder it was trained with (no gemma_source_checkpoint), so "
+                             f"{encoder.path} ({have!r}) cannot be checked against it. Use the transformer file "
+                             "published with this text encoder.")  # fmt: skip
+        logger.warning("Neither %s nor %s names a Gemma version: check that they belong together.",
+                       transformer.path.name, encoder.path.name)  # fmt: skip
+        return
+    model_type = _json(encoder.metadata.get("gemma_config")).get("model_type")
+    raise InputError(f"The transformer {transformer.path} (model version {transformer.model_version or 'none'}) "
+                     f"predates Gemma 4 text encoders; {encoder.path} is a packed {model_type or 'untyped'} Gemma. "
+                     "Use the text encoder published with this transformer.")  # fmt: skip
 
 
 __all__ = ["ComponentFile", "ComponentPaths", "FLAG_OF", "Kind", "ModelFiles", "classify", "expect", "inspect_file",

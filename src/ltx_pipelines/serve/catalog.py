@@ -37,6 +37,7 @@ class ServedFiles:
     video_vae: str | None = None
     audio_vae: str | None = None
     duration_head: str | None = None
+    prompt_enhancer_gemma_root: str | None = None  # a generative Gemma 3 for --enhance-prompt on LTX-2.5
     distilled_lora: tuple[LoraPathStrengthAndSDOps, ...] = ()
     spatial_upsampler: str | None = None
     loras: tuple[LoraPathStrengthAndSDOps, ...] = ()
@@ -57,6 +58,7 @@ class ServedFiles:
         else:
             return None
         paths["duration_head_path"] = self.duration_head
+        paths["prompt_enhancer_gemma_root"] = self.prompt_enhancer_gemma_root
         return {name: value for name, value in paths.items() if value is not None}
 
     def has(self, need: str) -> bool:

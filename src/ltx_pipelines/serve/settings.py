@@ -67,6 +67,10 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--audio-vae-path", type=cli.resolve_path, help="Audio VAE and vocoder file (LTX-2.5).")
     models.add_argument("--duration-head-path", type=cli.resolve_path, help="Duration head file (LTX-2.5).")
     models.add_argument(
+        "--prompt-enhancer-gemma-root", type=cli.resolve_path,
+        help="A Gemma 3 folder that rewrites prompts for enhance_prompt on LTX-2.5 (Gemma 4 only encodes).",
+    )  # fmt: skip
+    models.add_argument(
         "--model-dir", type=cli.resolve_path, metavar="DIR",
         help="A downloaded model folder: the full and distilled models and the files that go with them are found "
         "there (the model flags above win); the log says what was picked.",
@@ -129,6 +133,7 @@ _MODEL_FLAGS = {
     "transformer_path": "transformer", "distilled_transformer_path": "distilled_transformer",
     "text_encoder_path": "text_encoder", "video_vae_path": "video_vae", "audio_vae_path": "audio_vae",
     "duration_head_path": "duration_head", "spatial_upsampler_path": "spatial_upsampler",
+    "prompt_enhancer_gemma_root": "prompt_enhancer_gemma_root",
 }  # fmt: skip
 
 
