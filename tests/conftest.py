@@ -1,6 +1,7 @@
 """Shared fixtures: the smoke bundles (built once per session) and small helpers.
 
-Set LTX_SMOKE_BUNDLE=/some/dir (LTX-2) or LTX25_SMOKE_BUNDLE=/some/dir (LTX-2.5) to reuse a bundle between runs.
+Set LTX_SMOKE_BUNDLE=/some/dir (LTX-2), LTX25_SMOKE_BUNDLE=/some/dir (LTX-2.5) or LTX25_REAL_SMOKE_BUNDLE=/some/dir
+(LTX-2.5 with the real channel counts) to reuse a bundle between runs.
 """
 
 from __future__ import annotations
@@ -11,13 +12,18 @@ import subprocess
 import sys
 from pathlib import Path
 
+# Before torch loads MKL: float32 matmuls whose last bit does not depend on the buffers' memory alignment (MKL's
+# default picks kernels by alignment), so golden comparisons can be exact (tests/golden/make_ltx25_pipeline_goldens.py
+# runs the reference under the same setting).
+os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")
+
 import numpy as np
 import pytest
 import torch
 from ltx_core.loader import SingleGPUModelBuilder
 from PIL import Image
 
-from ltx_pipelines.smoke_model import SmokeBundle, ensure_smoke_bundle
+from ltx_pipelines.smoke_model import REAL_CHANNEL_SIZES, SmokeBundle, ensure_smoke_bundle
 from ltx_pipelines.smoke_model.ltx25 import Ltx25SmokeBundle, ensure_ltx25_smoke_bundle
 
 REPO = Path(__file__).resolve().parents[1]
@@ -39,6 +45,14 @@ def ltx25_bundle(tmp_path_factory: pytest.TempPathFactory) -> Ltx25SmokeBundle:
     """The LTX-2.5 smoke bundle: one file per component, in the download's folders."""
     root = os.environ.get("LTX25_SMOKE_BUNDLE")
     return ensure_ltx25_smoke_bundle(Path(root) if root else tmp_path_factory.mktemp("smoke25") / "ltx-2.5")
+
+
+@pytest.fixture(scope="session")
+def ltx25_real_bundle(tmp_path_factory: pytest.TempPathFactory) -> Ltx25SmokeBundle:
+    """The LTX-2.5 bundle with the real latent channel counts (4 blocks): the reference's pipelines need them."""
+    root = os.environ.get("LTX25_REAL_SMOKE_BUNDLE")
+    folder = Path(root) if root else tmp_path_factory.mktemp("smoke25-real") / "ltx-2.5-real"
+    return ensure_ltx25_smoke_bundle(folder, sizes=REAL_CHANNEL_SIZES)
 
 
 @pytest.fixture(scope="module")

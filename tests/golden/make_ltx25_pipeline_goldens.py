@@ -36,9 +36,11 @@ Running the reference in float32 (it hard-codes bfloat16). Each patch is scoped 
    2.5 file and for the smoke bundle -- whatever the pipeline dtype is (only the streaming path passes it).
 4. LoRA fusion: every pipeline is given ``quantization=QuantizationPolicy(fuse_rule=FLOAT32_FUSE_RULE)``
    (its public argument; no sd_ops, module_ops or configurator, so nothing else changes). The default
-   ``bf16_fuse_rule`` aggregates the delta in bf16 and rounds ``W + delta`` to the file's bf16; this rule
-   computes ``(B * strength) @ A`` in the LoRA's dtype as the default does, then adds the base weight in
-   float32 and keeps the float32 sum.
+   ``bf16_fuse_rule`` computes ``(B * strength) @ A`` in bf16 and rounds ``W + delta`` to the file's bf16;
+   this rule keeps the first (the aggregation dtype stays bf16) and drops the rounding: ``W + delta`` is
+   added and kept in float32. (With a float32 aggregation the reference would also cast A and B to float32
+   before their product, ``C/loader/fuse_loras.py`` ``_products_for_sd_key``, a float32 delta that neither
+   reference release nor our pipelines compute.)
 5. Nothing is needed for the vocoder: built in float32 (by 1.), its ``autocast("cpu", float32)`` is refused
    by torch with a warning and the float32 input meets float32 weights.
 
@@ -60,6 +62,13 @@ What it writes into OUT_DIR:
 """
 
 from __future__ import annotations
+
+import os
+
+# Before torch loads MKL: float32 matmuls whose result does not depend on the buffers' memory alignment (by
+# default MKL picks kernels by alignment, so the same product can differ in the last bit from one run or
+# code path to another). Our test runs under the same setting (tests/conftest.py).
+os.environ["MKL_CBWR"] = "AUTO,STRICT"
 
 import argparse
 import hashlib
@@ -303,12 +312,12 @@ class _Float32Torch(types.ModuleType):
 
 
 def _float32_fuse(key: str, weight: torch.Tensor, deltas: torch.Tensor, model_sd: StateDict) -> dict[str, torch.Tensor]:
-    """Patch 3: ``W + delta`` kept in float32 (the default rule rounds it to the weight's bf16)."""
+    """Patch 4: ``W + delta`` added and kept in float32 (the default rule rounds it to the weight's bf16)."""
     del model_sd
-    return {key: deltas.add_(weight)}
+    return {key: deltas.to(torch.float32) + weight.to(torch.float32)}
 
 
-FLOAT32_FUSE_RULE = FuseRule(aggregation_dtype=torch.float32, fuse_fn=_float32_fuse)
+FLOAT32_FUSE_RULE = FuseRule(aggregation_dtype=torch.bfloat16, fuse_fn=_float32_fuse)
 FLOAT32_POLICY = QuantizationPolicy(fuse_rule=FLOAT32_FUSE_RULE)
 
 PATCHES = {
@@ -319,8 +328,9 @@ PATCHES = {
     "dtype=self._dtype (the standard path builds with dtype=None: the file's bf16; utils/blocks.py:480-482)",
     "res2s model_dtype": "ltx_pipelines.ti2vid_two_stages_hq.res2s_audio_video_denoising_loop wrapped with "
     "model_dtype=torch.float32 (HQ passes none; the default is bfloat16)",
-    "LoRA fusion": "quantization=QuantizationPolicy(fuse_rule=FuseRule(float32 aggregation, W + delta kept in "
-    "float32)) passed to every pipeline (the default bf16_fuse_rule rounds the fused weight to bf16)",
+    "LoRA fusion": "quantization=QuantizationPolicy(fuse_rule=FuseRule(bf16 aggregation as the default, "
+    "W + delta added and kept in float32)) passed to every pipeline (the default bf16_fuse_rule rounds the fused "
+    "weight to bf16)",
     "vocoder": "no patch: built in float32, its autocast('cpu', float32) is refused by torch (a warning) and "
     "float32 meets float32",
     "checked": "every model built (SingleGPUModelBuilder.build) holds only float32 floating tensors",

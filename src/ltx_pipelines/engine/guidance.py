@@ -13,6 +13,8 @@ How the passes run (engine, batching, order) is the pass executor's business
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 from ltx_core.components.guiders import MultiModalGuider, MultiModalGuiderFactory
 from ltx_core.guidance.perturbations import Perturbation, PerturbationConfig, PerturbationType
@@ -82,10 +84,14 @@ class MultiModalGuidedDenoiser:
         cuda_graphs: bool | None = None,
         executor: PassExecutor | None = None,
         in_float32: bool = False,
+        contiguous_latents: bool = False,
     ):
-        """``in_float32``: combine the passes in float32 (the reference 1.2.0; 1.0.0 used the passes' dtype)."""
+        """``in_float32``: combine the passes in float32 (the reference 1.2.0; 1.0.0 used the passes' dtype).
+        ``contiguous_latents``: the passes read contiguous copies of the latents, as the 1.2.0 reference's do (it
+        repeats the state to batch its passes); the memory layout decides how the first projection rounds."""
         self.transformer = transformer
         self.in_float32 = in_float32
+        self.contiguous_latents = contiguous_latents
         self.positive = positive
         self.negative = negative
         self.video_guider = video_guider
@@ -115,10 +121,16 @@ class MultiModalGuidedDenoiser:
         video_guider = self.video_guider.build_from_sigma(sigma)
         audio_guider = self.audio_guider.build_from_sigma(sigma)
         passes = self.passes_for(video_guider, audio_guider, step)
+        if self.contiguous_latents:
+            video_state, audio_state = _contiguous_latent(video_state), _contiguous_latent(audio_state)
         results = self.executor(video_state, audio_state, sigma, passes)
         video = _combine(video_guider, results, 0, step, self.in_float32)
         audio = _combine(audio_guider, results, 1, step, self.in_float32) if audio_state is not None else None
         return video, audio
+
+
+def _contiguous_latent(state: LatentState | None) -> LatentState | None:
+    return state if state is None else replace(state, latent=state.latent.contiguous())
 
 
 def _combine(

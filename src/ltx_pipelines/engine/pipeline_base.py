@@ -484,6 +484,7 @@ class PipelineBase:
                 create_multimodal_guider_factory(audio_guider_params),
                 executor=self.pass_executor(transformer),
                 in_float32=self.rules.guidance_in_float32,
+                contiguous_latents=self.rules.guided_latent_contiguous,
             )
             return denoise_stage(
                 name=name, geometry=geometry, fmt=self.ledger.latent_format, sigmas=sigmas, denoise_fn=denoiser,
@@ -527,8 +528,11 @@ class PipelineBase:
         initial_audio: torch.Tensor | None = None,
         audio_conditionings: list[ConditioningItem] = (),
         loop: DenoisingLoop = euler_denoising_loop,
+        noise_scale: float | None = 1.0,
     ) -> StageLatents:
-        """No guidance, fixed distilled sigmas (the distilled model, or the full one + distilled LoRA)."""
+        """No guidance, fixed distilled sigmas (the distilled model, or the full one + distilled LoRA).
+
+        ``noise_scale``: as :func:`denoise_stage` takes it (None: the first sigma, for a refinement)."""
         sigmas = torch.tensor(sigma_values, dtype=torch.float32)
         with self.ledger.timed(name), self.ledger.use("transformer", extra_loras=tuple(extra_loras)) as transformer:
             return denoise_stage(
@@ -537,7 +541,7 @@ class PipelineBase:
                 stepper=default_stepper(),
                 generator=generator, device=self.device, dtype=self.dtype, video_conditionings=conditionings,
                 audio_conditionings=audio_conditionings, initial_video=initial_video, initial_audio=initial_audio,
-                loop=loop, rules=self.rules,
+                loop=loop, rules=self.rules, noise_scale=noise_scale,
             )  # fmt: skip
 
     def upsample_and_refine(
@@ -567,6 +571,7 @@ class PipelineBase:
             initial_audio=low.audio,
             loop=loop,
             audio_conditionings=audio_conditionings,
+            noise_scale=None,  # the given latents re-noised to the first sigma
         )
 
     # -- output --------------------------------------------------------------------------------

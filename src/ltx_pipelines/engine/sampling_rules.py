@@ -8,12 +8,15 @@ bit); LTX-2.5 checkpoints follow the reference 1.2.0, which changed how conditio
 * the noiser starts from the clean latent: ``x' = lerp(clean, lerp(x, noise, s), mask)`` in float32
   (1.0.0: ``noise * mask * s + x * (1 - mask * s)``), the same draw from the same generator;
 * an image keyframe's tokens span one pixel frame in time, ``[f, f + 1)`` (1.0.0: the whole latent frame);
-* guidance combines its passes in float32;
+* guidance combines its passes in float32, and each guided pass reads a contiguous copy of the latent (1.2.0
+  stacks its passes in one batch, a copy; the transformer's first projection then rounds as it does);
 * the two-stage text/image-to-video pipelines (and HQ) decode stage 1's audio: stage 2 still refines it for the
   audio-video attention, but what is heard is stage 1's;
 * the transformer marks the first latent frame of the generated video (the 2.5 keyframe embedding);
 * a stream whose every token is given (audio-to-video's soundtrack) runs at sigma 0, so its prompt AdaLN and
-  the other stream's cross-attention gate see a clean stream.
+  the other stream's cross-attention gate see a clean stream;
+* the transformer gets the sigma in the precision the sampler computed it: res_2s's substep sigma is float64
+  (1.0.0 rounded the timesteps to float32).
 """
 
 from __future__ import annotations
@@ -34,10 +37,14 @@ class SamplingRules:
     noise_from_clean_latent: bool = False
     one_pixel_frame_keyframes: bool = False
     guidance_in_float32: bool = False
+    #: Guided passes read a contiguous copy of the latent: its memory layout picks the matmul kernel, so the last bit.
+    guided_latent_contiguous: bool = False
     stage_1_audio: bool = False
     frozen_streams_at_sigma_0: bool = False
     #: The transformer adds its keyframe embedding to the generated video's first latent frame.
     marks_first_frame: bool = False
+    #: Sigma and timesteps reach the transformer in the sigma's own dtype (float64 at res_2s substeps).
+    keeps_sigma_precision: bool = False
 
     @classmethod
     def for_model(cls, files: ModelFiles) -> SamplingRules:
@@ -46,7 +53,8 @@ class SamplingRules:
         if files.generation.follows_reference == "1.0.0":
             return cls(marks_first_frame=marks)
         return cls(conditioning_keeps_latent=True, noise_from_clean_latent=True, one_pixel_frame_keyframes=True,
-                   guidance_in_float32=True, stage_1_audio=True, frozen_streams_at_sigma_0=True,
+                   guidance_in_float32=True, guided_latent_contiguous=True, stage_1_audio=True,
+                   frozen_streams_at_sigma_0=True, keeps_sigma_precision=True,
                    marks_first_frame=marks)  # fmt: skip
 
 

@@ -103,17 +103,19 @@ def prepare_state(
 
 def with_stream_rules(denoise_fn: DenoiseFn, rules: SamplingRules, keyframe_tokens: int) -> DenoiseFn:
     """``denoise_fn`` seeing its states as the reference 1.2.0's transformer input describes them (LTX-2.5): the
-    video's first latent frame marked for the keyframe embedding, a fully given stream frozen at sigma 0."""
-    if not (rules.marks_first_frame or rules.frozen_streams_at_sigma_0):
+    video's first latent frame marked for the keyframe embedding, a fully given stream frozen at sigma 0, the
+    sigma in its own precision."""
+    if not (rules.marks_first_frame or rules.frozen_streams_at_sigma_0 or rules.keeps_sigma_precision):
         return denoise_fn
+    precise = rules.keeps_sigma_precision
 
     def frozen(state: LatentState) -> bool:
         return rules.frozen_streams_at_sigma_0 and not bool(state.denoise_mask.any())
 
     def denoise(video: LatentState, audio: LatentState | None, sigmas: torch.Tensor, step: int) -> Prediction:
         tokens = keyframe_tokens if rules.marks_first_frame else None
-        video = StreamState.of(video, keyframe_tokens=tokens, frozen=frozen(video))
-        audio = StreamState.of(audio, frozen=frozen(audio)) if audio is not None else None
+        video = StreamState.of(video, keyframe_tokens=tokens, frozen=frozen(video), precise_sigma=precise)
+        audio = StreamState.of(audio, frozen=frozen(audio), precise_sigma=precise) if audio is not None else None
         return denoise_fn(video, audio, sigmas, step)
 
     return denoise
@@ -136,12 +138,17 @@ def denoise_stage(
     initial_audio: torch.Tensor | None = None,
     loop: DenoisingLoop = euler_denoising_loop,
     rules: SamplingRules = REFERENCE_1_0,
+    noise_scale: float | None = 1.0,
 ) -> StageLatents:
-    """Run one stage: build states, noise them to ``sigmas[0]``, denoise, strip conditioning tokens."""
+    """Run one stage: build states, noise them to ``noise_scale``, denoise, strip conditioning tokens.
+
+    ``noise_scale`` 1.0: pure noise, as both references start a stage from scratch whatever the schedule's first
+    sigma (LTX2Scheduler's is 0.99999976); None: ``sigmas[0]``, as they re-noise a given latent to refine it.
+    """
     video_tools = video_latent_tools(geometry, fmt)
     audio_tools = audio_latent_tools(geometry, fmt)
     noiser = CleanLatentNoiser(generator) if rules.noise_from_clean_latent else GaussianNoiser(generator=generator)
-    noise_scale = float(sigmas[0])
+    noise_scale = float(sigmas[0]) if noise_scale is None else noise_scale
     video_state = prepare_state(video_tools, list(video_conditionings), noiser, noise_scale, device, dtype,
                                 initial_video, rules)  # fmt: skip
     audio_state = prepare_state(audio_tools, list(audio_conditionings), noiser, noise_scale, device, dtype,

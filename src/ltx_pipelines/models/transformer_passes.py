@@ -78,6 +78,8 @@ class StreamState(LatentState):
     keyframe_tokens: int | None = None
     #: Every token is given (an audio-to-video soundtrack): the stream runs at sigma 0.
     frozen: bool = False
+    #: Sigma and timesteps keep the sigma's dtype (float64 at res_2s substeps) instead of float32.
+    precise_sigma: bool = False
 
     @classmethod
     def of(cls, state: LatentState, **changes: object) -> StreamState:
@@ -89,10 +91,12 @@ def make_modality(state: LatentState, sigma: torch.Tensor, context: torch.Tensor
     """The transformer input for one modality at noise level `sigma`."""
     batch = state.latent.shape[0]
     sigma_value = 0.0 if getattr(state, "frozen", False) else float(sigma)
+    dtype = sigma.dtype if getattr(state, "precise_sigma", False) and torch.is_tensor(sigma) else torch.float32
+    sigmas = torch.full((batch,), sigma_value, device=state.latent.device, dtype=dtype)
     modality = Modality(
         latent=state.latent,
-        sigma=torch.full((batch,), sigma_value, device=state.latent.device, dtype=torch.float32),
-        timesteps=state.denoise_mask * sigma_value,
+        sigma=sigmas,
+        timesteps=_timesteps(state.denoise_mask, sigma_value, sigmas),
         positions=state.positions,
         context=context,
         attention_mask=state.attention_mask,
@@ -101,6 +105,13 @@ def make_modality(state: LatentState, sigma: torch.Tensor, context: torch.Tensor
     if tokens is not None:  # LTX-2.5: the first latent frame carries the keyframe embedding
         return with_keyframes_mask(modality, first_frame_keyframes_mask(state.denoise_mask, tokens))
     return modality
+
+
+def _timesteps(denoise_mask: torch.Tensor, sigma_value: float, sigmas: torch.Tensor) -> torch.Tensor:
+    """Per-token timesteps: the mask times the sigma (a float32 product, or in the sigmas' wider dtype)."""
+    if sigmas.dtype == torch.float32:
+        return denoise_mask * sigma_value
+    return denoise_mask * sigmas.view(-1, *([1] * (denoise_mask.dim() - 1)))
 
 
 def batch_modality(modalities: list[Modality]) -> Modality:

@@ -217,10 +217,14 @@ def build_ltx25_smoke_bundle(root: Path | str, seed: int = 0, sizes: SmokeSizes 
     return bundle
 
 
-def ensure_ltx25_smoke_bundle(root: Path | str, seed: int = 0) -> Ltx25SmokeBundle:
-    """The LTX-2.5 bundle at ``root``, built first when missing or incomplete."""
+def ensure_ltx25_smoke_bundle(root: Path | str, seed: int = 0, sizes: SmokeSizes = SMOKE_SIZES) -> Ltx25SmokeBundle:
+    """The LTX-2.5 bundle at ``root``, built first when missing, incomplete or of other seed or sizes."""
     bundle = Ltx25SmokeBundle.at(Path(root))
-    return bundle if bundle.exists() else build_ltx25_smoke_bundle(root, seed)
+    if bundle.exists():
+        written = json.loads((bundle.root / "bundle.json").read_text())
+        if written.get("seed") == seed and written.get("sizes") == asdict(sizes):
+            return bundle
+    return build_ltx25_smoke_bundle(root, seed, sizes)
 
 
 __all__ = ["GEMMA_VERSION", "MODEL_VERSION", "Ltx25SmokeBundle", "build_ltx25_smoke_bundle",
