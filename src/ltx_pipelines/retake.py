@@ -140,8 +140,10 @@ class RetakePipeline(PipelineBase):
         geometry = VideoGeometry(info.height, info.width, info.num_frames, info.fps)
         duration = info.num_frames / info.fps
         frames = _check_window(start_time, end_time, duration, info.fps, info.num_frames)
-        # A little past the video's end: the last audio latents are encoded from the real track, not padding.
-        audio = read_audio(info.path, max_duration=duration + _AUDIO_LOOKAHEAD_SECONDS) if info.has_audio else None
+        # 1.0.0: a little past the video's end, so the last audio latents are encoded from the real track, not
+        # padding; 1.2.0 (LTX-2.5): exactly the video's duration.
+        lookahead = 0.0 if self.rules.exact_source_audio else _AUDIO_LOOKAHEAD_SECONDS
+        audio = read_audio(info.path, max_duration=duration + lookahead) if info.has_audio else None
         if audio is None:
             logger.info("'%s' has no audio track: its audio is treated as silence.", info.path.name)
         return RetakeSource(info.path, geometry, float(start_time), float(end_time), frames, audio)
@@ -157,7 +159,8 @@ class RetakePipeline(PipelineBase):
         audio_frames = audio_latent_tools(g, self.ledger.latent_format).target_shape.frames
         audio = source.audio or _silence(g.num_frames / g.frame_rate, self.ledger.latent_format.audio_sample_rate)
         # The mel spectrogram is taken in the model's precision, as the reference pipeline does.
-        latent = encode_audio_latent(self.ledger, audio, audio_frames, waveform_dtype=self.dtype)
+        latent = encode_audio_latent(self.ledger, audio, audio_frames, waveform_dtype=self.dtype,
+                                     as_read=self.rules.exact_source_audio)  # fmt: skip
         return StageLatents(video=video, audio=latent)
 
     def window_masks(

@@ -155,3 +155,20 @@ def test_first_frame_marking_and_frozen_streams_reach_the_transformer_input() ->
     with_stream_rules(look, REFERENCE_1_0, 6)(state(g, tokens=20), given_audio, torch.tensor([0.8]), 0)
     video, audio = seen[1]
     assert not hasattr(video, "keyframes_mask") and float(audio.sigma) == pytest.approx(0.8)  # 1.0.0 unchanged
+
+
+def test_a_float64_sigma_reaches_the_transformer_in_float64_only_under_1_2() -> None:
+    """res_2s's substep sigma is float64: 1.2.0 hands it on as it is, 1.0.0 rounds the timesteps to float32."""
+    g = torch.Generator().manual_seed(7)
+    seen = []
+
+    def look(v: LatentState, a: LatentState | None, s: torch.Tensor, i: int) -> None:
+        seen.append(make_modality(v, s[i], torch.zeros(1, 2, 8)))
+
+    sigma = torch.tensor([0.316227803714123], dtype=torch.float64)
+    with_stream_rules(look, SamplingRules(keeps_sigma_precision=True), 6)(state(g), None, sigma, 0)
+    with_stream_rules(look, REFERENCE_1_0, 6)(state(g), None, sigma, 0)
+    precise, rounded = seen
+    assert precise.sigma.dtype == precise.timesteps.dtype == torch.float64
+    assert float(precise.timesteps.max()) == 0.316227803714123
+    assert rounded.sigma.dtype == rounded.timesteps.dtype == torch.float32

@@ -51,8 +51,11 @@ the script stops otherwise. Prompt enhancement stays off; every request gives ``
 What it writes into OUT_DIR:
 
 * ``pipelines.safetensors``: per case ``<case>.frames`` (float16 [F, H, W, 3] in [0, 1]: what the
-  pipeline's frame iterator yields, before any uint8/mp4 encoding) and ``<case>.audio`` (float32
-  [channels, samples], the returned ``Audio``'s waveform).
+  pipeline's frame iterator yields, before any uint8/mp4 encoding), ``<case>.audio`` (float32
+  [channels, samples], the returned ``Audio``'s waveform) and, for cases with images, ``<case>.image_pixels.<i>``
+  (float32 [1, 3, 1, H, W]): each conditioning image as the reference prepared it for its VAE encoder
+  (observed in ``utils.helpers.load_image_and_preprocess``, not changed), so that a test can check everything
+  downstream of the image preparation on its own.
 * ``pipelines_inputs/``: the media the requests read (two PNGs, an H.264+PCM clip, a wav), written once
   and reused (an encoder version must not change them under the fixtures).
 * ``pipelines_manifest.json``: upstream commit, ``pip freeze``, the bundle's sizes and sha256s, the
@@ -218,8 +221,9 @@ def cases() -> dict[str, dict]:
         "a2vid_two_stage": {
             "pipeline": "a2vid_two_stage", "model": _model(False), "init": two_stage_init,
             "call": {**{k: v for k, v in guided.items() if k != "audio_guider_params"}, **common, "images": [],
-                     "audio_path": AUDIO},
-            "covers": "frozen soundtrack (audio sigma 0), output audio = the input waveform",
+                     "audio_path": AUDIO, "audio_max_duration": FRAMES / FPS},
+            "covers": "frozen soundtrack (audio sigma 0), output audio = the input waveform; audio_max_duration "
+                      "= num_frames / frame_rate as the reference CLI passes it (its API's None reads the whole file)",
         },
         "retake": {
             "pipeline": "retake", "model": _model(True), "init": {"loras": [], "distilled": True},
@@ -417,12 +421,31 @@ def run_case(case: dict, bundle: Path, inputs: Path) -> dict[str, object]:
     model_paths = ModelPaths.from_split(**resolve(case["model"], bundle, inputs))
     init = decode_arguments(resolve(case["init"], bundle, inputs))
     call = decode_arguments(resolve(case["call"], bundle, inputs))
-    with float32_reference(module) as built, torch.inference_mode():
+    with float32_reference(module) as built, recorded_image_pixels(inputs) as pixels, torch.inference_mode():
         pipeline = cls(model_paths=model_paths, device=torch.device("cpu"), quantization=FLOAT32_POLICY, **init)
         video, audio, *_ = pipeline(**call)
         frames = torch.cat([chunk.float().cpu() for chunk in video], dim=0)
     return {"frames": frames, "audio": audio.waveform.float().cpu(), "sampling_rate": int(audio.sampling_rate),
-            "num_frames": frames.shape[0], "models_built": built}  # fmt: skip
+            "num_frames": frames.shape[0], "models_built": built, "image_pixels": pixels}  # fmt: skip
+
+
+@contextmanager
+def recorded_image_pixels(inputs: Path) -> Iterator[list[tuple[dict, torch.Tensor]]]:
+    """Observe (not change) every conditioning image the reference prepares: (which image at which size, the
+    [1, 3, 1, H, W] pixels it encodes). Our test feeds these to our pipeline to check all that follows them."""
+    from ltx_pipelines.utils import helpers
+
+    original = helpers.load_image_and_preprocess
+    seen: list[tuple[dict, torch.Tensor]] = []
+
+    def recording(image_path: str, height: int, width: int, **kwargs: object) -> torch.Tensor:
+        pixels = original(image_path=image_path, height=height, width=width, **kwargs)
+        where = {"path": f"$INPUTS/{Path(image_path).relative_to(inputs)}", "height": height, "width": width}
+        seen.append((where, pixels.detach().float().cpu().contiguous()))
+        return pixels
+
+    with mock.patch.object(helpers, "load_image_and_preprocess", recording):
+        yield seen
 
 
 def output_stats(frames: torch.Tensor, audio: torch.Tensor) -> dict[str, object]:
@@ -525,8 +548,10 @@ def main() -> None:
         seconds = time.perf_counter() - started
         tensors[f"{name}.frames"] = out["frames"].to(torch.float16).contiguous()
         tensors[f"{name}.audio"] = out["audio"].contiguous()
+        tensors.update({f"{name}.image_pixels.{i}": pixels for i, (_, pixels) in enumerate(out["image_pixels"])})
         results[name] = {**requests[name], "outputs": {"num_frames": out["num_frames"],
                          "sampling_rate": out["sampling_rate"], **output_stats(out["frames"], out["audio"])},
+                         "image_pixels": [where for where, _ in out["image_pixels"]],
                          "models_built": out["models_built"]}  # fmt: skip
         print(f"{name:26s} {tuple(out['frames'].shape)} audio {tuple(out['audio'].shape)} in {seconds:.1f} s",
               flush=True)  # fmt: skip
@@ -546,7 +571,9 @@ def main() -> None:
         "bundle": record,
         "inputs": {"folder": INPUTS, "sha256": input_hashes},
         "fixture": {"file": FIXTURE, "sha256": sha256_file(path),
-                    "tensors": "<case>.frames float16 [F,H,W,3] in [0,1]; <case>.audio float32 [channels, samples]"},
+                    "tensors": "<case>.frames float16 [F,H,W,3] in [0,1]; <case>.audio float32 [channels, samples]; "
+                               "<case>.image_pixels.<i> float32 [1,3,1,H,W]: the i-th conditioning image as the "
+                               "reference prepared it (which one: the case's image_pixels list)"},
         "cases": results,
     }  # fmt: skip
     (args.out_dir / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")

@@ -166,22 +166,29 @@ def as_stereo(audio: Audio) -> Audio:
 
 
 def encode_audio_latent(
-    ledger: ModelLedger, audio: Audio, num_latent_frames: int, waveform_dtype: torch.dtype = torch.float32
+    ledger: ModelLedger,
+    audio: Audio,
+    num_latent_frames: int,
+    waveform_dtype: torch.dtype = torch.float32,
+    as_read: bool = False,
 ) -> torch.Tensor:
     """Waveform (any rate, mono or stereo) -> normalised audio latent [1, C, T, mel] with T = num_latent_frames.
 
     The audio VAE is causal in time, so silence appended at the end (to make sure the encoder
-    yields enough frames) changes no earlier latent; the surplus is then cut off.
+    yields enough frames) changes no earlier latent; the surplus is then cut off. ``as_read`` (the
+    reference 1.2.0): the waveform is encoded as it is and latent frames it does not reach are zeros.
     ``waveform_dtype`` is the precision the mel spectrogram is computed in.
     """
     stereo = as_stereo(audio).waveform.to(waveform_dtype)
     needed = math.ceil((num_latent_frames + 1) / audio_latents_per_second(ledger.latent_format) * audio.sampling_rate)
-    if stereo.shape[1] < needed:
+    if stereo.shape[1] < needed and not as_read:
         stereo = torch.nn.functional.pad(stereo, (0, needed - stereo.shape[1]))
     with torch.inference_mode(), ledger.use("audio_encoder") as encoder:
         latent = encode_audio(Audio(waveform=stereo.unsqueeze(0), sampling_rate=audio.sampling_rate), encoder)
-    if latent.shape[2] < num_latent_frames:  # only if the encoder's framing differs from the estimate
-        latent = torch.cat([latent, latent[:, :, -1:].expand(-1, -1, num_latent_frames - latent.shape[2], -1)], dim=2)
+    missing = num_latent_frames - latent.shape[2]
+    if missing > 0:  # as read, or the encoder's framing differs from the estimate
+        tail = torch.zeros_like(latent[:, :, -1:]) if as_read else latent[:, :, -1:]
+        latent = torch.cat([latent, tail.expand(-1, -1, missing, -1)], dim=2)
     return latent[:, :, :num_latent_frames]
 
 

@@ -16,7 +16,9 @@ bit); LTX-2.5 checkpoints follow the reference 1.2.0, which changed how conditio
 * a stream whose every token is given (audio-to-video's soundtrack) runs at sigma 0, so its prompt AdaLN and
   the other stream's cross-attention gate see a clean stream;
 * the transformer gets the sigma in the precision the sampler computed it: res_2s's substep sigma is float64
-  (1.0.0 rounded the timesteps to float32).
+  (1.0.0 rounded the timesteps to float32);
+* a retake reads its source's audio for exactly the clip's duration and encodes it as read, latent frames past
+  it being zeros (1.0.0 read the whole track).
 """
 
 from __future__ import annotations
@@ -45,6 +47,8 @@ class SamplingRules:
     marks_first_frame: bool = False
     #: Sigma and timesteps reach the transformer in the sigma's own dtype (float64 at res_2s substeps).
     keeps_sigma_precision: bool = False
+    #: A retake's source audio: exactly the clip's duration, encoded as read (missing latent frames are zeros).
+    exact_source_audio: bool = False
 
     @classmethod
     def for_model(cls, files: ModelFiles) -> SamplingRules:
@@ -54,7 +58,7 @@ class SamplingRules:
             return cls(marks_first_frame=marks)
         return cls(conditioning_keeps_latent=True, noise_from_clean_latent=True, one_pixel_frame_keyframes=True,
                    guidance_in_float32=True, guided_latent_contiguous=True, stage_1_audio=True,
-                   frozen_streams_at_sigma_0=True, keeps_sigma_precision=True,
+                   frozen_streams_at_sigma_0=True, keeps_sigma_precision=True, exact_source_audio=True,
                    marks_first_frame=marks)  # fmt: skip
 
 
