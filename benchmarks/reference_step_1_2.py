@@ -22,6 +22,8 @@ caption_proj_before_connector (the V2 text path: contexts arrive 4096 / 2048 wid
 transformer), ff_bias false, use_keyframes_abs_pos_embedding true (the first latent frame is marked by
 ``VideoLatentTools`` itself), av_ca_timestep_scale_multiplier 1000 and -- ASSUMED, the reference ships no 2.5
 config -- apply_gated_attention true and cross_attention_adaln true. 1024 text tokens, 121 frames at 24 fps.
+These defaults give 18.99B transformer parameters (the 19B LTX-2's sizes plus gates and cross-attention AdaLN): the
+"22B" of the model's name is not reached by the configurator's defaults; a shipped 2.5 config may differ.
 
 Prints JSON lines: a header (params, GPU, torch, config, compile config, attention), then one line per shape with
 ``upstream_seq_step_s`` (the guided step), ``single_pass_s``, the first calls' times (compilation included),

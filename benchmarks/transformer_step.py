@@ -92,7 +92,8 @@ def transformer_config(tiny: bool) -> dict:
 
 
 #: LTX-2.5 (22B) sizes: the reference 1.2.0 configurator's defaults (ltx_core/model/transformer/
-#: model_configurator.py, ``LTXModelConfigurator.from_metadata``: config.get(key, default)), written out.
+#: model_configurator.py, ``LTXModelConfigurator.from_metadata``: config.get(key, default)), written out. With the
+#: switches below they give 18.99B parameters, not the 22B of the model's name (a shipped config may differ).
 LTX25_SIZES = {
     "num_layers": 48, "num_attention_heads": 32, "attention_head_dim": 128, "cross_attention_dim": 4096,
     "audio_num_attention_heads": 32, "audio_attention_head_dim": 64, "audio_cross_attention_dim": 2048,
