@@ -1,8 +1,8 @@
 """Seconds per guided step and per pass of the full-size LTX-2 transformer: plain, optimised, compiled, FP8.
 
-Builds the 19B audio-video transformer from ltx-core's default config on the meta device,
-materialises it on the GPU in bfloat16 with random weights (no checkpoint needed), and times,
-side by side in one run:
+Builds the 19B audio-video transformer from ltx-core's default config (or, with --model-version 2.5, the
+LTX-2.5 22B transformer, see ``transformer_config_25``) on the meta device, materialises it on the GPU in
+bfloat16 with random weights (no checkpoint needed), and times, side by side in one run:
 
 * plain: the four guidance passes one after another (conditional, negative prompt,
   STG-perturbed, modality-isolated), eager PyTorch, ltx-core's own block forward;
@@ -23,6 +23,14 @@ difference from the plain bf16 outputs. 121 frames at 24 fps, 1024 text tokens.
 
     python benchmarks/transformer_step.py --fp8 --json /tmp/step.json        # GPU, full size
     python benchmarks/transformer_step.py --tiny --device cpu --fp8            # CPU self-check
+    python benchmarks/transformer_step.py --model-version 2.5 --fp8            # LTX-2.5 22B, GPU
+    python benchmarks/transformer_step.py --model-version 2.5 --tiny --device cpu --fp8
+
+LTX-2.5 differs here in: the model (``LTX25ModelConfigurator``: bias-free video feed-forwards, the keyframe
+embedding, gated attention, text cross-attention AdaLN, own-timestep audio<->video AdaLN), the text contexts
+(4096 / 2048 wide, already projected: no caption projection inside the transformer), the video state
+(``StreamState`` marking the first latent frame, as ``engine/stages.py:with_stream_rules`` does) and STG at
+block 28 (the reference 1.2.0's 2.3+ default).
 """
 
 from __future__ import annotations
@@ -33,6 +41,7 @@ import math
 import statistics
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -50,7 +59,12 @@ from ltx_pipelines.engine.guidance import (  # noqa: E402
 )
 from ltx_pipelines.engine.model_ledger import LatentFormat  # noqa: E402
 from ltx_pipelines.engine.stages import VideoGeometry, audio_latent_tools, prepare_state, video_latent_tools  # noqa: E402
-from ltx_pipelines.utils.constants import DEFAULT_AUDIO_GUIDER_PARAMS, DEFAULT_VIDEO_GUIDER_PARAMS  # noqa: E402
+from ltx_pipelines.models.transformer_passes import StreamState  # noqa: E402
+from ltx_pipelines.utils.constants import (  # noqa: E402
+    DEFAULT_AUDIO_GUIDER_PARAMS,
+    DEFAULT_VIDEO_GUIDER_PARAMS,
+    LTX_2_3_STG_BLOCK,
+)
 
 REQUIRED = {
     "dropout": 0.0, "attention_bias": True, "num_vector_embeds": None, "activation_fn": "gelu-approximate",
@@ -77,10 +91,54 @@ def transformer_config(tiny: bool) -> dict:
     return {"transformer": {**REQUIRED, **sizes}}
 
 
-def build_model(config: dict, device: torch.device, dtype: torch.dtype, seed: int) -> X0Model:
+#: LTX-2.5 (22B) sizes: the reference 1.2.0 configurator's defaults (ltx_core/model/transformer/
+#: model_configurator.py, ``LTXModelConfigurator.from_metadata``: config.get(key, default)), written out. With the
+#: switches below they give 18.99B parameters, not the 22B of the model's name (a shipped config may differ).
+LTX25_SIZES = {
+    "num_layers": 48, "num_attention_heads": 32, "attention_head_dim": 128, "cross_attention_dim": 4096,
+    "audio_num_attention_heads": 32, "audio_attention_head_dim": 64, "audio_cross_attention_dim": 2048,
+}  # fmt: skip
+#: LTX-2.5's switches. ff_bias false (video feed-forwards bias-free; audio keeps its biases, the default), the
+#: keyframe embedding and the audio<->video timestep scale of 1000 are what 2.5 checkpoints are documented to set
+#: (the reference's comments and AGENTS.md). ASSUMED, not read from a shipped checkpoint (the reference carries no
+#: 2.5 config): apply_gated_attention true and cross_attention_adaln true (2.3's values; 2.5 "prompt AdaLN: active"
+#: per the reference's trainer docs); use_prompt_adaln_single keeps its default (true). The V2 text path
+#: (caption_proj_before_connector): the text encoder projects, so the contexts reach the transformer at
+#: cross_attention_dim / audio_cross_attention_dim (4096 / 2048) and there is no caption projection inside it.
+LTX25_SWITCHES = {
+    "caption_proj_before_connector": True, "ff_bias": False, "use_keyframes_abs_pos_embedding": True,
+    "cross_attention_adaln": True, "apply_gated_attention": True, "av_ca_timestep_scale_multiplier": 1000,
+}  # fmt: skip
+
+
+def transformer_config_25(tiny: bool) -> dict:
+    sizes = dict(LTX25_SIZES)
+    if tiny:  # 30 layers so that STG's block 28 exists; video and audio head counts must be equal in 2.5
+        sizes = {
+            "num_layers": 30, "num_attention_heads": 2, "attention_head_dim": 16, "cross_attention_dim": 32,
+            "audio_num_attention_heads": 2, "audio_attention_head_dim": 8, "audio_cross_attention_dim": 16,
+        }  # fmt: skip
+    return {"transformer": {**REQUIRED, **sizes, **LTX25_SWITCHES}}
+
+
+def context_widths(config: dict, model_version: str) -> tuple[int, int]:
+    """Widths of the video and audio text contexts the transformer takes."""
+    t = config["transformer"]
+    if model_version == "2.5":  # projected by the text encoder (V2 text path)
+        return t["cross_attention_dim"], t["audio_cross_attention_dim"]
+    return t["caption_channels"], t["caption_channels"]
+
+
+def build_model(config: dict, device: torch.device, dtype: torch.dtype, seed: int,
+                model_version: str = "2") -> X0Model:  # fmt: skip
     """Full-size model with random weights, materialised directly on the device."""
+    configurator = LTXModelConfigurator
+    if model_version == "2.5":
+        from ltx_pipelines.models.ltx25.transformer import LTX25ModelConfigurator
+
+        configurator = LTX25ModelConfigurator
     with torch.device("meta"):
-        model = LTXModelConfigurator.from_config(config)
+        model = configurator.from_config(config)
     model = model.to_empty(device=device)
     generator = torch.Generator(device=device).manual_seed(seed)
     with torch.no_grad():
@@ -96,16 +154,31 @@ def build_model(config: dict, device: torch.device, dtype: torch.dtype, seed: in
     return X0Model(model.to(dtype)).eval().requires_grad_(False)
 
 
-def make_inputs(height: int, width: int, frames: int, fps: float, caption: int, device, dtype, seed: int):  # noqa: ANN001, ANN201
+def make_inputs(height: int, width: int, frames: int, fps: float, caption: int | tuple[int, int], device, dtype,  # noqa: ANN001, ANN201
+                seed: int, mark_first_frame: bool = False):  # fmt: skip
+    """Noised states and random prompts. ``caption``: the context width, or (video, audio) widths.
+
+    ``mark_first_frame`` (LTX-2.5): the video state as ``with_stream_rules`` hands it to the denoiser, its first
+    latent frame marked for the keyframe embedding.
+    """
     geometry = VideoGeometry(height, width, frames, fps)
     fmt = LatentFormat(video_channels=128, audio_channels=8, audio_mel_bins=16, audio_sample_rate=16000, audio_hop_length=160)
     noiser = GaussianNoiser(torch.Generator(device=device).manual_seed(seed))
-    video = prepare_state(video_latent_tools(geometry, fmt), [], noiser, 1.0, device, dtype)
+    video_tools = video_latent_tools(geometry, fmt)
+    video = prepare_state(video_tools, [], noiser, 1.0, device, dtype)
     audio = prepare_state(audio_latent_tools(geometry, fmt), [], noiser, 1.0, device, dtype)
+    if mark_first_frame:
+        shape = video_tools.target_shape
+        video = StreamState.of(video, keyframe_tokens=shape.height * shape.width)
+    video_width, audio_width = caption if isinstance(caption, tuple) else (caption, caption)
     g = torch.Generator(device=device).manual_seed(seed + 1)
-    positive = torch.randn(1, 1024, caption, device=device, dtype=dtype, generator=g)
-    negative = torch.randn(1, 1024, caption, device=device, dtype=dtype, generator=g)
-    return video, audio, PromptEmbeddings(positive, positive), PromptEmbeddings(negative, negative)
+    prompts = []
+    for _ in range(2):  # positive, negative
+        video_context = torch.randn(1, 1024, video_width, device=device, dtype=dtype, generator=g)
+        audio_context = video_context if audio_width == video_width else \
+            torch.randn(1, 1024, audio_width, device=device, dtype=dtype, generator=g)  # fmt: skip
+        prompts.append(PromptEmbeddings(video_context, audio_context))
+    return video, audio, prompts[0], prompts[1]
 
 
 def timed(fn, repeats: int, warmup: int, device: torch.device) -> tuple[float, object]:  # noqa: ANN001
@@ -170,6 +243,10 @@ class Bench:
         self.model, self.args, self.device, self.dtype = model, args, device, dtype
         self.caption = args.caption
         self.video_params, self.audio_params = DEFAULT_VIDEO_GUIDER_PARAMS, DEFAULT_AUDIO_GUIDER_PARAMS
+        if args.model_version == "2.5":  # the reference 1.2.0's 2.3+ defaults: STG at block 28
+            blocks = [LTX_2_3_STG_BLOCK]
+            self.video_params = replace(self.video_params, stg_blocks=blocks)
+            self.audio_params = replace(self.audio_params, stg_blocks=blocks)
         self.sigmas = torch.tensor([0.9, 0.0])
         self.inputs: dict[str, tuple] = {}
         self.flops: dict[str, float] = {}
@@ -180,7 +257,7 @@ class Bench:
         if size not in self.inputs:
             height, width = map(int, size.split("x"))
             self.inputs[size] = make_inputs(height, width, self.args.frames, 24.0, self.caption, self.device,
-                                            self.dtype, seed=1)  # fmt: skip
+                                            self.dtype, seed=1, mark_first_frame=self.args.model_version == "2.5")  # fmt: skip
         return self.inputs[size]
 
     # -- what is timed ---------------------------------------------------------------------
@@ -347,6 +424,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--tiny", action="store_true", help="Small model for a CPU self-check.")
+    parser.add_argument("--model-version", choices=("2", "2.5"), default="2",
+                        help="2: the LTX-2 19B transformer (default); 2.5: the LTX-2.5 22B one.")  # fmt: skip
     parser.add_argument("--sizes", default=None, help="Stage-1 HxW sizes: guided step and pass (default 512x768).")
     parser.add_argument("--pass-sizes", default=None, help="HxW sizes timed for one pass only (default 1024x1536).")
     parser.add_argument("--frames", type=int, default=None, help="Video frames (default 121; tiny 17).")
@@ -366,17 +445,21 @@ def main() -> None:
 
     device = torch.device(args.device)
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    config = transformer_config(args.tiny)
-    args.caption = config["transformer"]["caption_channels"]
+    config = transformer_config_25(args.tiny) if args.model_version == "2.5" else transformer_config(args.tiny)
+    args.caption = context_widths(config, args.model_version)
     started = time.perf_counter()
-    model = build_model(config, device, dtype, seed=0)
+    model = build_model(config, device, dtype, seed=0, model_version=args.model_version)
     params = sum(p.numel() for p in model.parameters())
     gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     built = time.perf_counter() - started
-    print(f"# {gpu}, torch {torch.__version__}, {params / 1e9:.2f}B params, built in {built:.1f} s", flush=True)
+    print(f"# {gpu}, torch {torch.__version__}, LTX-{args.model_version} transformer, {params / 1e9:.2f}B params, "
+          f"built in {built:.1f} s", flush=True)
+    if args.model_version == "2.5":
+        print("# config: " + json.dumps({k: v for k, v in config["transformer"].items() if k not in REQUIRED}), flush=True)
     bench = Bench(model, args, device, dtype)
     engines = run_variants(bench, args, "bf16")
-    results = {"gpu": gpu, "torch": torch.__version__, "params_b": params / 1e9, "peak_tflops": PEAK_TFLOPS,
+    results = {"gpu": gpu, "torch": torch.__version__, "model_version": args.model_version,
+               "config": config["transformer"], "params_b": params / 1e9, "peak_tflops": PEAK_TFLOPS,
                "attention": attention_tables(engines)}  # fmt: skip
     if args.fp8:
         sizes = [s for s in (*args.sizes.split(","), *args.pass_sizes.split(",")) if s]

@@ -8,13 +8,12 @@ layer must equal Gemma resident, and prompt enhancement needs a separate Gemma 3
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import torch
-from safetensors import safe_open
+from golden.ltx25_fixtures import GOLDEN, PROMPTS, TEXT_MANIFEST, TOLERANCE, golden, rel_error
 
 from ltx_pipelines.engine import cli
 from ltx_pipelines.engine.model_ledger import ModelLedger
@@ -27,12 +26,9 @@ from ltx_pipelines.models.files import ModelFiles, inspect_file
 from ltx_pipelines.smoke_model.ltx25_text_encoder import write_packed_text_encoder
 from ltx_pipelines.utils.errors import InputError
 
-GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "ltx25"
-MANIFEST = json.loads((GOLDEN / "text_encoder.json").read_text())
+MANIFEST = TEXT_MANIFEST
 TEXT_ENCODER = GOLDEN / MANIFEST["text_encoder"]["file"]
 TRANSFORMER = GOLDEN / MANIFEST["connectors"]["text_connectors"]["file"]
-PROMPTS = MANIFEST["prompts"]
-TOLERANCE = 1e-5
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -41,21 +37,15 @@ def ledger_for(dtype: torch.dtype = torch.float32, **kwargs: object) -> ModelLed
     return ModelLedger(TRANSFORMER, TEXT_ENCODER, dtype=dtype, **kwargs)
 
 
-def golden(prompt: str) -> dict[str, torch.Tensor]:
-    prefix = f"golden.{prompt}."
-    with safe_open(str(TRANSFORMER), framework="pt") as f:
-        return {k[len(prefix) :]: f.get_tensor(k) for k in f.keys() if k.startswith(prefix)}  # noqa: SIM118
 
 
-def rel_error(ours: torch.Tensor, reference: torch.Tensor) -> float:
-    return float((ours.double() - reference.double()).abs().max() / reference.double().abs().max())
 
 
 def test_encode_prompts_gives_the_reference_contexts() -> None:
     ledger = ledger_for(memory_policy="low")
     encoded = encode_prompts(ledger, list(PROMPTS.values()))
     for name, embeddings in zip(PROMPTS, encoded, strict=True):
-        expected = golden(name)
+        expected = golden(TRANSFORMER, name)
         assert rel_error(embeddings.video[:, :48], expected["context.video.head"]) <= TOLERANCE
         assert rel_error(embeddings.video[:, -48:], expected["context.video.tail"]) <= TOLERANCE
         assert rel_error(embeddings.audio[:, -48:], expected["context.audio.tail"]) <= TOLERANCE

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from golden.ltx25_fixtures import GOLDEN, PROMPTS, TEXT_MANIFEST, TOLERANCE, check_stats, golden, rel_error
 from ltx_core.text_encoders.gemma import EmbeddingsProcessor
 from ltx_core.text_encoders.gemma.embeddings_connector import Embeddings1DConnector
 from safetensors import safe_open
@@ -31,33 +32,18 @@ from ltx_pipelines.models.ltx25.text_encoder import gemma4_builder, inspect_pack
 from ltx_pipelines.smoke_model.ltx25_text_encoder import write_packed_text_encoder
 from ltx_pipelines.utils.errors import InputError
 
-GOLDEN = Path(__file__).resolve().parents[2] / "golden" / "ltx25"
-MANIFEST = json.loads((GOLDEN / "text_encoder.json").read_text())
+MANIFEST = TEXT_MANIFEST
 TEXT_ENCODER = GOLDEN / MANIFEST["text_encoder"]["file"]
-PROMPTS = MANIFEST["prompts"]
 CONNECTOR_FILES = [entry["file"] for entry in MANIFEST["connectors"].values()]
-TOLERANCE = 1e-5
 CPU = torch.device("cpu")
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def golden(file: str, prompt: str) -> dict[str, torch.Tensor]:
-    prefix = f"golden.{prompt}."
-    with safe_open(str(GOLDEN / file), framework="pt") as f:
-        return {k[len(prefix) :]: f.get_tensor(k) for k in f.keys() if k.startswith(prefix)}  # noqa: SIM118
 
 
-def rel_error(ours: torch.Tensor, reference: torch.Tensor) -> float:
-    return float((ours.double() - reference.double()).abs().max() / reference.double().abs().max())
 
 
-def check_stats(ours: torch.Tensor, reference: torch.Tensor) -> None:
-    x = ours.double()
-    total, absolute, squares = reference.tolist()
-    assert abs(float(x.sum()) - total) <= TOLERANCE * absolute
-    assert float(x.abs().sum()) == pytest.approx(absolute, rel=TOLERANCE)
-    assert float((x * x).sum()) == pytest.approx(squares, rel=TOLERANCE)
 
 
 @pytest.fixture(scope="module")

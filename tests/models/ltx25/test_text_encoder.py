@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from golden.ltx25_fixtures import GOLDEN, PROMPTS, TEXT_MANIFEST, TOLERANCE, check_stats, golden, rel_error
 from safetensors import safe_open
 from safetensors.torch import save_file
 
@@ -30,32 +31,16 @@ from ltx_pipelines.models.ltx25.text_encoder import (
 from ltx_pipelines.smoke_model.ltx25_text_encoder import VOCAB, write_packed_text_encoder
 from ltx_pipelines.utils.errors import InputError
 
-GOLDEN = Path(__file__).resolve().parents[2] / "golden" / "ltx25"
-MANIFEST = json.loads((GOLDEN / "text_encoder.json").read_text())
+MANIFEST = TEXT_MANIFEST
 FIXTURE = GOLDEN / MANIFEST["text_encoder"]["file"]
-PROMPTS = MANIFEST["prompts"]
-TOLERANCE = 1e-5
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def golden(prompt: str) -> dict[str, torch.Tensor]:
-    prefix = f"golden.{prompt}."
-    with safe_open(str(GOLDEN / "text_connectors.safetensors"), framework="pt") as f:
-        return {k[len(prefix) :]: f.get_tensor(k) for k in f.keys() if k.startswith(prefix)}  # noqa: SIM118
 
 
-def rel_error(ours: torch.Tensor, reference: torch.Tensor) -> float:
-    return float((ours.double() - reference.double()).abs().max() / reference.double().abs().max())
 
 
-def check_stats(ours: torch.Tensor, reference: torch.Tensor) -> None:
-    """Sum, sum of |x| and sum of x^2 over the whole tensor (every row, not only the stored ones)."""
-    x = ours.double()
-    total, absolute, squares = reference.tolist()
-    assert abs(float(x.sum()) - total) <= TOLERANCE * absolute
-    assert float(x.abs().sum()) == pytest.approx(absolute, rel=TOLERANCE)
-    assert float((x * x).sum()) == pytest.approx(squares, rel=TOLERANCE)
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +72,7 @@ def test_header_facts(packed) -> None:
 @pytest.mark.parametrize("prompt", list(PROMPTS))
 def test_tokens_match_the_reference(encoder, prompt: str) -> None:
     ids, mask = encoder.tokenizer.tokenize(PROMPTS[prompt])
-    expected = golden(prompt)
+    expected = golden("text_connectors.safetensors", prompt)
     assert ids == expected["input_ids"][0].tolist() and mask == expected["attention_mask"][0].tolist()
     assert len(ids) == TOKENIZER_MAX_LENGTH
     first = mask.index(1)
@@ -106,7 +91,7 @@ def test_tokenizer_rules(encoder) -> None:
 
 @pytest.mark.parametrize("prompt", list(PROMPTS))
 def test_hidden_states_match_the_reference(encoder, prompt: str) -> None:
-    expected = golden(prompt)
+    expected = golden("text_connectors.safetensors", prompt)
     with torch.no_grad():
         states, mask = encoder.encode(PROMPTS[prompt])
     assert len(states) == 3 and mask.shape == (1, TOKENIZER_MAX_LENGTH)  # embeddings + 2 layers (last: normed)
