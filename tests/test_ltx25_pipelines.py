@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from golden.ltx25_fixtures import GOLDEN
 from ltx_core.components.guiders import MultiModalGuiderParams
 from ltx_core.loader import LTXV_LORA_COMFY_RENAMING_MAP, LoraPathStrengthAndSDOps
 from safetensors import safe_open
@@ -33,8 +34,8 @@ from ltx_pipelines.engine.conditioning import ImageConditioningInput
 from ltx_pipelines.engine.duration import AutoDuration
 from ltx_pipelines.smoke_model.ltx25 import Ltx25SmokeBundle
 
-GOLDEN = Path(__file__).resolve().parent / "golden" / "ltx25"
-MANIFEST = json.loads((GOLDEN / "pipelines_manifest.json").read_text())
+MANIFEST_FILE = GOLDEN / "pipelines_manifest.json"
+MANIFEST = json.loads(MANIFEST_FILE.read_text())
 INPUTS = GOLDEN / MANIFEST["inputs"]["folder"]
 CASES = list(MANIFEST["cases"])
 #: Our class of each pipeline module (the reference's names).

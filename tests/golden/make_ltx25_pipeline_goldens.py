@@ -2,7 +2,7 @@
 
 The reference is the upstream LTX-2 repository at release 1.2.0. This script runs in the reference's own
 Python environment and imports only the reference, torch, numpy, PyAV and safetensors -- never our package
--- so every number it writes is the reference's. ``tests/golden/test_ltx25_pipelines.py`` runs the same
+-- so every number it writes is the reference's. ``tests/test_ltx25_pipelines.py`` runs the same
 requests through our pipelines and compares.
 
 Regenerate (a minute or two on one CPU thread)::
@@ -19,7 +19,8 @@ blocks, every guided case names its STG block explicitly (block 1). The manifest
 every bundle file; the test rebuilds the bundle with our writer and checks them, so a changed writer
 fails loudly instead of comparing against other weights.
 
-Running the reference in float32 (it hard-codes bfloat16). Each patch is scoped to one case and undone after:
+Running the reference in float32 (it hard-codes bfloat16). Each patch is scoped to one case and undone after
+(paths are the reference's ``packages/ltx-pipelines/src/ltx_pipelines/...`` unless they name ltx-core):
 
 1. ``torch.bfloat16`` reads as ``torch.float32`` inside the eight pipeline modules (``ltx_pipelines.<name>``):
    their module global ``torch`` is swapped for a proxy that answers ``bfloat16`` with float32 and passes
@@ -39,14 +40,16 @@ Running the reference in float32 (it hard-codes bfloat16). Each patch is scoped 
    ``bf16_fuse_rule`` computes ``(B * strength) @ A`` in bf16 and rounds ``W + delta`` to the file's bf16;
    this rule keeps the first (the aggregation dtype stays bf16) and drops the rounding: ``W + delta`` is
    added and kept in float32. (With a float32 aggregation the reference would also cast A and B to float32
-   before their product, ``C/loader/fuse_loras.py`` ``_products_for_sd_key``, a float32 delta that neither
+   before their product, ``ltx_core/loader/fuse_loras.py:189-203``, a float32 delta that neither
    reference release nor our pipelines compute.)
 5. Nothing is needed for the vocoder: built in float32 (by 1.), its ``autocast("cpu", float32)`` is refused
    by torch with a warning and the float32 input meets float32 weights.
 
 Every model the reference builds is checked to hold only float32 floating tensors (``check_built_float32``);
 the script stops otherwise. Prompt enhancement stays off; every request gives ``num_frames`` except
-``distilled_auto_duration`` (the duration head picks it); one CPU thread, like our tests.
+``distilled_auto_duration`` (the duration head picks it); one CPU thread and ``MKL_CBWR=AUTO,STRICT``, like
+our tests. Left as the reference has it: its memory-efficient conv VAE decoder (``utils/blocks.py:1059,1089-1095``,
+in-place norms), whose frames are 1-2 ulp from ltx-core's plain decoder.
 
 What it writes into OUT_DIR:
 
