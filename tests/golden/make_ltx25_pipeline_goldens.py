@@ -81,7 +81,6 @@ import hashlib
 import importlib
 import importlib.metadata
 import json
-import subprocess
 import sys
 import time
 import types
@@ -101,9 +100,9 @@ from ltx_core.loader.fuse_loras import FuseRule
 from ltx_core.loader.primitives import StateDict
 from ltx_core.loader.single_gpu_model_builder import SingleGPUModelBuilder
 from ltx_core.quantization import QuantizationPolicy
+from make_ltx25_goldens import UPSTREAM_VERSION, pip_freeze, require_reference, upstream_commit
 from safetensors.torch import save
 
-UPSTREAM_VERSION = "1.2.0"
 GENERATOR = "tests/golden/make_ltx25_pipeline_goldens.py"
 FIXTURE = "pipelines.safetensors"
 MANIFEST = "pipelines_manifest.json"
@@ -490,33 +489,6 @@ def bundle_record(bundle: Path) -> dict[str, object]:
     writer = "ltx_pipelines.smoke_model.ltx25.build_ltx25_smoke_bundle(root, seed=0, sizes=REAL_CHANNEL_SIZES)"
     return {"writer": writer, "seed": description["seed"], "sizes": description["sizes"],
             "sha256": {str(p.relative_to(bundle)): sha256_file(p) for p in files}}  # fmt: skip
-
-
-def upstream_commit() -> str:
-    """The snapshot commit ``scripts/reference_env.sh`` recorded next to this environment."""
-    versions = Path(sys.prefix).parent / "versions.txt"
-    if versions.is_file():
-        for line in versions.read_text().splitlines():
-            if line.startswith("# snapshot "):
-                return line.removeprefix("# snapshot ").strip()
-    return "unknown (no versions.txt beside the environment)"
-
-
-def pip_freeze() -> list[str]:
-    run = subprocess.run([sys.executable, "-m", "pip", "freeze"], capture_output=True, text=True, check=True)
-    return run.stdout.splitlines()
-
-
-def require_reference() -> None:
-    """Refuse to run on anything but the reference: the fixture must hold the reference's numbers."""
-    import ltx_pipelines
-
-    repository = Path(__file__).resolve().parents[2]
-    if Path(ltx_pipelines.__file__).resolve().is_relative_to(repository):
-        raise SystemExit(f"ltx_pipelines comes from {repository}, not the reference: run with the reference's python")
-    for package in ("ltx-core", "ltx-pipelines"):
-        if importlib.metadata.version(package) != UPSTREAM_VERSION:
-            raise SystemExit(f"{package} is {importlib.metadata.version(package)}, expected {UPSTREAM_VERSION}")
 
 
 def save_deterministic(tensors: dict[str, torch.Tensor], path: Path) -> None:
