@@ -88,6 +88,7 @@ def test_memory_sizes_come_from_the_packed_header() -> None:
     assert sizes.text_encoder.layer > 0  # the wider (global) layer
     assert sizes.components.feature_extractor == 2 * (32 + 16) * (64 * 3 + 1)  # the projections, from the encoder
     assert sizes.components.connectors > 0  # from the transformer file
+    assert sizes.transformer.per_token_cross_adaln  # 2.5's audio<->video AdaLN rows are per token
 
 
 def test_gemma4_only_encodes_and_a_separate_gemma3_enhances(smoke_bundle) -> None:

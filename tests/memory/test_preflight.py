@@ -9,9 +9,11 @@ import pytest
 from ltx_pipelines.memory import preflight
 from ltx_pipelines.memory.budget import (
     ComponentSizes,
+    OWN_CROSS_ADALN_WIDTHS,
     ModelSizes,
     StageLoad,
     TransformerSizes,
+    pass_state_bytes,
     stage_activation_bytes,
     text_encoder_sizes,
     transformer_sizes,
@@ -282,3 +284,13 @@ def test_models_are_not_kept_without_host_memory_for_the_originals_of_a_swapped_
     no_loras = plan_with_policy(keep=True, sizes=WITH_PROCESSOR, request=replace(REQUEST, has_loras=False),
                                 requested=OffloadMode.AUTO, free_gpu=int(139 * GIB), host=short)  # fmt: skip
     assert no_loras.keep_models
+
+
+@pytest.mark.parametrize("compact", [False, True])
+def test_per_token_cross_adaln_rows_add_four_widths_unless_compact(compact) -> None:  # noqa: ANN001
+    """LTX-2.5 keeps 4 audio<->video AdaLN coefficients per token in each pass's state; compact makes them one row."""
+    own = replace(SIZES.transformer, per_token_cross_adaln=True)
+    before = pass_state_bytes(6144, 126, SIZES.transformer, 2, compact=compact)
+    after = pass_state_bytes(6144, 126, own, 2, compact=compact)
+    width = 2 * (6144 * own.video_width + 126 * own.audio_width)
+    assert after - before == (0 if compact else OWN_CROSS_ADALN_WIDTHS * width)

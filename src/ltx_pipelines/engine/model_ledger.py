@@ -64,7 +64,7 @@ from ltx_pipelines.models.key_layouts import VIDEO_DECODER_KEYS, VIDEO_ENCODER_K
 from ltx_pipelines.models.ltx25.duration_head import load_duration_head
 from ltx_pipelines.models.ltx25.text_embeddings import PROJECTION_PREFIX, embeddings_processor_builder
 from ltx_pipelines.models.ltx25.text_encoder import PackedTextEncoder, gemma4_builder, inspect_packed_text_encoder
-from ltx_pipelines.models.ltx25.transformer import configurator_for
+from ltx_pipelines.models.ltx25.transformer import configurator_for, is_ltx_2_5_transformer
 from ltx_pipelines.utils import progress
 
 logger = logging.getLogger(__name__)
@@ -182,6 +182,8 @@ class ModelLedger:
         self.config = header.config()
         #: Builds this checkpoint's transformer: ltx-core's for LTX-2 / 2.3, ours for LTX-2.5.
         self.transformer_configurator = configurator_for(self.config, header.metadata.get("model_version"))
+        # LTX-2.5 keeps per-token audio<->video AdaLN rows in every pass's state: the pre-flight counts them.
+        self.per_token_cross_adaln = is_ltx_2_5_transformer(self.config, header.metadata.get("model_version"))
         # Latent sizes come from the VAEs' own sections (split files: each VAE file holds its section).
         sections = [read_header(path, "model file").config() for path in (self.video_vae_path, self.audio_vae_path)]
         self.latent_format = LatentFormat.from_config({**self.config, **sections[0], **sections[1]})
@@ -339,7 +341,8 @@ class ModelLedger:
             upsampler_tensors = read_header(self.spatial_upsampler_path, "spatial upsampler").tensors
             upsampler = tensors_bytes(upsampler_tensors, self.dtype.itemsize)
         fp8 = self.quantization is not None
-        return model_sizes(tensors, self.config, gemma_headers, layers, upsampler, self.dtype.itemsize, fp8)
+        return model_sizes(tensors, self.config, gemma_headers, layers, upsampler, self.dtype.itemsize, fp8,
+                           per_token_cross_adaln=self.per_token_cross_adaln)
 
     def _text_encoder_headers(self, tensors: dict) -> tuple[list[dict], int]:
         """(Gemma's weight headers, its layer count); a packed file's projections join ``tensors`` (the processor's)."""

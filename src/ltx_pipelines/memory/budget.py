@@ -41,6 +41,10 @@ CONNECTOR_MARK = "embeddings_connector."
 #: The embeddings processor's feature extractor (the 49-layer aggregate projection, 1.3 GiB in LTX-2).
 FEATURE_EXTRACTOR_PREFIX = "text_embedding_projection."
 PERSISTENT_WIDTHS = 15
+#: LTX-2.5 adds per-token rows to the state: the audio<->video cross-attention AdaLN's scale/shift (4 per token,
+#: computed from each modality's own per-token timesteps) instead of one row per sample. One timestep row per
+#: sample (compact) makes them one row again.
+OWN_CROSS_ADALN_WIDTHS = 4
 #: The same with one timestep row per sample (all tokens at one noise level).
 COMPACT_PERSISTENT_WIDTHS = 6
 ATTENTION_WIDTHS = 7
@@ -97,6 +101,8 @@ class TransformerSizes:
     num_blocks: int
     video_width: int
     audio_width: int
+    #: The cross-attention AdaLN holds per-token rows (LTX-2.5) rather than one per sample.
+    per_token_cross_adaln: bool = False
 
     @property
     def total(self) -> int:
@@ -104,7 +110,7 @@ class TransformerSizes:
 
 
 def transformer_sizes(tensors: dict[str, tuple[str, tuple[int, ...]]], config: dict, compute_bytes: int,
-                      fp8: bool = False) -> TransformerSizes:  # fmt: skip
+                      fp8: bool = False, per_token_cross_adaln: bool = False) -> TransformerSizes:  # fmt: skip
     """Sizes of the transformer from a checkpoint header; floating tensors count in the compute dtype."""
     per_block: dict[int, int] = {}
     rest = 0
@@ -127,6 +133,7 @@ def transformer_sizes(tensors: dict[str, tuple[str, tuple[int, ...]]], config: d
         num_blocks=len(per_block),
         video_width=int(t.get("num_attention_heads", 32)) * int(t.get("attention_head_dim", 128)),
         audio_width=int(t.get("audio_num_attention_heads", 32)) * int(t.get("audio_attention_head_dim", 64)),
+        per_token_cross_adaln=per_token_cross_adaln,
     )
 
 
@@ -226,7 +233,10 @@ class ModelSizes:
 def pass_state_bytes(video_tokens: int, audio_tokens: int, sizes: TransformerSizes, compute_bytes: int,
                      compact: bool = False) -> int:  # fmt: skip
     """One pass's transformer state kept between blocks (``compact``: timesteps not repeated per token)."""
-    widths = COMPACT_PERSISTENT_WIDTHS if compact else PERSISTENT_WIDTHS
+    if compact:
+        widths = COMPACT_PERSISTENT_WIDTHS
+    else:
+        widths = PERSISTENT_WIDTHS + (OWN_CROSS_ADALN_WIDTHS if sizes.per_token_cross_adaln else 0)
     return widths * compute_bytes * (video_tokens * sizes.video_width + audio_tokens * sizes.audio_width)
 
 
@@ -295,10 +305,12 @@ def model_sizes(
     upsampler_bytes: int,
     compute_bytes: int,
     fp8: bool,
+    per_token_cross_adaln: bool = False,
 ) -> "ModelSizes":
     """Every size the pre-flight needs, from headers already read."""
     return ModelSizes(
-        transformer=transformer_sizes(checkpoint_tensors, config, compute_bytes, fp8=fp8),
+        transformer=transformer_sizes(checkpoint_tensors, config, compute_bytes, fp8=fp8,
+                                      per_token_cross_adaln=per_token_cross_adaln),
         components=ComponentSizes.from_header(checkpoint_tensors, compute_bytes, upsampler_bytes),
         text_encoder=text_encoder_sizes(gemma_headers, gemma_layers, compute_bytes),
     )
