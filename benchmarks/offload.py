@@ -61,12 +61,18 @@ def left(budget: float) -> float:
 
 
 def write_random_safetensors(path: Path, shapes: list[tuple[str, torch.Size]], metadata: dict, device: torch.device,
-                             seed: int) -> None:  # fmt: skip
-    """A bf16 safetensors file of random tensors, written tensor by tensor (header first)."""
+                             seed: int, fixed: dict[str, torch.Tensor] | None = None) -> None:  # fmt: skip
+    """A bf16 safetensors file of random tensors, written tensor by tensor (header first); ``fixed``: stored as given."""
+    fixed = fixed or {}
     header, offset = {"__metadata__": metadata}, 0
     for name, shape in shapes:
         size = 2 * int(torch.Size(shape).numel())
         header[name] = {"dtype": "BF16", "shape": list(shape), "data_offsets": [offset, offset + size]}
+        offset += size
+    for name, tensor in fixed.items():
+        size = tensor.numel() * tensor.element_size()
+        header[name] = {"dtype": _SAFETENSORS_DTYPES[tensor.dtype], "shape": list(tensor.shape),
+                        "data_offsets": [offset, offset + size]}  # fmt: skip
         offset += size
     raw = json.dumps(header).encode()
     raw += b" " * (-len(raw) % 8)
@@ -75,6 +81,11 @@ def write_random_safetensors(path: Path, shapes: list[tuple[str, torch.Size]], m
         f.write(struct.pack("<Q", len(raw)) + raw)
         for name, shape in shapes:
             f.write(_random(name, torch.Size(shape), g, device).reshape(-1).cpu().view(torch.uint8).numpy().tobytes())
+        for tensor in fixed.values():
+            f.write(tensor.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+
+
+_SAFETENSORS_DTYPES = {torch.uint8: "U8", torch.bfloat16: "BF16", torch.float32: "F32", torch.int64: "I64"}
 
 
 def _random(name: str, shape: torch.Size, g: torch.Generator, device: torch.device) -> torch.Tensor:
