@@ -104,6 +104,9 @@ def full_transformer_config() -> dict:
     """The 22B ``transformer`` section with its text connectors at the transformer's own widths."""
     transformer = transformer_config_25(tiny=False)["transformer"]
     transformer.update({
+        # the V2 text path's full key set (files that project in the text encoder carry all four)
+        "caption_projection_first_linear": False, "caption_proj_input_norm": False,
+        "caption_projection_second_linear": False,
         "connector_num_attention_heads": transformer["num_attention_heads"],
         "connector_attention_head_dim": transformer["attention_head_dim"],
         "audio_connector_num_attention_heads": transformer["audio_num_attention_heads"],
