@@ -96,6 +96,7 @@ class StreamedTextEncoder:
             lambda module, args, output: self.streamer.release()
         )
         self._keep_on_host()
+        self._encode_onto_device()
         self.encoder.ltx_streaming = self  # how the ledger recognises a streamed encoder
         logger.info(
             "Gemma text encoder streamed by layer: %d layers from the memory-mapped weights through %d device "
@@ -164,6 +165,20 @@ class StreamedTextEncoder:
             module = self.encoder.get_submodule(name)
             module.register_forward_pre_hook(lambda module, args: tuple(a.to(HOST) for a in args))
             module.register_forward_hook(lambda module, args, output: output.to(self.device))
+
+    def _encode_onto_device(self) -> None:
+        """``encode``'s hidden states and mask on the device, like a resident encoder's.
+
+        ltx-core makes the token ids and the mask on ``model.device``, the device of the model's first parameter:
+        for Gemma 4 that is the token embedding, kept in host memory here, so the mask would stay on the host.
+        """
+        encode = self.encoder.encode
+
+        def encode_on_device(*args: object, **kwargs: object) -> tuple:
+            states, mask = encode(*args, **kwargs)
+            return tuple(state.to(self.device) for state in states), mask.to(self.device)
+
+        self.encoder.encode = encode_on_device
 
     # -- lifetime -----------------------------------------------------------------------------------
 
