@@ -25,9 +25,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from golden import ltx25_requests as requests
 from golden.ltx25_fixtures import GOLDEN
-from ltx_core.components.guiders import MultiModalGuiderParams
-from ltx_core.loader import LTXV_LORA_COMFY_RENAMING_MAP, LoraPathStrengthAndSDOps
 from safetensors import safe_open
 
 from ltx_pipelines.engine import conditioning
@@ -39,17 +38,6 @@ MANIFEST_FILE = GOLDEN / "pipelines_manifest.json"
 MANIFEST = json.loads(MANIFEST_FILE.read_text())
 INPUTS = GOLDEN / MANIFEST["inputs"]["folder"]
 CASES = list(MANIFEST["cases"])
-#: Our class of each pipeline module (the reference's names).
-CLASSES = {
-    "distilled": "DistilledPipeline",
-    "ti2vid_two_stages": "TI2VidTwoStagesPipeline",
-    "ti2vid_two_stages_hq": "TI2VidTwoStagesHQPipeline",
-    "ti2vid_one_stage": "TI2VidOneStagePipeline",
-    "ic_lora": "ICLoraPipeline",
-    "keyframe_interpolation": "KeyframeInterpolationPipeline",
-    "a2vid_two_stage": "A2VidPipelineTwoStage",
-    "retake": "RetakePipeline",
-}
 #: Frames: our uint8 frames may differ from the reference's, truncated the same way, by this many levels of 255.
 FRAME_LEVELS = 1
 AUDIO_TOLERANCE = 1e-4
@@ -81,31 +69,12 @@ class Comparison:
 
 def resolve(value: object, bundle: Path) -> object:
     """Manifest values with ``$BUNDLE`` / ``$INPUTS`` paths made absolute."""
-    if isinstance(value, str):
-        return value.replace("$BUNDLE", str(bundle)).replace("$INPUTS", str(INPUTS))
-    if isinstance(value, list):
-        return [resolve(v, bundle) for v in value]
-    if isinstance(value, dict):
-        return {k: resolve(v, bundle) for k, v in value.items()}
-    return value
+    return requests.resolve(value, bundle, INPUTS)
 
 
 def decode_arguments(values: dict) -> dict:
     """The manifest's JSON request values -> the objects our pipelines take (the reference's names and types)."""
-    decoded = {}
-    for key, value in values.items():
-        if key.endswith("_guider_params"):
-            value = MultiModalGuiderParams(**value)
-        elif key in ("loras", "distilled_lora"):
-            value = [LoraPathStrengthAndSDOps(path, strength, LTXV_LORA_COMFY_RENAMING_MAP) for path, strength in value]
-        elif key == "images":
-            value = [ImageConditioningInput(*image) for image in value]
-        elif key == "video_conditioning":
-            value = [tuple(item) for item in value]
-        elif key == "num_frames" and isinstance(value, dict):
-            value = AutoDuration(*value["auto_duration"])
-        decoded[key] = value
-    return decoded
+    return requests.decode_arguments(values, ImageConditioningInput, AutoDuration)
 
 
 def split_arguments(case: dict, bundle: Path) -> tuple[dict, dict]:
@@ -123,7 +92,7 @@ def split_arguments(case: dict, bundle: Path) -> tuple[dict, dict]:
 
 def run_ours(case: dict, bundle: Path) -> tuple[torch.Tensor, torch.Tensor, int]:
     """A manifest case through our pipeline in float32 on the CPU: (uint8 frames, waveform, sampling rate)."""
-    cls = getattr(importlib.import_module(f"ltx_pipelines.{case['pipeline']}"), CLASSES[case["pipeline"]])
+    cls = getattr(importlib.import_module(f"ltx_pipelines.{case['pipeline']}"), requests.CLASSES[case["pipeline"]])
     init, call = split_arguments(case, bundle)
     result = cls(**init, device="cpu", dtype=torch.float32)(**call)
     return result.frames, result.audio.waveform.float(), result.audio.sampling_rate
