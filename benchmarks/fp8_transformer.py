@@ -54,18 +54,10 @@ try:
         quantize_activation_rowwise,
         quantize_activation_rowwise_torch,
     )
+    from ltx_pipelines.models.ltx25.transformer import required_config_values  # values from_config checks
 except ImportError as exc:  # pragma: no cover - environment problem, say so plainly
     sys.exit(f"error: {exc}. Put ltx_core (and its deps: einops, safetensors, ...) on PYTHONPATH.")
 
-#: Values LTXModelConfigurator.from_config checks (check_config_value).
-REQUIRED = {
-    "dropout": 0.0, "attention_bias": True, "num_vector_embeds": None, "activation_fn": "gelu-approximate",
-    "num_embeds_ada_norm": 1000, "use_linear_projection": False, "only_cross_attention": False,
-    "cross_attention_norm": True, "double_self_attention": False, "upcast_attention": False,
-    "standardization_norm": "rms_norm", "norm_elementwise_affine": False, "qk_norm": "rms_norm",
-    "positional_embedding_type": "rope", "use_audio_video_cross_attention": True, "share_ff": False,
-    "av_cross_ada_norm": True, "use_middle_indices_grid": True,
-}  # fmt: skip
 FULL = {  # LTX-2 19B
     "num_layers": 48, "num_attention_heads": 32, "attention_head_dim": 128, "cross_attention_dim": 4096,
     "audio_num_attention_heads": 32, "audio_attention_head_dim": 64, "audio_cross_attention_dim": 2048,
@@ -82,7 +74,7 @@ VIDEO_CHANNELS, AUDIO_CHANNELS, MEL_BINS, SAMPLE_RATE, HOP = 128, 8, 16, 16000, 
 def build_model(sizes: dict, device: torch.device, dtype: torch.dtype, seed: int) -> X0Model:
     """Random-weight transformer made on the meta device, then filled in place on `device`."""
     with torch.device("meta"):
-        model = LTXModelConfigurator.from_config({"transformer": {**REQUIRED, **sizes}})
+        model = LTXModelConfigurator.from_config({"transformer": {**required_config_values(), **sizes}})
     model = model.to(dtype=dtype).to_empty(device=device)  # cast on meta first: no float32 copy of 19B
     generator = torch.Generator(device=device).manual_seed(seed)
     with torch.no_grad():

@@ -47,6 +47,7 @@ import os
 import statistics
 import time
 from dataclasses import asdict, replace
+from pathlib import Path
 
 import torch
 from ltx_core.batch_split import BatchSplitAdapter
@@ -66,36 +67,21 @@ from ltx_pipelines.utils.helpers import create_noised_state
 MODEL_VERSION = (2, 5)
 TEXT_TOKENS = 1024
 FPS = 24.0
-#: Values the reference's configurator checks (a 2.x checkpoint's config carries them).
-REQUIRED = {
-    "dropout": 0.0, "attention_bias": True, "num_vector_embeds": None, "activation_fn": "gelu-approximate",
-    "num_embeds_ada_norm": 1000, "use_linear_projection": False, "only_cross_attention": False,
-    "cross_attention_norm": True, "double_self_attention": False, "upcast_attention": False,
-    "standardization_norm": "rms_norm", "norm_elementwise_affine": False, "qk_norm": "rms_norm",
-    "positional_embedding_type": "rope", "use_audio_video_cross_attention": True, "share_ff": False,
-    "av_cross_ada_norm": True, "use_middle_indices_grid": True,
-}  # fmt: skip
-#: The 22B sizes: the reference configurator's defaults (``config.get(key, default)``), written out.
-SIZES_22B = {
-    "num_layers": 48, "num_attention_heads": 32, "attention_head_dim": 128, "cross_attention_dim": 4096,
-    "audio_num_attention_heads": 32, "audio_attention_head_dim": 64, "audio_cross_attention_dim": 2048,
-}  # fmt: skip
+#: The fixed values the reference's configurator checks, the 22B sizes and LTX-2.5's switches (why each: its
+#: "about"), read by path from our package's data file (our package is not importable in the reference's env).
+CONFIG_FILE = Path(__file__).resolve().parents[1] / "src/ltx_pipelines/models/ltx25/transformer_config.json"
 SIZES_TINY = {
     "num_layers": 2, "num_attention_heads": 2, "attention_head_dim": 16, "cross_attention_dim": 32,
     "audio_num_attention_heads": 2, "audio_attention_head_dim": 8, "audio_cross_attention_dim": 16,
 }  # fmt: skip
-#: LTX-2.5's switches; apply_gated_attention and cross_attention_adaln are assumptions (see the docstring).
-LTX25_SWITCHES = {
-    "caption_proj_before_connector": True, "ff_bias": False, "use_keyframes_abs_pos_embedding": True,
-    "cross_attention_adaln": True, "apply_gated_attention": True, "av_ca_timestep_scale_multiplier": 1000,
-}  # fmt: skip
 
 
 def transformer_config(tiny: bool, layers: int | None) -> dict:
-    sizes = dict(SIZES_TINY if tiny else SIZES_22B)
+    data = json.loads(CONFIG_FILE.read_text())
+    sizes = dict(SIZES_TINY if tiny else data["sizes_22b"])
     if layers is not None:
         sizes["num_layers"] = layers
-    return {**REQUIRED, **sizes, **LTX25_SWITCHES}
+    return {**data["fixed_values"], **sizes, **data["ltx25_switches"]}
 
 
 def guider_params(num_layers: int) -> tuple:

@@ -59,6 +59,7 @@ from ltx_pipelines.engine.guidance import (  # noqa: E402
 )
 from ltx_pipelines.engine.model_ledger import LatentFormat  # noqa: E402
 from ltx_pipelines.engine.stages import VideoGeometry, audio_latent_tools, prepare_state, video_latent_tools  # noqa: E402
+from ltx_pipelines.models.ltx25.transformer import CONFIG_FILE  # noqa: E402
 from ltx_pipelines.models.transformer_passes import StreamState  # noqa: E402
 from ltx_pipelines.utils.constants import (  # noqa: E402
     DEFAULT_AUDIO_GUIDER_PARAMS,
@@ -66,14 +67,10 @@ from ltx_pipelines.utils.constants import (  # noqa: E402
     LTX_2_3_STG_BLOCK,
 )
 
-REQUIRED = {
-    "dropout": 0.0, "attention_bias": True, "num_vector_embeds": None, "activation_fn": "gelu-approximate",
-    "num_embeds_ada_norm": 1000, "use_linear_projection": False, "only_cross_attention": False,
-    "cross_attention_norm": True, "double_self_attention": False, "upcast_attention": False,
-    "standardization_norm": "rms_norm", "norm_elementwise_affine": False, "qk_norm": "rms_norm",
-    "positional_embedding_type": "rope", "use_audio_video_cross_attention": True, "share_ff": False,
-    "av_cross_ada_norm": True, "use_middle_indices_grid": True,
-}  # fmt: skip
+
+def config_data() -> dict:
+    """The transformer config values that never change, the 22B sizes and LTX-2.5's switches (why each: "about")."""
+    return json.loads(CONFIG_FILE.read_text())
 
 
 def transformer_config(tiny: bool) -> dict:
@@ -88,37 +85,18 @@ def transformer_config(tiny: bool) -> dict:
             "audio_num_attention_heads": 2, "audio_attention_head_dim": 8, "audio_cross_attention_dim": 16,
             "caption_channels": 64,
         }  # fmt: skip
-    return {"transformer": {**REQUIRED, **sizes}}
-
-
-#: LTX-2.5 (22B) sizes: the reference 1.2.0 configurator's defaults (ltx_core/model/transformer/
-#: model_configurator.py, ``LTXModelConfigurator.from_metadata``: config.get(key, default)), written out. With the
-#: switches below they give 18.99B parameters, not the 22B of the model's name (a shipped config may differ).
-LTX25_SIZES = {
-    "num_layers": 48, "num_attention_heads": 32, "attention_head_dim": 128, "cross_attention_dim": 4096,
-    "audio_num_attention_heads": 32, "audio_attention_head_dim": 64, "audio_cross_attention_dim": 2048,
-}  # fmt: skip
-#: LTX-2.5's switches. ff_bias false (video feed-forwards bias-free; audio keeps its biases, the default), the
-#: keyframe embedding and the audio<->video timestep scale of 1000 are what 2.5 checkpoints are documented to set
-#: (the reference's comments and AGENTS.md). ASSUMED, not read from a shipped checkpoint (the reference carries no
-#: 2.5 config): apply_gated_attention true and cross_attention_adaln true (2.3's values; 2.5 "prompt AdaLN: active"
-#: per the reference's trainer docs); use_prompt_adaln_single keeps its default (true). The V2 text path
-#: (caption_proj_before_connector): the text encoder projects, so the contexts reach the transformer at
-#: cross_attention_dim / audio_cross_attention_dim (4096 / 2048) and there is no caption projection inside it.
-LTX25_SWITCHES = {
-    "caption_proj_before_connector": True, "ff_bias": False, "use_keyframes_abs_pos_embedding": True,
-    "cross_attention_adaln": True, "apply_gated_attention": True, "av_ca_timestep_scale_multiplier": 1000,
-}  # fmt: skip
+    return {"transformer": {**config_data()["fixed_values"], **sizes}}
 
 
 def transformer_config_25(tiny: bool) -> dict:
-    sizes = dict(LTX25_SIZES)
+    data = config_data()
+    sizes = dict(data["sizes_22b"])
     if tiny:  # 30 layers so that STG's block 28 exists; video and audio head counts must be equal in 2.5
         sizes = {
             "num_layers": 30, "num_attention_heads": 2, "attention_head_dim": 16, "cross_attention_dim": 32,
             "audio_num_attention_heads": 2, "audio_attention_head_dim": 8, "audio_cross_attention_dim": 16,
         }  # fmt: skip
-    return {"transformer": {**REQUIRED, **sizes, **LTX25_SWITCHES}}
+    return {"transformer": {**data["fixed_values"], **sizes, **data["ltx25_switches"]}}
 
 
 def context_widths(config: dict, model_version: str) -> tuple[int, int]:
@@ -455,7 +433,8 @@ def main() -> None:
     print(f"# {gpu}, torch {torch.__version__}, LTX-{args.model_version} transformer, {params / 1e9:.2f}B params, "
           f"built in {built:.1f} s", flush=True)
     if args.model_version == "2.5":
-        print("# config: " + json.dumps({k: v for k, v in config["transformer"].items() if k not in REQUIRED}), flush=True)
+        fixed = config_data()["fixed_values"]
+        print("# config: " + json.dumps({k: v for k, v in config["transformer"].items() if k not in fixed}), flush=True)
     bench = Bench(model, args, device, dtype)
     engines = run_variants(bench, args, "bf16")
     results = {"gpu": gpu, "torch": torch.__version__, "model_version": args.model_version,

@@ -7,8 +7,9 @@ requests in float32 on the same bundle -- rebuilt by our writer and checked byte
 sha256s -- and must land within one level of 255 on every frame pixel and within 1e-4 on every audio sample.
 
 Our frames are uint8 (``x * 255`` truncated); the manifest's sha256 of the reference's float32 frames truncated
-the same way says whether they are also bit-exact. Where they are not although every latent is (the cases without
-images here), the decoders differ in the last bit: the reference decodes with its memory-efficient conv decoder
+the same way says whether they are also bit-exact. Two cases are within one level but not bit-exact today
+(ti2vid_two_stages_i2v and ic_lora); the known cause of such last-level differences is the decoders, which differ
+in the last bit: the reference decodes with its memory-efficient conv decoder
 (in-place norms, ``packages/ltx-pipelines/src/ltx_pipelines/utils/blocks.py:1059,1089-1095``), 1-2 ulp from
 ltx-core's, so a pixel on a level boundary may land one level lower.
 """
@@ -24,9 +25,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from golden import ltx25_requests as requests
 from golden.ltx25_fixtures import GOLDEN
-from ltx_core.components.guiders import MultiModalGuiderParams
-from ltx_core.loader import LTXV_LORA_COMFY_RENAMING_MAP, LoraPathStrengthAndSDOps
 from safetensors import safe_open
 
 from ltx_pipelines.engine import conditioning
@@ -38,36 +38,13 @@ MANIFEST_FILE = GOLDEN / "pipelines_manifest.json"
 MANIFEST = json.loads(MANIFEST_FILE.read_text())
 INPUTS = GOLDEN / MANIFEST["inputs"]["folder"]
 CASES = list(MANIFEST["cases"])
-#: Our class of each pipeline module (the reference's names).
-CLASSES = {
-    "distilled": "DistilledPipeline",
-    "ti2vid_two_stages": "TI2VidTwoStagesPipeline",
-    "ti2vid_two_stages_hq": "TI2VidTwoStagesHQPipeline",
-    "ti2vid_one_stage": "TI2VidOneStagePipeline",
-    "ic_lora": "ICLoraPipeline",
-    "keyframe_interpolation": "KeyframeInterpolationPipeline",
-    "a2vid_two_stage": "A2VidPipelineTwoStage",
-    "retake": "RetakePipeline",
-}
 #: Frames: our uint8 frames may differ from the reference's, truncated the same way, by this many levels of 255.
 FRAME_LEVELS = 1
 AUDIO_TOLERANCE = 1e-4
-_IMAGE_RESIZE = (
-    "our conditioning image is resized to the stage size (PIL Lanczos, antialiased) before its H.264 round trip "
-    "(utils/media_io.py load_image_conditioning); the reference round-trips it at the source size and then resizes "
-    "it with torch's bilinear interpolation (packages/ltx-pipelines/src/ltx_pipelines/utils/media_io/decode.py:75-77)"
-    ": the encoded image latent is the first thing that differs. Given the reference's pixels every latent matches "
-    "to the bit (test_pipeline_matches_reference_from_its_image_pixels)"
-)
-#: Cases that do not meet the tolerances, and why (the first difference, with the reference's file:line).
-KNOWN_DIFFERENCES: dict[str, str] = {
-    "distilled_i2v": _IMAGE_RESIZE + "; and its CRF is left unset: ours re-compresses at 33 for every model "
-    "(engine/conditioning.py ImageConditioningInput.crf; models/versions.py's image_crf 18 for 2.4+ is never read), "
-    "the reference at its VAE's generation default, 18 (utils/blocks.py:977-983 ImageConditioner.resolve_crf)",
-    "ti2vid_two_stages_i2v": _IMAGE_RESIZE,
-    "ti2vid_one_stage": _IMAGE_RESIZE,
-    "keyframe_interpolation": _IMAGE_RESIZE,
-}
+#: Cases that do not meet the tolerances, and why (the first difference, with the reference's file:line). None now:
+#: the image cases met them once ours took 2.5's CRF 18 from the VAE file and prepared images in the reference's
+#: order (H.264 round trip at the source size, then bilinear; engine/sampling_rules.py images_compressed_first).
+KNOWN_DIFFERENCES: dict[str, str] = {}
 IMAGE_CASES = [name for name in CASES if MANIFEST["cases"][name]["image_pixels"]]
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -92,31 +69,12 @@ class Comparison:
 
 def resolve(value: object, bundle: Path) -> object:
     """Manifest values with ``$BUNDLE`` / ``$INPUTS`` paths made absolute."""
-    if isinstance(value, str):
-        return value.replace("$BUNDLE", str(bundle)).replace("$INPUTS", str(INPUTS))
-    if isinstance(value, list):
-        return [resolve(v, bundle) for v in value]
-    if isinstance(value, dict):
-        return {k: resolve(v, bundle) for k, v in value.items()}
-    return value
+    return requests.resolve(value, bundle, INPUTS)
 
 
 def decode_arguments(values: dict) -> dict:
     """The manifest's JSON request values -> the objects our pipelines take (the reference's names and types)."""
-    decoded = {}
-    for key, value in values.items():
-        if key.endswith("_guider_params"):
-            value = MultiModalGuiderParams(**value)
-        elif key in ("loras", "distilled_lora"):
-            value = [LoraPathStrengthAndSDOps(path, strength, LTXV_LORA_COMFY_RENAMING_MAP) for path, strength in value]
-        elif key == "images":
-            value = [ImageConditioningInput(*image) for image in value]
-        elif key == "video_conditioning":
-            value = [tuple(item) for item in value]
-        elif key == "num_frames" and isinstance(value, dict):
-            value = AutoDuration(*value["auto_duration"])
-        decoded[key] = value
-    return decoded
+    return requests.decode_arguments(values, ImageConditioningInput, AutoDuration)
 
 
 def split_arguments(case: dict, bundle: Path) -> tuple[dict, dict]:
@@ -134,7 +92,7 @@ def split_arguments(case: dict, bundle: Path) -> tuple[dict, dict]:
 
 def run_ours(case: dict, bundle: Path) -> tuple[torch.Tensor, torch.Tensor, int]:
     """A manifest case through our pipeline in float32 on the CPU: (uint8 frames, waveform, sampling rate)."""
-    cls = getattr(importlib.import_module(f"ltx_pipelines.{case['pipeline']}"), CLASSES[case["pipeline"]])
+    cls = getattr(importlib.import_module(f"ltx_pipelines.{case['pipeline']}"), requests.CLASSES[case["pipeline"]])
     init, call = split_arguments(case, bundle)
     result = cls(**init, device="cpu", dtype=torch.float32)(**call)
     return result.frames, result.audio.waveform.float(), result.audio.sampling_rate
@@ -209,7 +167,7 @@ def test_pipeline_matches_reference_from_its_image_pixels(
         for i, where in enumerate(MANIFEST["cases"][name]["image_pixels"])
     }
 
-    def reference_pixels(path: str, height: int, width: int, crf: int = 0) -> torch.Tensor:
+    def reference_pixels(path: str, height: int, width: int, crf: int, **preparation: object) -> torch.Tensor:
         return prepared[(str(path), height, width)].clone()
 
     monkeypatch.setattr(conditioning, "load_image_conditioning", reference_pixels)

@@ -18,7 +18,7 @@ from ltx_core.model.video_vae import TilingConfig
 from ltx_core.types import Audio
 
 from ltx_pipelines.engine import cli
-from ltx_pipelines.engine.conditioning import ImageConditioningInput, as_image_inputs
+from ltx_pipelines.engine.conditioning import ImageConditioningInput
 from ltx_pipelines.engine.denoising import DenoisingLoop, euler_denoising_loop
 from ltx_pipelines.engine.guidance import PromptEmbeddings
 from ltx_pipelines.engine.media_latents import MaskedLatent, as_stereo, encode_audio_latent
@@ -104,7 +104,7 @@ class A2VidPipelineTwoStage(TwoStagePipelineBase):
         overwrite: bool = False,
     ) -> GenerationResult:
         geometry = VideoGeometry(height, width, num_frames, frame_rate)
-        images = as_image_inputs(images)
+        images = self.image_inputs(images)
         check_prompt(prompt, conditioned_by="the soundtrack")
         output = self.check_request(geometry, images, output_path, overwrite)
         soundtrack = read_audio_window(audio_path, audio_start_time, audio_max_duration, geometry)

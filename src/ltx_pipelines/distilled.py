@@ -14,7 +14,7 @@ from ltx_core.model.video_vae import TilingConfig
 from ltx_core.quantization import QuantizationPolicy
 
 from ltx_pipelines.engine import cli
-from ltx_pipelines.engine.conditioning import ImageConditioningInput, as_image_inputs
+from ltx_pipelines.engine.conditioning import ImageConditioningInput
 from ltx_pipelines.engine.denoising import DenoisingLoop, euler_ancestral_denoising_loop, euler_denoising_loop
 from ltx_pipelines.engine.duration import AutoDuration
 from ltx_pipelines.engine.model_ledger import MemoryPolicy
@@ -76,7 +76,7 @@ class DistilledPipeline(PipelineBase):
         enhance_prompt: bool = False,
     ) -> GenerationResult:
         geometry = self.video_geometry(height, width, num_frames, frame_rate)
-        images = as_image_inputs(images)
+        images = self.image_inputs(images)
         check_prompt(prompt, conditioned_by="the images" if images else None)
         output = self.check_request(geometry, images, output_path, overwrite)
 

@@ -43,7 +43,7 @@ from ltx_core.model.video_vae import TilingConfig
 from ltx_core.quantization import QuantizationPolicy
 
 from ltx_pipelines.engine import cli
-from ltx_pipelines.engine.conditioning import ImageConditioningInput, as_image_inputs, check_image_inputs
+from ltx_pipelines.engine.conditioning import ImageConditioningInput, check_image_inputs
 from ltx_pipelines.engine.media_latents import VIDEO_TIME_SCALE, encode_video_frames, fit_frame_count
 from ltx_pipelines.engine.model_ledger import MemoryPolicy
 from ltx_pipelines.engine.pipeline_base import GenerationResult, PipelineBase, _lora_list
@@ -162,7 +162,7 @@ class ICLoraPipeline(PipelineBase):
         """``conditioning_attention_mask``: a pixel mask tensor, or one number (a weight, like the strength)."""
         geometry = VideoGeometry(height, width, num_frames, frame_rate)
         references = as_video_inputs(video_conditioning)
-        images = as_image_inputs(images)
+        images = self.image_inputs(images)
         stage_1 = geometry.halved()
         check_prompt(prompt, conditioned_by="the reference video")
         attention = ReferenceAttention(conditioning_attention_strength, conditioning_attention_mask)

@@ -11,7 +11,7 @@ from ltx_core.components.guiders import MultiModalGuiderParams
 from ltx_core.model.video_vae import TilingConfig
 
 from ltx_pipelines.engine import cli
-from ltx_pipelines.engine.conditioning import ImageConditioningInput, as_image_inputs
+from ltx_pipelines.engine.conditioning import ImageConditioningInput
 from ltx_pipelines.engine.denoising import DenoisingLoop, euler_denoising_loop
 from ltx_pipelines.engine.duration import AutoDuration
 from ltx_pipelines.engine.pipeline_base import GenerationResult, PipelineBase, guider_metadata
@@ -44,7 +44,7 @@ class TI2VidOneStagePipeline(PipelineBase):
         enhance_prompt: bool = False,
     ) -> GenerationResult:
         geometry = self.video_geometry(height, width, num_frames, frame_rate)
-        images = as_image_inputs(images)
+        images = self.image_inputs(images)
         check_prompt(prompt, conditioned_by="the images" if images else None)
         output = self.check_request(geometry, images, output_path, overwrite)
         steps, video_params, audio_params = self.resolve_guidance(num_inference_steps, video_guider_params, audio_guider_params)

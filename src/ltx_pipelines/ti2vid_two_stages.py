@@ -18,7 +18,7 @@ from ltx_core.model.video_vae import TilingConfig
 from ltx_core.quantization import QuantizationPolicy
 
 from ltx_pipelines.engine import cli
-from ltx_pipelines.engine.conditioning import ImageConditioningInput, as_image_inputs
+from ltx_pipelines.engine.conditioning import ImageConditioningInput
 from ltx_pipelines.engine.denoising import DenoisingLoop, euler_denoising_loop
 from ltx_pipelines.engine.duration import AutoDuration
 from ltx_pipelines.engine.model_ledger import MemoryPolicy, comfy_lora
@@ -99,7 +99,7 @@ class TwoStagePipelineBase(PipelineBase):
         enhance_prompt: bool = False,
     ) -> GenerationResult:
         """What every two-stage pipeline runs; they differ in defaults, loops, LoRAs and ``by_guiding_latent``."""
-        images = as_image_inputs(images)
+        images = self.image_inputs(images)
         check_prompt(prompt, conditioned_by="the images" if images else None)
         output = self.check_request(geometry, images, output_path, overwrite)
         steps, video_params, audio_params = self.resolve_guidance(num_inference_steps, video_guider_params, audio_guider_params)

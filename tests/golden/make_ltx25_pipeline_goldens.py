@@ -94,12 +94,11 @@ from unittest import mock
 import av
 import numpy as np
 import torch
-from ltx_core.components.guiders import MultiModalGuiderParams
-from ltx_core.loader import LTXV_LORA_COMFY_RENAMING_MAP, LoraPathStrengthAndSDOps
 from ltx_core.loader.fuse_loras import FuseRule
 from ltx_core.loader.primitives import StateDict
 from ltx_core.loader.single_gpu_model_builder import SingleGPUModelBuilder
 from ltx_core.quantization import QuantizationPolicy
+from ltx25_requests import CLASSES, decode_arguments, resolve
 from make_ltx25_goldens import UPSTREAM_VERSION, pip_freeze, require_reference, upstream_commit
 from safetensors.torch import save
 
@@ -126,17 +125,6 @@ GUIDED_AUDIO = {**GUIDED_VIDEO, "cfg_scale": 7.0}
 HQ_VIDEO = {"cfg_scale": 3.0, "stg_scale": 0.0, "stg_blocks": [], "rescale_scale": 0.45, "modality_scale": 3.0,
             "skip_step": 0}  # fmt: skip
 HQ_AUDIO = {**HQ_VIDEO, "cfg_scale": 7.0, "rescale_scale": 1.0}
-
-CLASSES = {
-    "distilled": "DistilledPipeline",
-    "ti2vid_two_stages": "TI2VidTwoStagesPipeline",
-    "ti2vid_two_stages_hq": "TI2VidTwoStagesHQPipeline",
-    "ti2vid_one_stage": "TI2VidOneStagePipeline",
-    "ic_lora": "ICLoraPipeline",
-    "keyframe_interpolation": "KeyframeInterpolationPipeline",
-    "a2vid_two_stage": "A2VidPipelineTwoStage",
-    "retake": "RetakePipeline",
-}
 
 
 # --------------------------------------------------------------------------- the requests
@@ -381,48 +369,17 @@ def float32_reference(module: types.ModuleType) -> Iterator[list[str]]:
 # --------------------------------------------------------------------------- running a case
 
 
-def resolve(value: object, bundle: Path, inputs: Path) -> object:
-    """JSON request values with ``$BUNDLE`` / ``$INPUTS`` paths made absolute."""
-    if isinstance(value, str):
-        return value.replace("$BUNDLE", str(bundle)).replace("$INPUTS", str(inputs))
-    if isinstance(value, list):
-        return [resolve(v, bundle, inputs) for v in value]
-    if isinstance(value, dict):
-        return {k: resolve(v, bundle, inputs) for k, v in value.items()}
-    return value
-
-
-def decode_arguments(values: dict) -> dict:
-    """JSON request values -> the objects the reference's pipelines take."""
-    from ltx_pipelines.utils.types import AutoDuration
-
-    from ltx_pipelines.utils.args import ImageConditioningInput
-
-    decoded = {}
-    for key, value in values.items():
-        if key.endswith("_guider_params"):
-            value = MultiModalGuiderParams(**value)
-        elif key in ("loras", "distilled_lora"):
-            value = [LoraPathStrengthAndSDOps(path, strength, LTXV_LORA_COMFY_RENAMING_MAP) for path, strength in value]
-        elif key == "images":
-            value = [ImageConditioningInput(*image) for image in value]
-        elif key == "video_conditioning":
-            value = [tuple(item) for item in value]
-        elif key == "num_frames" and isinstance(value, dict):
-            value = AutoDuration(*value["auto_duration"])
-        decoded[key] = value
-    return decoded
-
-
 def run_case(case: dict, bundle: Path, inputs: Path) -> dict[str, object]:
     """One request through the reference pipeline (float32, CPU): frames, audio, frame count, models built."""
+    from ltx_pipelines.utils.args import ImageConditioningInput
     from ltx_pipelines.utils.model_paths import ModelPaths
+    from ltx_pipelines.utils.types import AutoDuration
 
     module = importlib.import_module(f"ltx_pipelines.{case['pipeline']}")
     cls = getattr(module, CLASSES[case["pipeline"]])
     model_paths = ModelPaths.from_split(**resolve(case["model"], bundle, inputs))
-    init = decode_arguments(resolve(case["init"], bundle, inputs))
-    call = decode_arguments(resolve(case["call"], bundle, inputs))
+    init = decode_arguments(resolve(case["init"], bundle, inputs), ImageConditioningInput, AutoDuration)
+    call = decode_arguments(resolve(case["call"], bundle, inputs), ImageConditioningInput, AutoDuration)
     with float32_reference(module) as built, recorded_image_pixels(inputs) as pixels, torch.inference_mode():
         pipeline = cls(model_paths=model_paths, device=torch.device("cpu"), quantization=FLOAT32_POLICY, **init)
         video, audio, *_ = pipeline(**call)

@@ -18,7 +18,7 @@ FILES = ["--gemma-root", "/g", "--prompt", "a fox", "--output-path", "/out/o.mp4
 
 def test_image_conditioning_input_is_ours() -> None:
     assert args.ImageConditioningInput is ImageConditioningInput
-    assert args.ImageConditioningInput("a.png", 0, 1.0).crf == args.DEFAULT_IMAGE_CRF
+    assert args.ImageConditioningInput("a.png", 0, 1.0).crf is None  # the model's, as in the reference 1.2.0
 
 
 def test_two_stage_builder_gives_the_reference_namespace() -> None:
@@ -31,7 +31,7 @@ def test_two_stage_builder_gives_the_reference_namespace() -> None:
     assert (ns.height, ns.width, ns.num_inference_steps) == (1024, 1536, 30)  # LTX-2.3 defaults, as the reference's
     assert [(lora.path, lora.strength) for lora in ns.lora] == [("/l.safetensors", 0.5)]  # args.lora, not args.loras
     assert [(lora.path, lora.strength) for lora in ns.distilled_lora] == [("/d.safetensors", 1.0)]
-    assert ns.images == [ImageConditioningInput("/i.png", 0, 1.0, 33)]
+    assert ns.images == [ImageConditioningInput("/i.png", 0, 1.0, None)]  # CRF: the model's, resolved when it runs
     assert isinstance(ns.quantization, QuantizationPolicy)
     assert (ns.video_stg_blocks, ns.audio_stg_blocks) == ([28], [28])  # lists, ready for MultiModalGuiderParams
     assert ns.video_cfg_guidance_scale == 3.0 and ns.audio_cfg_guidance_scale == 7.0
@@ -68,7 +68,7 @@ def test_actions_on_a_script_s_own_parser() -> None:
         "--video-conditioning", "/v.mp4", "0.9", "--video-conditioning", "/w.mp4", "1",
         "--conditioning-attention-mask", "/m.mp4", "0.5", "--quantization", "fp8-scaled-mm", "/amax.json",
     ])  # fmt: skip
-    assert ns.images == [ImageConditioningInput("/a.png", 3, 0.5, 20), ImageConditioningInput("/b.png", 0, 1.0, 33)]
+    assert ns.images == [ImageConditioningInput("/a.png", 3, 0.5, 20), ImageConditioningInput("/b.png", 0, 1.0, None)]
     assert ns.lora[0].strength == args.DEFAULT_LORA_STRENGTH
     assert ns.video_conditioning == [("/v.mp4", 0.9), ("/w.mp4", 1.0)]
     assert ns.conditioning_attention_mask == ("/m.mp4", 0.5)

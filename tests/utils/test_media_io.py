@@ -153,6 +153,25 @@ def test_load_image_conditioning(tmp_path: Path) -> None:
     assert tensor.min() >= -1.0 and tensor.max() <= 1.0
 
 
+@pytest.mark.parametrize(("size", "crf"), [((97, 81), 18), ((96, 80), 0), ((1, 7), 33)])
+def test_load_image_conditioning_compressed_first(tmp_path: Path, size: tuple[int, int], crf: int) -> None:
+    """LTX-2.5's order (the reference's): round trip at the source size (odd edges dropped; none at crf 0 or for a
+    side under 2 pixels), then bilinear to cover the target and a centre crop."""
+    path = tmp_path / "cond.png"
+    gradient_image(*size).save(path)
+    tensor = load_image_conditioning(path, height=64, width=32, crf=crf, compress_first=True)
+    assert tensor.shape == (1, 3, 1, 64, 32) and tensor.dtype == torch.float32
+    assert tensor.min() >= -1.0 and tensor.max() <= 1.0
+    if crf == 0:  # plain bilinear of the file's pixels
+        pixels = torch.from_numpy(np.asarray(Image.open(path).convert("RGB"))).float().permute(2, 0, 1)[None]
+        scale = max(64 / size[1], 32 / size[0])
+        h, w = math.ceil(size[1] * scale), math.ceil(size[0] * scale)
+        resized = torch.nn.functional.interpolate(pixels, size=(h, w), mode="bilinear", align_corners=False)
+        top, left = (h - 64) // 2, (w - 32) // 2
+        expected = resized[:, :, top : top + 64, left : left + 32].unsqueeze(2) / 127.5 - 1.0
+        assert torch.equal(tensor, expected)
+
+
 # --------------------------------------------------------------------------- writing video
 
 

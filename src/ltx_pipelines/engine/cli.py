@@ -35,7 +35,7 @@ class _ImageAction(argparse.Action):
         if len(values) not in (3, 4):
             parser.error(f"{option_string} takes PATH FRAME_IDX STRENGTH [CRF], got {len(values)} values")
         try:
-            crf = int(values[3]) if len(values) == 4 else C.DEFAULT_IMAGE_CRF
+            crf = int(values[3]) if len(values) == 4 else None  # None: the model's own, read from its files
             image = ImageConditioningInput(resolve_path(values[0]), int(values[1]), float(values[2]), crf)
         except ValueError:
             parser.error(f"{option_string} {' '.join(values)}: FRAME_IDX and CRF must be integers, STRENGTH a number")
@@ -102,8 +102,8 @@ def base_parser(description: str, *, height: int, width: int, size_multiple: int
     parser.add_argument(
         "--image", dest="images", action=_ImageAction, nargs="+", default=[],
         metavar="PATH FRAME_IDX STRENGTH [CRF]",
-        help=f"Condition frame FRAME_IDX on an image (repeatable). CRF (default {C.DEFAULT_IMAGE_CRF}) re-compresses "
-        "it like a video frame; 0 keeps it as is.",
+        help="Condition frame FRAME_IDX on an image (repeatable). CRF re-compresses it like a video frame; 0 keeps "
+        f"it as is (default: the model's, {C.DEFAULT_IMAGE_CRF} for LTX-2 and 2.3, {C.LTX_2_4_IMAGE_CRF} from 2.4 on).",
     )  # fmt: skip
     parser.add_argument(
         "--lora", dest="loras", action=_LoraAction, nargs="+", default=[], metavar="PATH [STRENGTH]",

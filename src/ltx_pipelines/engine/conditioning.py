@@ -19,18 +19,21 @@ from ltx_core.conditioning import ConditioningItem, VideoConditionByKeyframeInde
 from ltx_core.tools import VideoLatentTools
 from ltx_core.types import LatentState, VideoLatentShape
 
-from ltx_pipelines.utils.constants import DEFAULT_IMAGE_CRF
 from ltx_pipelines.utils.errors import InputError
 from ltx_pipelines.utils.media_io import load_image, load_image_conditioning
 
 
 class ImageConditioningInput(NamedTuple):
-    """An image to condition on: file, target frame, strength (1 = exact), CRF of the video-like recompression."""
+    """An image to condition on: file, target frame, strength (1 = exact), CRF of the video-like recompression.
+
+    ``crf`` None takes the model's own (the one it was trained with: 33 for LTX-2 and 2.3, 18 from 2.4 on),
+    filled in by :func:`with_model_crf`; 0 skips the recompression.
+    """
 
     path: str
     frame_idx: int
     strength: float
-    crf: int = DEFAULT_IMAGE_CRF
+    crf: int | None = None
 
 
 def as_image_inputs(images: list | tuple | None) -> list[ImageConditioningInput]:
@@ -47,13 +50,23 @@ def check_image_inputs(images: list[ImageConditioningInput], num_frames: int) ->
             )
         if not 0.0 <= image.strength <= 1.0:
             raise InputError(f"Image {image.path} has strength {image.strength}; use a value between 0 and 1.")
-        if not 0 <= image.crf <= 51:
+        if image.crf is not None and not 0 <= image.crf <= 51:
             raise InputError(f"Image {image.path} has CRF {image.crf}; use 0 (no recompression) to 51.")
         load_image(image.path)  # raises a clear InputError if missing or unreadable
 
 
-def encode_image(video_encoder: torch.nn.Module, image: ImageConditioningInput, height: int, width: int) -> torch.Tensor:
-    pixels = load_image_conditioning(image.path, height, width, image.crf)
+def with_model_crf(images: list[ImageConditioningInput], model_crf: int) -> list[ImageConditioningInput]:
+    """``images`` with every unset CRF replaced by the model's (an explicit one, 0 included, is kept)."""
+    return [image if image.crf is not None else image._replace(crf=model_crf) for image in images]
+
+
+def encode_image(
+    video_encoder: torch.nn.Module, image: ImageConditioningInput, height: int, width: int, compress_first: bool = False
+) -> torch.Tensor:
+    """The image's latent; ``compress_first``: prepared in the reference 1.2.0's order (see load_image_conditioning)."""
+    if image.crf is None:
+        raise ValueError(f"Image {image.path}: its CRF is unresolved; pass the images through with_model_crf first.")
+    pixels = load_image_conditioning(image.path, height, width, image.crf, compress_first=compress_first)
     parameter = next(video_encoder.parameters())
     return video_encoder(pixels.to(device=parameter.device, dtype=parameter.dtype))
 
@@ -89,11 +102,11 @@ def keyframe_item(latent: torch.Tensor, image: ImageConditioningInput, one_pixel
 
 def image_conditionings_by_replacing_latent(
     images: list[ImageConditioningInput], height: int, width: int, video_encoder: torch.nn.Module,
-    one_pixel_frame: bool = False,
+    one_pixel_frame: bool = False, compress_first: bool = False,
 ) -> list[ConditioningItem]:
     items: list[ConditioningItem] = []
     for image in images:
-        latent = encode_image(video_encoder, image, height, width)
+        latent = encode_image(video_encoder, image, height, width, compress_first)
         if image.frame_idx == 0:
             items.append(VideoConditionByLatentIndex(latent=latent, strength=image.strength, latent_idx=0))
         else:
@@ -103,8 +116,9 @@ def image_conditionings_by_replacing_latent(
 
 def image_conditionings_by_adding_guiding_latent(
     images: list[ImageConditioningInput], height: int, width: int, video_encoder: torch.nn.Module,
-    one_pixel_frame: bool = False,
+    one_pixel_frame: bool = False, compress_first: bool = False,
 ) -> list[ConditioningItem]:
     return [
-        keyframe_item(encode_image(video_encoder, image, height, width), image, one_pixel_frame) for image in images
+        keyframe_item(encode_image(video_encoder, image, height, width, compress_first), image, one_pixel_frame)
+        for image in images
     ]

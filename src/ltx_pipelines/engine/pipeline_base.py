@@ -32,6 +32,7 @@ from ltx_pipelines.engine.conditioning import (
     check_image_inputs,
     image_conditionings_by_adding_guiding_latent,
     image_conditionings_by_replacing_latent,
+    with_model_crf,
 )
 from ltx_pipelines.engine.denoising import DenoisingLoop, default_stepper, euler_denoising_loop
 from ltx_pipelines.engine.duration import AutoDuration
@@ -356,6 +357,10 @@ class PipelineBase:
         num_frames.check(frame_rate)
         return VideoGeometry(height, width, num_frames.longest(frame_rate), frame_rate, duration=num_frames)
 
+    def image_inputs(self, images: list | tuple | None) -> list[ImageConditioningInput]:
+        """The call's conditioning images, an unset CRF replaced by this model's (once, before anything loads)."""
+        return with_model_crf(as_image_inputs(images), self.files.image_crf)
+
     def settle_duration(
         self, geometry: VideoGeometry, prompt: PromptEmbeddings, images: list[ImageConditioningInput]
     ) -> VideoGeometry:
@@ -450,7 +455,8 @@ class PipelineBase:
             return []
         build = image_conditionings_by_adding_guiding_latent if by_guiding_latent else image_conditionings_by_replacing_latent
         with torch.inference_mode(), self.ledger.use("video_encoder") as encoder:
-            return build(images, geometry.height, geometry.width, encoder, self.rules.one_pixel_frame_keyframes)
+            return build(images, geometry.height, geometry.width, encoder, self.rules.one_pixel_frame_keyframes,
+                         self.rules.images_compressed_first)  # fmt: skip
 
     def guided_stage(
         self,

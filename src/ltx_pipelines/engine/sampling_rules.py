@@ -18,7 +18,10 @@ bit); LTX-2.5 checkpoints follow the reference 1.2.0, which changed how conditio
 * the transformer gets the sigma in the precision the sampler computed it: res_2s's substep sigma is float64
   (1.0.0 rounded the timesteps to float32);
 * a retake reads its source's audio for exactly the clip's duration and encodes it as read, latent frames past
-  it being zeros (1.0.0 read the whole track).
+  it being zeros (1.0.0 read the whole track);
+* a conditioning image goes through its H.264 round trip (libx264 veryfast) at its own size and is then scaled
+  bilinearly to the stage size, as both reference releases do (ours for LTX-2 and 2.3: Lanczos to the stage size
+  first, within the 1.0.0 parity tolerances).
 """
 
 from __future__ import annotations
@@ -49,6 +52,8 @@ class SamplingRules:
     keeps_sigma_precision: bool = False
     #: A retake's source audio: exactly the clip's duration, encoded as read (missing latent frames are zeros).
     exact_source_audio: bool = False
+    #: Conditioning images: H.264 round trip at the source size, then a bilinear resize (the reference's order).
+    images_compressed_first: bool = False
 
     @classmethod
     def for_model(cls, files: ModelFiles) -> SamplingRules:
@@ -59,7 +64,7 @@ class SamplingRules:
         return cls(conditioning_keeps_latent=True, noise_from_clean_latent=True, one_pixel_frame_keyframes=True,
                    guidance_in_float32=True, guided_latent_contiguous=True, stage_1_audio=True,
                    frozen_streams_at_sigma_0=True, keeps_sigma_precision=True, exact_source_audio=True,
-                   marks_first_frame=marks)  # fmt: skip
+                   images_compressed_first=True, marks_first_frame=marks)  # fmt: skip
 
 
 #: ltx-pipelines 1.0.0's behaviour (what LTX-2 and 2.3 checkpoints get).

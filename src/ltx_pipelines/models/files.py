@@ -183,6 +183,18 @@ class ModelFiles:
         return generation_of(self.model_version)
 
     @property
+    def image_crf(self) -> int:
+        """The CRF conditioning images are re-compressed with when the caller leaves it unset.
+
+        Read, as the reference 1.2.0 does, from the file the image encoder is built from: the video VAE (the
+        monolithic checkpoint, or the split / overriding VAE file). A VAE file that declares no
+        ``model_version`` gets LTX-2's 33 there, even beside a 2.5 transformer; so does it here (we do not fall
+        back to the transformer's version), so that the same files give the reference's frames. The published
+        2.5 VAE files are reported to carry their version.
+        """
+        return generation_of(self.video_vae.model_version).image_crf
+
+    @property
     def config(self) -> dict:
         """The transformer's config (the monolithic checkpoint's whole config)."""
         return self.transformer.config

@@ -44,7 +44,8 @@ class ImageInput(_Strict):
 
     frame_idx: int = 0
     strength: float = 1.0
-    crf: int = C.DEFAULT_IMAGE_CRF
+    #: None (unset): the model's own CRF (33 for LTX-2 and 2.3, 18 from 2.4 on); 0: no recompression.
+    crf: int | None = None
 
 
 class ReferenceInput(_Strict):

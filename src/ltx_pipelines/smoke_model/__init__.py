@@ -154,10 +154,10 @@ class SmokeBundle:
 
 def transformer_config(sizes: SmokeSizes = SMOKE_SIZES) -> dict:
     """The `transformer` section: the real LTX-2 19B layout, miniature sizes."""
-    from ltx_pipelines.models.ltx25.transformer import REQUIRED_CONFIG_VALUES  # the architecture's fixed values
+    from ltx_pipelines.models.ltx25.transformer import required_config_values  # the architecture's fixed values
 
     return {
-        **REQUIRED_CONFIG_VALUES,
+        **required_config_values(),
         "num_attention_heads": sizes.attention_heads,
         "attention_head_dim": VIDEO_INNER_DIM // sizes.attention_heads,
         "in_channels": sizes.video_latent_channels,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import queue
 import secrets
@@ -144,14 +145,14 @@ def _pad_to_even(pixels: np.ndarray) -> np.ndarray:
     return np.pad(pixels, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
 
 
-def _h264_roundtrip(pixels: np.ndarray, crf: int) -> np.ndarray:
-    """Encode one RGB frame as H.264 in an in-memory mp4 and decode it back."""
+def _h264_roundtrip(pixels: np.ndarray, crf: int, preset: str | None = None) -> np.ndarray:
+    """Encode one RGB frame (even sizes) as H.264 in an in-memory mp4 and decode it back."""
     buffer = io.BytesIO()
     with av.open(buffer, "w", format="mp4") as container:
         stream = container.add_stream("libx264", rate=1)
         stream.width, stream.height = pixels.shape[1], pixels.shape[0]
         stream.pix_fmt = "yuv420p"
-        stream.options = {"crf": str(crf)}
+        stream.options = {"crf": str(crf), **({"preset": preset} if preset else {})}
         frame = av.VideoFrame.from_ndarray(pixels, format="rgb24")
         for packet in stream.encode(frame):
             container.mux(packet)
@@ -184,10 +185,43 @@ def image_to_tensor(image: Image.Image) -> torch.Tensor:
     return video_to_tensor(pixels.unsqueeze(0))
 
 
-def load_image_conditioning(path: PathLike, height: int, width: int, crf: int = 33) -> torch.Tensor:
-    """Load an image and prepare it exactly like a conditioning frame: sized, compressed, normalised."""
+def load_image_conditioning(
+    path: PathLike, height: int, width: int, crf: int = 33, *, compress_first: bool = False
+) -> torch.Tensor:
+    """Load an image and prepare it exactly like a conditioning frame: sized, compressed, normalised.
+
+    ``compress_first`` is the reference 1.2.0's order (what LTX-2.5 follows): the H.264 round trip at the source
+    size, then a bilinear resize of the float pixels. Otherwise the image is sized with Lanczos first (ours
+    for LTX-2 and 2.3, within the 1.0.0 parity tolerances).
+    """
+    if compress_first:
+        return _compressed_then_resized(load_image(path), height, width, crf)
     image = resize_and_center_crop(load_image(path), height, width)
     return image_to_tensor(compress_like_video(image, crf))
+
+
+#: libx264 preset of the reference 1.2.0's conditioning round trip (it changes the decoded pixels).
+_REFERENCE_ROUNDTRIP_PRESET = "veryfast"
+
+
+def _compressed_then_resized(image: Image.Image, height: int, width: int, crf: int) -> torch.Tensor:
+    """The reference 1.2.0's preparation: an odd last row/column dropped, the round trip (veryfast), then
+    float pixels scaled to cover (height, width) by plain bilinear interpolation and centre-cropped."""
+    _check_size(height, width)
+    if crf > _MAX_X264_CRF:
+        raise InputError(f"crf must be at most {_MAX_X264_CRF} (libx264's range), got {crf}.")
+    rgb = np.asarray(image.convert("RGB"))
+    if crf > 0 and min(rgb.shape[:2]) >= 2:
+        even = rgb[: rgb.shape[0] // 2 * 2, : rgb.shape[1] // 2 * 2]
+        rgb = _h264_roundtrip(np.ascontiguousarray(even), crf, _REFERENCE_ROUNDTRIP_PRESET)
+    pixels = torch.from_numpy(np.ascontiguousarray(rgb)).to(torch.float32).permute(2, 0, 1).unsqueeze(0)
+    src_h, src_w = pixels.shape[-2:]
+    scale = max(height / src_h, width / src_w)
+    new_h, new_w = math.ceil(src_h * scale), math.ceil(src_w * scale)
+    pixels = torch.nn.functional.interpolate(pixels, size=(new_h, new_w), mode="bilinear", align_corners=False)
+    top, left = (new_h - height) // 2, (new_w - width) // 2
+    pixels = pixels[:, :, top : top + height, left : left + width]
+    return (pixels.unsqueeze(2) / 127.5) - 1.0
 
 
 # --------------------------------------------------------------------------- reading video / audio

@@ -23,8 +23,11 @@ ltx-core's ``LTXV_MODEL_COMFY_RENAMING_MAP`` loads them; the keyframe embedding 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
+from functools import cache
+from pathlib import Path
 
 import torch
 from ltx_core.model.model_protocol import ModelConfigurator
@@ -47,27 +50,15 @@ LTX25_CONFIG_MARKERS: dict[str, bool] = {
     "use_prompt_adaln_single": False,
 }
 LTX25_SINCE_VERSION = (2, 5)
-#: Values the reference's configurator insists on: a config with others describes a different architecture.
-REQUIRED_CONFIG_VALUES: dict[str, object] = {
-    "dropout": 0.0,
-    "attention_bias": True,
-    "num_vector_embeds": None,
-    "activation_fn": "gelu-approximate",
-    "num_embeds_ada_norm": 1000,
-    "use_linear_projection": False,
-    "only_cross_attention": False,
-    "cross_attention_norm": True,
-    "double_self_attention": False,
-    "upcast_attention": False,
-    "standardization_norm": "rms_norm",
-    "norm_elementwise_affine": False,
-    "qk_norm": "rms_norm",
-    "positional_embedding_type": "rope",
-    "use_audio_video_cross_attention": True,
-    "share_ff": False,
-    "av_cross_ada_norm": True,
-    "use_middle_indices_grid": True,
-}
+#: The transformer's fixed config values, its 22B sizes and 2.5 switches, as data: the golden and benchmark scripts that
+#: run in the reference's environment (where this package cannot be imported) read the same file.
+CONFIG_FILE = Path(__file__).with_name("transformer_config.json")
+
+
+@cache
+def required_config_values() -> dict[str, object]:
+    """Values the reference's configurator insists on: a config with others describes a different architecture."""
+    return json.loads(CONFIG_FILE.read_text())["fixed_values"]
 
 
 # -- which generation a checkpoint is ---------------------------------------------------------------
@@ -254,7 +245,7 @@ class LTX25Model(LTXModel):
 
 def check_transformer_config(transformer: dict) -> None:
     """Raise on a config the 2.5 reference would refuse (another architecture, or unequal head counts)."""
-    for key, expected in REQUIRED_CONFIG_VALUES.items():
+    for key, expected in required_config_values().items():
         check_config_value(transformer, key, expected)
     check_config_value(transformer, "num_attention_heads", transformer.get("audio_num_attention_heads", float("nan")))
 
@@ -342,5 +333,6 @@ __all__ = [
     "is_ltx_2_5_transformer",
     "mark_keyframes",
     "model_arguments",
+    "required_config_values",
     "with_keyframes_mask",
 ]
