@@ -187,7 +187,7 @@ def lora_shapes(transformer_shapes_: list[tuple[str, torch.Size]], rank: int) ->
     return shapes
 
 
-def write_bundle(root: Path, te_dir: Path, lora_rank: int, device: torch.device, sizes: BundleConfig) -> Path:
+def write_bundle(root: Path, te_dir: Path | None, lora_rank: int, device: torch.device, sizes: BundleConfig) -> Path:
     """The download's folders under ``root`` (each file written once; a rerun reuses what is there)."""
     from ltx_core.model.audio_vae import AudioDecoderConfigurator, AudioEncoderConfigurator, VocoderConfigurator
     from ltx_core.model.upsampler import LatentUpsamplerConfigurator
@@ -206,8 +206,8 @@ def write_bundle(root: Path, te_dir: Path, lora_rank: int, device: torch.device,
     if not paths["text_encoder"].exists():
         t = sizes.transformer["transformer"]
         shapes, fixed = text_encoder_tensors(sizes.gemma, t["cross_attention_dim"], t["audio_cross_attention_dim"])
-        te_dir.mkdir(parents=True, exist_ok=True)
-        target = te_dir / paths["text_encoder"].name
+        target = paths["text_encoder"] if te_dir is None else te_dir / paths["text_encoder"].name
+        target.parent.mkdir(parents=True, exist_ok=True)
         meta = {"format": "pt", "gemma_config": json.dumps(sizes.gemma)}
         _write(target, shapes, meta, device, seed=1, fixed=fixed)
         if target != paths["text_encoder"]:
@@ -307,7 +307,7 @@ def main() -> None:
     parser.add_argument("--tiny", action="store_true", help="The real-channel 2.5 smoke bundle (CPU self-check).")
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/ltx25"))
-    parser.add_argument("--te-dir", type=Path, default=None, help="Folder for the text encoder (default: --workdir).")
+    parser.add_argument("--te-dir", type=Path, default=None, help="Folder for the text encoder, linked in (default: in place).")
     parser.add_argument("--out", type=Path, default=Path("/tmp/ltx25-out"))
     parser.add_argument("--lora-rank", type=int, default=64)
     parser.add_argument("--frames", type=int, default=121)
@@ -329,7 +329,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     sizes = BundleConfig.tiny() if args.tiny else BundleConfig.full()
     lora_rank = 4 if args.tiny else args.lora_rank
-    model_dir = write_bundle(args.workdir, args.te_dir or args.workdir, lora_rank, device, sizes)
+    model_dir = write_bundle(args.workdir, args.te_dir, lora_rank, device, sizes)
     result: dict = {"gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
                     "torch": torch.__version__, "model_dir": str(model_dir), "e2e": []}  # fmt: skip
     args.save = lambda: args.json.write_text(json.dumps(result, indent=2)) if args.json else None
