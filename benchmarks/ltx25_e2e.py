@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import gc
 import json
 import logging
 import sys
@@ -39,10 +38,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from offload import cap_gpu, gpu_peak, host, left, log, write_random_safetensors  # noqa: E402
+from offload import cap_gpu, left, log, release, timed_runs, write_random_safetensors  # noqa: E402
 from transformer_step import transformer_config_25  # noqa: E402
 
-from ltx_pipelines.memory.host import GIB, process_memory  # noqa: E402
+from ltx_pipelines.memory.host import GIB  # noqa: E402
 
 MODEL_VERSION = "2.5.0"
 GEMMA_VERSION = "gemma4-12b-ltx-v1"
@@ -259,7 +258,6 @@ def e2e(model_dir: Path, args: argparse.Namespace, device: torch.device, dtype: 
         extra = {"num_inference_steps": 3,
                  "video_guider_params": replace(DEFAULT_VIDEO_GUIDER_PARAMS, stg_blocks=[3]),
                  "audio_guider_params": replace(DEFAULT_AUDIO_GUIDER_PARAMS, stg_blocks=[3])}  # fmt: skip
-    height, width = args.size
     for cap in args.caps:
         if left(args.budget) < args.cold_estimate:
             log(f"e2e under {cap} GiB: skipped, out of time")
@@ -267,38 +265,9 @@ def e2e(model_dir: Path, args: argparse.Namespace, device: torch.device, dtype: 
         cap_gpu(device, cap)
         loaded = time.perf_counter()
         pipeline = TI2VidTwoStagesPipeline(model_dir=model_dir, device=device, dtype=dtype, max_gpu_memory=cap)
-        construct_s = time.perf_counter() - loaded
-        for run in ("first", "warm"):
-            if run == "warm" and (left(args.budget) < args.warm_estimate or args.first_only):
-                log(f"e2e under {cap} GiB, warm run: skipped")
-                continue
-            pipeline.ledger.prompt_cache.clear()  # Gemma runs every time (a new prompt would too)
-            if device.type == "cuda":
-                torch.cuda.reset_peak_memory_stats(device)
-            started = time.perf_counter()
-            row = {"cap_gib": cap, "run": run, "size": f"{width}x{height}x{args.frames}",
-                   "construct_s": round(construct_s, 2)}  # fmt: skip
-            try:
-                result = pipeline(prompt=f"A red fox in the snow, {run} run", output_path=args.out / f"e2e_{cap}.mp4",
-                                  height=height, width=width, num_frames=args.frames, overwrite=True, **extra)  # fmt: skip
-                row["total_s"] = round(time.perf_counter() - started, 2)
-                row["breakdown_s"] = {k: round(v, 2) for k, v in result.timings.items()}
-                row["peaks_gib"] = {k: {m: round(x, 2) for m, x in v.items()} for k, v in pipeline.ledger.peaks.items()}
-            except torch.OutOfMemoryError as e:
-                row["error"] = f"out of memory: {str(e).splitlines()[0][:160]}"
-            plan = pipeline.ledger.plan
-            row["plan"] = plan.describe() if plan is not None else None
-            row["gpu_peak_gib"] = round(gpu_peak(device), 2)
-            row["host_peak_gib"] = round(process_memory()["peak"] / GIB, 2)
-            row.update(host())
-            rows.append(row)
-            log(json.dumps(row))
-            args.save()
-        pipeline.ledger.release_all()
+        timed_runs(pipeline, cap, args, device, rows, {"construct_s": round(time.perf_counter() - loaded, 2)}, **extra)
+        release(pipeline, device)
         del pipeline
-        gc.collect()
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
     cap_gpu(device, None)
 
 
@@ -323,7 +292,7 @@ def main() -> None:
     device = torch.device(args.device)
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     args.caps = [None if c == "none" else float(c) for c in args.caps.split(",")]
-    args.size = (128, 192) if args.tiny else (1024, 1536)
+    args.e2e_size = (128, 192) if args.tiny else (1024, 1536)
     if args.tiny:
         args.frames = 9
     args.out.mkdir(parents=True, exist_ok=True)

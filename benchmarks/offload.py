@@ -319,38 +319,49 @@ def e2e_part(files: dict, args: argparse.Namespace, device: torch.device, dtype:
             spatial_upsampler_path=files["upsampler"], gemma_root=files["gemma"], device=device, dtype=dtype,
             offload="auto", max_gpu_memory=cap,
         )  # fmt: skip
-        for run in ("first", "warm"):
-            if run == "warm" and left(args.budget) < args.warm_estimate:
-                log(f"e2e under {cap} GiB, warm run: skipped, out of time")
-                continue
-            pipeline.ledger.prompt_cache.clear()  # Gemma runs every time (a new prompt would too)
-            if device.type == "cuda":
-                torch.cuda.reset_peak_memory_stats(device)
-            started = time.perf_counter()
-            row = {"cap_gib": cap, "run": run, "size": f"{width}x{height}x{args.frames}", "steps": steps}
-            try:
-                result = pipeline(prompt=f"A red fox in the snow, {run} run", output_path=args.out / f"e2e_{cap}.mp4",
-                                  height=height, width=width, num_frames=args.frames, num_inference_steps=steps,
-                                  overwrite=True, **guidance)  # fmt: skip
-                row["total_s"] = round(time.perf_counter() - started, 2)
-                row["breakdown_s"] = {k: round(v, 2) for k, v in result.timings.items()}
-                row["peaks_gib"] = {k: {m: round(x, 2) for m, x in v.items()} for k, v in pipeline.ledger.peaks.items()}
-            except torch.OutOfMemoryError as e:
-                row["error"] = f"out of memory: {str(e).splitlines()[0][:160]}"
-            plan = pipeline.ledger.plan
-            row["plan"] = plan.describe() if plan is not None else None
-            row["gpu_peak_gib"] = round(gpu_peak(device), 2)
-            row["host_peak_gib"] = round(process_memory()["peak"] / GIB, 2)
-            row.update(host())
-            rows.append(row)
-            log(json.dumps(row))
-            args.save()
-        pipeline.ledger.release_all()
+        timed_runs(pipeline, cap, args, device, rows, {"steps": steps}, num_inference_steps=steps, **guidance)
+        release(pipeline, device)
         del pipeline
-        gc.collect()
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
     cap_gpu(device, None)
+
+
+def timed_runs(pipeline: object, cap: float | None, args: argparse.Namespace, device: torch.device, rows: list,
+               row_extra: dict | None = None, **call: object) -> None:  # fmt: skip
+    """A first and a warm generation (the warm one when time is left): total, per-stage breakdown, plan and peaks."""
+    height, width = args.e2e_size[:2]
+    for run in ("first", "warm"):
+        if run == "warm" and (left(args.budget) < args.warm_estimate or getattr(args, "first_only", False)):
+            log(f"e2e under {cap} GiB, warm run: skipped")
+            continue
+        pipeline.ledger.prompt_cache.clear()  # Gemma runs every time (a new prompt would too)
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        started = time.perf_counter()
+        row = {"cap_gib": cap, "run": run, "size": f"{width}x{height}x{args.frames}", **(row_extra or {})}
+        try:
+            result = pipeline(prompt=f"A red fox in the snow, {run} run", output_path=args.out / f"e2e_{cap}.mp4",
+                              height=height, width=width, num_frames=args.frames, overwrite=True, **call)  # fmt: skip
+            row["total_s"] = round(time.perf_counter() - started, 2)
+            row["breakdown_s"] = {k: round(v, 2) for k, v in result.timings.items()}
+            row["peaks_gib"] = {k: {m: round(x, 2) for m, x in v.items()} for k, v in pipeline.ledger.peaks.items()}
+        except torch.OutOfMemoryError as e:
+            row["error"] = f"out of memory: {str(e).splitlines()[0][:160]}"
+        plan = pipeline.ledger.plan
+        row["plan"] = plan.describe() if plan is not None else None
+        row["gpu_peak_gib"] = round(gpu_peak(device), 2)
+        row["host_peak_gib"] = round(process_memory()["peak"] / GIB, 2)
+        row.update(host())
+        rows.append(row)
+        log(json.dumps(row))
+        args.save()
+
+
+def release(pipeline: object, device: torch.device) -> None:
+    """Free every model of a pipeline before the next cap's (the caller drops its last name for it)."""
+    pipeline.ledger.release_all()
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
 
 
 def main() -> None:
