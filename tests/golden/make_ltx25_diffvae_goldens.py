@@ -48,11 +48,11 @@ from pathlib import Path
 
 import torch
 from ltx_core.loader import SingleGPUModelBuilder
+from ltx_core.loader.module_ops import ModuleOps
 from ltx_core.model.video_vae.model_configurator import (
     VideoDecoderConfigurator,
     video_decoder_sd_ops_for_checkpoint,
 )
-from ltx_core.loader.module_ops import ModuleOps
 from ltx_core.model.video_vae.transformer import (
     DiffVAEBlockKind,
     DiffVAEConfig,
@@ -65,7 +65,7 @@ from ltx_core.tiling import DimensionSizeConfig, TileSizeConfig
 from safetensors.torch import save_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from make_ltx25_goldens import (  # noqa: E402
+from make_ltx25_goldens import (
     UPSTREAM_VERSION,
     pip_freeze,
     require_reference,
@@ -173,8 +173,14 @@ def write_vae(tensors: dict[str, torch.Tensor], path: Path, config: dict, determ
         save_file(tensors, str(path), metadata=metadata)
 
 
-COMBINED_EAGER = DiffVAEConfig(block=DiffVAEBlockKind.COMBINED, w_chunks=1, natten_backend=None,
-                               attention=NAttentionKind.EAGER_SDPA, compile_blocks=False, compile_det_stages=False)
+COMBINED_EAGER = DiffVAEConfig(
+    block=DiffVAEBlockKind.COMBINED,
+    w_chunks=1,
+    natten_backend=None,
+    attention=NAttentionKind.EAGER_SDPA,
+    compile_blocks=False,
+    compile_det_stages=False,
+)
 
 
 def load_reference(path: Path, mode: str = "chunked") -> torch.nn.Module:

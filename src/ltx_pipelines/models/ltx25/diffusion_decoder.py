@@ -99,8 +99,10 @@ class DiffusionDecoderConfig:
         """Refuse a config the decoder cannot be built from (before any weight is read)."""
         n = len(self.stage_channels)
         if not (len(self.stage_depths) == len(self.stage_kernels) == n and len(self.upsamples) == n - 1 and n >= 5):
-            raise ValueError(f"diffusion decoder config: {n} stage widths, {len(self.stage_depths)} depths, "
-                             f"{len(self.stage_kernels)} kernels and {len(self.upsamples)} upsamplings do not agree")
+            raise ValueError(
+                f"diffusion decoder config: {n} stage widths, {len(self.stage_depths)} depths, "
+                f"{len(self.stage_kernels)} kernels and {len(self.upsamples)} upsamplings do not agree"
+            )
         for width in (*self.stage_channels, self.context_width if self.stage5_channels is None else self.stage5_width):
             if width % self.head_dim:
                 raise ValueError(f"diffusion decoder width {width} is not a multiple of head_dim {self.head_dim}")
@@ -548,7 +550,9 @@ class DiffusionVideoDecoder(nn.Module):
         done = plan.group_frames[index + 1].start - start if index + 1 < len(plan.groups) else buffer.shape[2]
         done = min(max(done, 0), buffer.shape[2])
         stream.carry = buffer[:, :, done:].clone() if index + 1 < len(plan.groups) else None
-        stream.carry_weights = weights[:, :, done:].clone() if weights is not None and stream.carry is not None else None
+        stream.carry_weights = (
+            weights[:, :, done:].clone() if weights is not None and stream.carry is not None else None
+        )
         keep = min(done, content.frames - start)
         if keep < 1:
             return

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -211,7 +210,9 @@ class TileGeometry:
         minimum = [1, 1, 1]
         for axis in range(3):
             for stage in range(4):
-                minimum[axis] = max(minimum[axis], _ceil_div(config.stage_kernels[stage][axis], cumulative[stage][axis]))
+                minimum[axis] = max(
+                    minimum[axis], _ceil_div(config.stage_kernels[stage][axis], cumulative[stage][axis])
+                )
             minimum[axis] = max(minimum[axis], _ceil_div(k5[axis], cumulative[4][axis]))
         halo4 = [config.stage_depths[3] * (k4[a] // 2) for a in range(3)]
         halo5 = [_ceil_div(config.stage5_depth * (k5[a] // 2), up3[a]) for a in range(3)]
@@ -328,4 +329,4 @@ def _partition_of_unity(spec: list[tuple[tuple[int, int], slice, torch.Tensor]])
     return bool(torch.allclose(total, torch.ones(length), atol=1e-5, rtol=0.0))
 
 
-__all__ = ["PixelBox", "Pads", "Schedule", "Tile", "TileGeometry", "TileSizes", "ramp_mask", "resize", "split_axis"]
+__all__ = ["Pads", "PixelBox", "Schedule", "Tile", "TileGeometry", "TileSizes", "ramp_mask", "resize", "split_axis"]

@@ -75,7 +75,7 @@ def decoder_state_dict(tensors: Iterable[tuple[str, torch.Tensor]]) -> dict[str,
         block, _, leaf = key.rpartition(".")
         if leaf in GATE_TARGETS:
             gates[key] = value
-        elif key.endswith(".attn.qkv.weight") or key.endswith(".attn.qkv.bias"):
+        elif key.endswith((".attn.qkv.weight", ".attn.qkv.bias")):
             state.update(split_qkv(key, value))
         else:
             state[key] = value

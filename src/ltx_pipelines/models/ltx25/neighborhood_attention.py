@@ -36,9 +36,9 @@ def window_starts(length: int, kernel: int, device: torch.device | None = None) 
 
 
 @functools.cache
-def _natten():  # noqa: ANN202
+def _natten():
     try:
-        import natten  # noqa: PLC0415
+        import natten
     except Exception:  # noqa: BLE001 -- any import failure (no package, ABI mismatch) means "not usable"
         return None
     logger.info("Neighborhood attention: natten %s", getattr(natten, "__version__", "?"))
