@@ -172,5 +172,15 @@ def flat_encoder_config(vae_config: dict) -> dict:
     return flat
 
 
-__all__ = ["decoder_key", "decoder_state_dict", "flat_encoder_config", "fold_gate", "is_diffusion_vae",
-           "load_diffusion_decoder", "read_vae_config", "split_qkv"]  # fmt: skip
+class FlatVideoEncoderConfigurator:
+    """ltx-core's video-encoder configurator for a file whose encoder settings are nested (the diffusion VAE file)."""
+
+    @classmethod
+    def from_config(cls, config: dict) -> torch.nn.Module:
+        from ltx_core.model.video_vae import VideoEncoderConfigurator  # noqa: PLC0415
+
+        return VideoEncoderConfigurator.from_config({**config, "vae": flat_encoder_config(config.get("vae", {}))})
+
+
+__all__ = ["FlatVideoEncoderConfigurator", "decoder_key", "decoder_state_dict", "flat_encoder_config", "fold_gate",
+           "is_diffusion_vae", "load_diffusion_decoder", "read_vae_config", "split_qkv"]  # fmt: skip
