@@ -418,9 +418,15 @@ class DiffusionVideoDecoder(nn.Module):
         yield from self.decode_chunks(latent, tiling_config, generator)
 
     def compile_blocks(self, **options: object) -> None:
-        """``torch.compile`` each block's forward (dynamic shapes: tiles differ in size)."""
+        """``torch.compile`` each block's forward, one graph per tile shape (a tiled decode has a handful).
+
+        Static shapes: inductor's dynamic-shape lowering of the blocked attention fails on torch 2.11 (CPU check).
+        """
+        import torch._dynamo
+
+        torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
         for block in (*self.diff_blocks, *(b for stage in self.det_stages for b in stage)):
-            block.forward = torch.compile(block.forward, dynamic=True, **options)  # type: ignore[method-assign]
+            block.forward = torch.compile(block.forward, dynamic=False, **options)  # type: ignore[method-assign]
 
     # -- the stages --------------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -330,3 +331,61 @@ def _partition_of_unity(spec: list[tuple[tuple[int, int], slice, torch.Tensor]])
 
 
 __all__ = ["Pads", "PixelBox", "Schedule", "Tile", "TileGeometry", "TileSizes", "ramp_mask", "resize", "split_axis"]
+
+
+#: Bytes per stage-5 token and channel held at once, in units of the activation's size (x, its norm, Q/K/V, the
+#: attention output, the gathered keys and values of one temporal block, the MLP chunk): a measured-constant stand-in
+#: until the GPU runs calibrate it.
+STAGE5_WORKING_COPIES = 12
+
+
+def working_set_bytes(geometry: TileGeometry, config: DiffusionDecoderConfig, frames: int, height: int, width: int,
+                      tile: tuple[int, int, int], element: int = 2) -> int:  # fmt: skip
+    """Device bytes of a tiled decode: the stage-4 input (whole video, resident), one temporal group's blend buffer
+    (and the next one's overlap), and one tile's stage-5 working set."""
+    latent_t = (frames - 1) // config.scale[0] + 1 + config.trailing_frames
+    s4 = geometry.stage4_shape((latent_t, height // config.scale[1], width // config.scale[2]))
+    features = math.prod(s4) * config.stage_channels[3] * element
+    accum = 2 * tile[0] * height * width * config.out_channels * element
+    tokens = tile[0] * (tile[1] // config.patch_size) * (tile[2] // config.patch_size)
+    stage5 = tokens * max(config.stage5_width, config.context_width) * element * STAGE5_WORKING_COPIES
+    return features + accum + stage5
+
+
+def tiles_for_budget(config: DiffusionDecoderConfig, frames: int, height: int, width: int, budget: int,
+                     element: int = 2) -> TileSizes | None:  # fmt: skip
+    """The tile sizes with the least recomputed overlap whose working set fits ``budget`` bytes (None: the whole
+    video fits); a ValueError when not even the smallest tile does."""
+    geometry = TileGeometry.of(config)
+    if working_set_bytes(geometry, config, frames, height, width, (frames, height, width), element) <= budget:
+        return None
+    lap_t, lap_px = geometry.minimum_overlap
+    cells = geometry.cell
+    best: tuple[float, tuple[int, int, int]] | None = None
+    for t in _sizes(frames, 2 * lap_t + cells[0], 8):
+        for h in _sizes(height, 2 * lap_px + cells[1], 32):
+            for w in _sizes(width, 2 * lap_px + cells[2], 32):
+                if working_set_bytes(geometry, config, frames, height, width, (t, h, w), element) > budget:
+                    continue
+                waste = _waste(frames, t, lap_t) * _waste(height, h, lap_px) * _waste(width, w, lap_px)
+                if best is None or waste < best[0]:
+                    best = (waste, (t, h, w))
+    if best is None:
+        raise ValueError(f"the diffusion decoder's smallest tile does not fit in {budget / 2**30:.1f} GiB at "
+                         f"{width}x{height}x{frames}")  # fmt: skip
+    t, h, w = best[1]
+    return TileSizes(frames=(t, lap_t) if t < frames else None, height=(h, lap_px) if h < height else None,
+                     width=(w, lap_px) if w < width else None)  # fmt: skip
+
+
+def _sizes(length: int, smallest: int, step: int) -> list[int]:
+    top = _round_up(length, step)
+    return [s for s in range(_round_up(smallest, step), top + step, step)] or [top]
+
+
+def _waste(length: int, size: int, overlap: int) -> float:
+    """Processed / output length along one axis."""
+    if size >= length:
+        return 1.0
+    count = (length + size - 2 * overlap - 1) // (size - overlap)
+    return count * size / length

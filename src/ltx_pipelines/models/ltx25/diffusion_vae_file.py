@@ -177,7 +177,7 @@ class FlatVideoEncoderConfigurator:
 
     @classmethod
     def from_config(cls, config: dict) -> torch.nn.Module:
-        from ltx_core.model.video_vae import VideoEncoderConfigurator  # noqa: PLC0415
+        from ltx_core.model.video_vae import VideoEncoderConfigurator
 
         return VideoEncoderConfigurator.from_config({**config, "vae": flat_encoder_config(config.get("vae", {}))})
 
