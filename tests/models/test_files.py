@@ -106,14 +106,24 @@ def test_monolithic_checkpoint_resolves_as_before(tmp_path: Path) -> None:
         ({"transformer_path": "dev", "text_encoder_path": "text_encoder", "video_vae_path": "audio_vae",
           "audio_vae_path": "audio_vae"}, "It looks like an audio VAE: pass it with --audio-vae-path"),
         ({}, "No model given"),
-        ({"transformer_path": "dev", "text_encoder_path": "text_encoder", "video_vae_path": "diffusion_vae",
-          "audio_vae_path": "audio_vae"}, "holds a diffusion video decoder"),
     ],
 )  # fmt: skip
 def test_wrong_files_are_refused_with_the_flag_to_use(tmp_path: Path, given: dict, message: str) -> None:
     f = ltx25_download(tmp_path)
     with pytest.raises(InputError, match=message):
         resolve_model_files(**{flag: f[name] for flag, name in given.items()})
+
+
+def test_vae_decoder_takes_or_refuses_the_video_vae_file(tmp_path: Path) -> None:
+    f = ltx25_download(tmp_path)
+    rest = {"transformer_path": f["dev"], "text_encoder_path": f["text_encoder"], "audio_vae_path": f["audio_vae"]}
+    assert resolve_model_files(**rest, video_vae_path=f["diffusion_vae"]).video_vae.diffusion_decoder
+    with pytest.raises(InputError, match="--vae-decoder conv: .* holds the diffusion video decoder"):
+        resolve_model_files(**rest, video_vae_path=f["diffusion_vae"], vae_decoder="conv")
+    with pytest.raises(InputError, match="--vae-decoder diffusion: .* holds the convolutional video decoder"):
+        resolve_model_files(**rest, video_vae_path=f["video_vae"], vae_decoder="diffusion")
+    with pytest.raises(InputError, match="--vae-decoder 'fast'"):
+        resolve_model_files(**rest, video_vae_path=f["video_vae"], vae_decoder="fast")
 
 
 def test_files_of_two_versions_are_refused_naming_both(tmp_path: Path) -> None:
@@ -141,7 +151,9 @@ def test_model_dir_finds_the_ltx25_download(tmp_path: Path, distilled: bool) -> 
     picked = discovery.pick(discovery.scan(tmp_path), distilled=distilled)
     assert picked.transformer_path == f["distilled" if distilled else "dev"]
     assert (picked.text_encoder_path, picked.audio_vae_path) == (f["text_encoder"], f["audio_vae"])
-    assert picked.video_vae_path == f["video_vae"]  # the convolutional decoder, not the diffusion one
+    assert picked.video_vae_path == f["diffusion_vae"]  # the diffusion decoder where both are there
+    conv = discovery.pick(discovery.scan(tmp_path), distilled=distilled, vae_decoder="conv")
+    assert conv.video_vae_path == f["video_vae"]
     assert (picked.spatial_upsampler_path, picked.distilled_lora_path) == (f["upsampler"], f["lora"])
     assert picked.duration_head_path == f["duration_head"] and picked.checkpoint_path is None
 
@@ -161,7 +173,7 @@ def test_model_dir_prefers_the_newest_version_and_refuses_ambiguity(tmp_path: Pa
     assert discovery.pick(discovery.scan(tmp_path), distilled=False).transformer_path == f["dev"]
     write(tmp_path / "vae/another-conv-vae.safetensors", "video_vae")
     with pytest.raises(InputError, match="several convolutional video VAE files"):
-        discovery.pick(discovery.scan(tmp_path), distilled=False)
+        discovery.pick(discovery.scan(tmp_path), distilled=False, vae_decoder="conv")
 
 
 def test_model_dir_says_what_is_missing(tmp_path: Path) -> None:
@@ -170,8 +182,8 @@ def test_model_dir_says_what_is_missing(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="no audio VAE file of the same model version"):
         discovery.pick(discovery.scan(tmp_path), distilled=False)
     f["video_vae"].unlink()
-    with pytest.raises(InputError, match="only diffusion-decoder video VAE files"):
-        discovery.pick(discovery.scan(tmp_path), distilled=False)
+    with pytest.raises(InputError, match="no convolutional video VAE file"):
+        discovery.pick(discovery.scan(tmp_path), distilled=False, vae_decoder="conv")
     with pytest.raises(InputError, match="does not exist"):
         discovery.scan(tmp_path / "nowhere")
 

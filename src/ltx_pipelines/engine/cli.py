@@ -19,7 +19,7 @@ from ltx_pipelines.engine.conditioning import ImageConditioningInput
 from ltx_pipelines.engine.duration import AutoDuration
 from ltx_pipelines.engine.model_ledger import comfy_lora
 from ltx_pipelines.engine.pipeline_base import frames_not_kept
-from ltx_pipelines.models.files import ComponentPaths
+from ltx_pipelines.models.files import VAE_DECODERS, ComponentPaths
 from ltx_pipelines.utils import constants as C
 from ltx_pipelines.utils.errors import InputError
 
@@ -159,6 +159,11 @@ def add_model_file_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--video-vae-path", type=resolve_path,
         help="Video VAE file (vae/); with --checkpoint-path it replaces the checkpoint's VAE.",
+    )  # fmt: skip
+    group.add_argument(
+        "--vae-decoder", choices=VAE_DECODERS, default="auto",
+        help="Video decoder: auto (what the video VAE file carries; with --model-dir, LTX-2.5's diffusion decoder "
+        "where both files are there), diffusion, or conv (LTX-2.5's lighter convolutional decoder file).",
     )  # fmt: skip
     group.add_argument("--audio-vae-path", type=resolve_path, help="Audio VAE and vocoder file (vae/).")
     group.add_argument("--duration-head-path", type=resolve_path, help="Duration head file (model_patches/).")

@@ -61,6 +61,12 @@ from ltx_pipelines.models.gemma import (
     gemma_text_encoder_ops,
 )
 from ltx_pipelines.models.key_layouts import VIDEO_DECODER_KEYS, VIDEO_ENCODER_KEYS
+from ltx_pipelines.models.ltx25.diffusion_vae_file import (
+    FlatVideoEncoderConfigurator,
+    flat_encoder_config,
+    is_diffusion_vae,
+    load_diffusion_decoder,
+)
 from ltx_pipelines.models.ltx25.duration_head import load_duration_head
 from ltx_pipelines.models.ltx25.text_embeddings import PROJECTION_PREFIX, embeddings_processor_builder
 from ltx_pipelines.models.ltx25.text_encoder import PackedTextEncoder, gemma4_builder, inspect_packed_text_encoder
@@ -186,6 +192,11 @@ class ModelLedger:
         self.per_token_cross_adaln = is_ltx_2_5_transformer(self.config, header.metadata.get("model_version"))
         # Latent sizes come from the VAEs' own sections (split files: each VAE file holds its section).
         sections = [read_header(path, "model file").config() for path in (self.video_vae_path, self.audio_vae_path)]
+        video_vae = sections[0].get("vae", self.config.get("vae", {}))
+        #: LTX-2.5's diffusion video decoder (``CausalDiffusionVAE`` file) rather than the convolutional one.
+        self.diffusion_video_decoder = is_diffusion_vae(video_vae)
+        if self.diffusion_video_decoder:  # its encoder's settings are nested: give ltx-core the flat form
+            sections[0] = {**sections[0], "vae": flat_encoder_config(video_vae)}
         self.latent_format = LatentFormat.from_config({**self.config, **sections[0], **sections[1]})
         self._models: dict[tuple, torch.nn.Module] = {}
         self.files_loaded: list[str] = []  # every file read, in order (tests check residency)
@@ -473,10 +484,14 @@ class ModelLedger:
         return SingleGPUModelBuilder(model_class_configurator=configurator, model_path=path, model_sd_ops=sd_ops)
 
     def _build_video_encoder(self) -> torch.nn.Module:
-        builder = self._file_builder(self.video_vae_path, VideoEncoderConfigurator, VIDEO_ENCODER_KEYS)
+        configurator = FlatVideoEncoderConfigurator if self.diffusion_video_decoder else VideoEncoderConfigurator
+        builder = self._file_builder(self.video_vae_path, configurator, VIDEO_ENCODER_KEYS)
         return self._build(builder, [self.video_vae_path])
 
     def _build_video_decoder(self) -> torch.nn.Module:
+        if self.diffusion_video_decoder:
+            self.files_loaded.append(self.video_vae_path)
+            return load_diffusion_decoder(self.video_vae_path, device=self.device, dtype=self.dtype)
         builder = self._file_builder(self.video_vae_path, VideoDecoderConfigurator, VIDEO_DECODER_KEYS)
         return self._build(builder, [self.video_vae_path])
 

@@ -65,7 +65,7 @@ from ltx_pipelines.models.checkpoints import (
     inspect_upsampler,
 )
 from ltx_pipelines.models.discovery import Picked
-from ltx_pipelines.models.files import ComponentPaths, ModelFiles, resolve_model_files
+from ltx_pipelines.models.files import ComponentPaths, ModelFiles, check_vae_decoder, resolve_model_files
 from ltx_pipelines.models.gemma import find_gemma_files
 from ltx_pipelines.models.ltx25.text_embeddings import check_embeddings_files
 from ltx_pipelines.models.ltx25.text_encoder import inspect_packed_text_encoder
@@ -133,10 +133,11 @@ def locate_model_files(
     given = {"checkpoint_path": checkpoint_path, "gemma_root": gemma_root,
              **{name: value for name, value in paths.items() if name in _MODEL_FILE_ARGS}}  # fmt: skip
     given = {name: value for name, value in given.items() if value is not None}
+    vae_decoder = check_vae_decoder(paths.get("vae_decoder") or "auto")
     found = Picked()
     if paths.get("model_dir") is not None:
         root = Path(paths["model_dir"]).expanduser()
-        found = discovery.pick(discovery.scan(root), distilled=distilled)
+        found = discovery.pick(discovery.scan(root), distilled=distilled, vae_decoder=vae_decoder)
         discovery.log_picked(found, root)
     if "checkpoint_path" in given:  # a monolithic model named explicitly: the folder's split files do not apply
         found = replace(found, transformer_path=None, text_encoder_path=None, video_vae_path=None, audio_vae_path=None)
@@ -144,13 +145,13 @@ def locate_model_files(
         found = replace(found, checkpoint_path=None, gemma_root=None)
     model = {name: value for name, value in found.given().items() if name in _MODEL_FILE_ARGS}
     model.update({name: value for name, value in given.items() if name in _MODEL_FILE_ARGS})
-    return resolve_model_files(**model), found
+    return resolve_model_files(**model, vae_decoder=vae_decoder), found
 
 
 #: Arguments that name the model's own files (--model-dir's other finds go to the pipelines that use them).
 _MODEL_FILE_ARGS = ("checkpoint_path", "gemma_root",
                     *(name for name in ComponentPaths.__annotations__
-                      if name not in ("model_dir", "prompt_enhancer_gemma_root")))  # fmt: skip
+                      if name not in ("model_dir", "prompt_enhancer_gemma_root", "vae_decoder")))  # fmt: skip
 
 
 def check_text_encoder(files: ModelFiles) -> None:

@@ -109,8 +109,11 @@ class Picked:
         return {name: value for name, value in vars(self).items() if value is not None}
 
 
-def pick(found: FoundFiles, *, distilled: bool) -> Picked:
-    """The newest model under the folder: its dev or distilled transformer and the files that go with it."""
+def pick(found: FoundFiles, *, distilled: bool, vae_decoder: str = "auto") -> Picked:
+    """The newest model under the folder: its dev or distilled transformer and the files that go with it.
+
+    Where the folder has both video VAE files of LTX-2.5, the diffusion decoder's is taken (the one the
+    reference recommends), the convolutional one with ``vae_decoder="conv"``."""
     models = found.of(Kind.TRANSFORMER) + found.of(Kind.CHECKPOINT)
     if not models:
         raise InputError(f"--model-dir {found.root} holds no LTX transformer or checkpoint (*.safetensors).")
@@ -133,11 +136,10 @@ def pick(found: FoundFiles, *, distilled: bool) -> Picked:
                              "name one with --gemma-root.")
         return Picked(checkpoint_path=model.path, gemma_root=gemma, **common)
     video = _matching(found.of(Kind.VIDEO_VAE), model.model_version)
-    conv = [c for c in video if c.video_decoder_class == "CausalVideoAutoencoder"]
     return Picked(
         transformer_path=model.path,
         text_encoder_path=_required(found, Kind.TEXT_ENCODER, model).path,
-        video_vae_path=_one(conv, "convolutional video VAE", found.root).path if conv else _missing_vae(found, video),
+        video_vae_path=_video_vae(found, video, vae_decoder),
         audio_vae_path=_required(found, Kind.AUDIO_VAE, model).path,
         **common,
     )
@@ -160,12 +162,23 @@ def _required(found: FoundFiles, kind: Kind, model: ComponentFile) -> ComponentF
     return _one(candidates, kind.value, found.root)
 
 
-def _missing_vae(found: FoundFiles, video: list[ComponentFile]) -> Path:
+def _video_vae(found: FoundFiles, video: list[ComponentFile], vae_decoder: str) -> Path:
+    diffusion = [c for c in video if c.diffusion_decoder]
+    conv = [c for c in video if not c.diffusion_decoder]
+    if vae_decoder == "conv" or (vae_decoder == "auto" and not diffusion):
+        if conv:
+            return _one(conv, "convolutional video VAE", found.root).path
+        return _missing_vae(found, video, "convolutional", "ltx-2.5-video-vae-conv-*.safetensors")
+    if diffusion:
+        return _one(diffusion, "diffusion-decoder video VAE", found.root).path
+    return _missing_vae(found, video, "diffusion-decoder", "ltx-2.5-video-vae-bf16.safetensors")
+
+
+def _missing_vae(found: FoundFiles, video: list[ComponentFile], kind: str, name: str) -> Path:
     if video:
         names = ", ".join(c.path.name for c in video)
-        raise InputError(f"--model-dir {found.root} has only diffusion-decoder video VAE files ({names}); this "
-                         "version decodes with the convolutional VAE file (ltx-2.5-video-vae-conv-*.safetensors): "
-                         "download it into the folder.")  # fmt: skip
+        raise InputError(f"--model-dir {found.root} has no {kind} video VAE file (only {names}); download it ({name}) "
+                         "into the folder, or choose the other decoder with --vae-decoder.")  # fmt: skip
     raise InputError(f"--model-dir {found.root} has no video VAE file; download it into the folder.")
 
 

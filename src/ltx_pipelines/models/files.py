@@ -50,6 +50,9 @@ FLAG_OF = {
 }
 
 _TRANSFORMER_PREFIX = "model.diffusion_model."
+CONV_VIDEO_DECODER = "CausalVideoAutoencoder"
+#: --vae-decoder: what the video VAE file carries (auto), or insist on one kind.
+VAE_DECODERS = ("auto", "diffusion", "conv")
 
 
 def _json(value: str | None) -> dict:
@@ -91,7 +94,12 @@ class ComponentFile:
     @property
     def video_decoder_class(self) -> str:
         """``CausalVideoAutoencoder`` for the convolutional decoder; anything else is a diffusion decoder."""
-        return str(self.config.get("vae", {}).get("_class_name", "CausalVideoAutoencoder"))
+        return str(self.config.get("vae", {}).get("_class_name", CONV_VIDEO_DECODER))
+
+    @property
+    def diffusion_decoder(self) -> bool:
+        """A video VAE file whose decoder is LTX-2.5's diffusion decoder (``CausalDiffusionVAE``)."""
+        return self.video_decoder_class != CONV_VIDEO_DECODER
 
 
 def _has_prefix(tensors: frozenset[str], *prefixes: str) -> bool:
@@ -157,6 +165,8 @@ class ComponentPaths(TypedDict, total=False):
     model_dir: str | Path
     #: A generative Gemma-3 folder for --enhance-prompt (LTX-2.5's Gemma 4 text encoder only encodes).
     prompt_enhancer_gemma_root: str | Path
+    #: Which video decoder (--vae-decoder): "auto" (what the video VAE file carries), "diffusion" or "conv".
+    vae_decoder: str
 
 
 @dataclass(frozen=True)
@@ -210,15 +220,33 @@ class ModelFiles:
         return f"{self.generation.name} ({self.model_version or 'no version'}): " + ", ".join(parts)
 
 
-def expect_video_vae(path: str | Path) -> ComponentFile:
-    """The video VAE file; the diffusion decoder (LTX-2.5's ``CausalDiffusionVAE`` file) is not built yet."""
+def check_vae_decoder(vae_decoder: str) -> str:
+    """``vae_decoder`` if it is one of :data:`VAE_DECODERS` (an InputError otherwise)."""
+    if vae_decoder not in VAE_DECODERS:
+        raise InputError(f"--vae-decoder {vae_decoder!r}: choose one of {', '.join(VAE_DECODERS)}.")
+    return vae_decoder
+
+
+def expect_video_vae(path: str | Path, vae_decoder: str = "auto") -> ComponentFile:
+    """The video VAE file, checked against --vae-decoder (auto takes whichever decoder the file carries)."""
     vae = expect(path, Kind.VIDEO_VAE, "--video-vae-path")
-    if vae.video_decoder_class != "CausalVideoAutoencoder":
-        raise InputError(
-            f"{vae.path} holds a diffusion video decoder ({vae.video_decoder_class}), which this version cannot run "
-            "yet: use the convolutional VAE file published beside it (ltx-2.5-video-vae-conv-*.safetensors)."
-        )
+    check_decoder_kind(vae, vae_decoder)
     return vae
+
+
+def check_decoder_kind(vae: ComponentFile, vae_decoder: str) -> None:
+    """Refuse a video VAE file whose decoder is not the one --vae-decoder asks for."""
+    check_vae_decoder(vae_decoder)
+    if vae_decoder == "conv" and vae.diffusion_decoder:
+        raise InputError(
+            f"--vae-decoder conv: {vae.path} holds the diffusion video decoder ({vae.video_decoder_class}); give the "
+            "convolutional VAE file published beside it (ltx-2.5-video-vae-conv-*.safetensors) with --video-vae-path."
+        )
+    if vae_decoder == "diffusion" and not vae.diffusion_decoder:
+        raise InputError(
+            f"--vae-decoder diffusion: {vae.path} holds the convolutional video decoder; give the diffusion-decoder "
+            "VAE file (ltx-2.5-video-vae-bf16.safetensors) with --video-vae-path."
+        )
 
 
 def _same_generation(a: ComponentFile, b: ComponentFile) -> None:
@@ -241,6 +269,7 @@ def resolve_model_files(
     video_vae_path: str | Path | None = None,
     audio_vae_path: str | Path | None = None,
     duration_head_path: str | Path | None = None,
+    vae_decoder: str = "auto",
 ) -> ModelFiles:
     """Check the given paths and say which file holds each component (nothing is loaded).
 
@@ -254,16 +283,17 @@ def resolve_model_files(
         raise InputError(f"--checkpoint-path is a monolithic checkpoint; {', '.join(split_given)} name split "
                          "component files. Give one or the other.")  # fmt: skip
     if checkpoint_path is not None:
-        return _monolithic(checkpoint_path, gemma_root, video_vae_path, duration_head_path)
+        return _monolithic(checkpoint_path, gemma_root, video_vae_path, duration_head_path, vae_decoder)
     if transformer_path is None:
         raise InputError("No model given: pass --checkpoint-path (LTX-2, LTX-2.3), the component files "
                          "(--transformer-path, --text-encoder-path, --video-vae-path, --audio-vae-path) "
                          "or --model-dir.")
-    return _split(transformer_path, text_encoder_path, video_vae_path, audio_vae_path, duration_head_path, gemma_root)
+    return _split(transformer_path, text_encoder_path, video_vae_path, audio_vae_path, duration_head_path, gemma_root,
+                  vae_decoder)  # fmt: skip
 
 
 def _monolithic(checkpoint: str | Path, gemma_root: str | Path | None, video_vae: str | Path | None,
-                duration_head: str | Path | None) -> ModelFiles:  # fmt: skip
+                duration_head: str | Path | None, vae_decoder: str = "auto") -> ModelFiles:  # fmt: skip
     found = inspect_file(checkpoint, "checkpoint (--checkpoint-path)")
     if found.kind is Kind.TRANSFORMER:
         raise InputError(f"{found.path} holds only the transformer (an LTX-2.5 style split file): pass it with "
@@ -273,8 +303,10 @@ def _monolithic(checkpoint: str | Path, gemma_root: str | Path | None, video_vae
         raise InputError(
             f"The checkpoint (--checkpoint-path) {found.path} is not an LTX model checkpoint.{_hint(found)}"
         )
-    vae = expect_video_vae(video_vae) if video_vae is not None else found
-    if vae is not found:
+    vae = expect_video_vae(video_vae, vae_decoder) if video_vae is not None else found
+    if vae is found:
+        check_decoder_kind(found, vae_decoder)
+    else:
         _same_generation(found, vae)
     head = expect(duration_head, Kind.DURATION_HEAD, "--duration-head-path") if duration_head is not None else None
     if head is None and _has_prefix(found.tensors, "duration_head."):
@@ -285,7 +317,7 @@ def _monolithic(checkpoint: str | Path, gemma_root: str | Path | None, video_vae
 
 def _split(transformer: str | Path, text_encoder: str | Path | None, video_vae: str | Path | None,
            audio_vae: str | Path | None, duration_head: str | Path | None,
-           gemma_root: str | Path | None) -> ModelFiles:  # fmt: skip
+           gemma_root: str | Path | None, vae_decoder: str = "auto") -> ModelFiles:  # fmt: skip
     missing = [flag for flag, value in (("--text-encoder-path", text_encoder), ("--video-vae-path", video_vae),
                                         ("--audio-vae-path", audio_vae)) if value is None]  # fmt: skip
     if missing:
@@ -296,7 +328,7 @@ def _split(transformer: str | Path, text_encoder: str | Path | None, video_vae: 
                          "encoder file with --text-encoder-path.")  # fmt: skip
     dit = expect(transformer, Kind.TRANSFORMER, "--transformer-path")
     encoder = expect(text_encoder, Kind.TEXT_ENCODER, "--text-encoder-path")
-    vae = expect_video_vae(video_vae)
+    vae = expect_video_vae(video_vae, vae_decoder)
     audio = expect(audio_vae, Kind.AUDIO_VAE, "--audio-vae-path")
     head = expect(duration_head, Kind.DURATION_HEAD, "--duration-head-path") if duration_head is not None else None
     for other in (vae, audio, head):
@@ -340,5 +372,5 @@ def _check_text_encoder(transformer: ComponentFile, encoder: ComponentFile) -> N
                      "Use the text encoder published with this transformer.")  # fmt: skip
 
 
-__all__ = ["ComponentFile", "ComponentPaths", "FLAG_OF", "Kind", "ModelFiles", "classify", "expect", "inspect_file",
-           "resolve_model_files"]  # fmt: skip
+__all__ = ["CONV_VIDEO_DECODER", "ComponentFile", "ComponentPaths", "FLAG_OF", "Kind", "ModelFiles", "VAE_DECODERS",
+           "check_vae_decoder", "classify", "expect", "expect_video_vae", "inspect_file", "resolve_model_files"]  # fmt: skip

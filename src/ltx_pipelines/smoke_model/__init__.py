@@ -834,13 +834,23 @@ def main(argv: list[str] | None = None) -> None:
         help="Real LTX-2 latent channel counts (128 video, 8 audio z-channels) and 4 transformer blocks, for code "
         "that hard-codes them (e.g. the reference package); pass STG blocks explicitly with it.",
     )  # fmt: skip
+    parser.add_argument(
+        "--diffusion-vae", action="store_true",
+        help="LTX-2.5 only: also write the diffusion-decoder video VAE file (vae/ltx-2.5-smoke-video-vae.safetensors, "
+        "the CausalDiffusionVAE layout); --model-dir then decodes with it (--vae-decoder conv: the conv file).",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     sizes = replace(REAL_CHANNEL_SIZES if args.real_channels else SMOKE_SIZES, attention_heads=args.attention_heads)
     if (parse_version(args.model_version) or (2, 0)) >= (2, 5):
-        from ltx_pipelines.smoke_model.ltx25 import build_ltx25_smoke_bundle
+        from ltx_pipelines.smoke_model import ltx25
 
-        report(build_ltx25_smoke_bundle(args.output_dir, args.seed, sizes))
+        bundle = ltx25.build_ltx25_smoke_bundle(args.output_dir, args.seed, sizes)
+        if args.diffusion_vae:
+            ltx25.write_diffusion_video_vae(bundle.root / ltx25.DIFFUSION_VAE_NAME, args.seed + 9, sizes)
+        report(bundle)
+        if args.diffusion_vae:
+            print(f"  diffusion_video_vae: {bundle.root / ltx25.DIFFUSION_VAE_NAME}")
         return
     report(build_smoke_bundle(args.output_dir, args.seed, args.model_version, sizes))
 

@@ -156,6 +156,81 @@ def write_video_vae(path: Path, seed: int, sizes: SmokeSizes = SMOKE_SIZES) -> N
     save_file(_bf16(random_tensors(layout, seed)), str(path), metadata)
 
 
+#: The smoke diffusion decoder: every stage of the real one, tiny widths and one block each, 3x3x3 windows.
+SMOKE_DIFFUSION_DECODER = {
+    "head_dim": 16,
+    "t_emb_dim": 32,
+    "stage_channels": [64, 32, 16, 16, 16],
+    "stage_depths": [1, 1, 1, 1, 1],
+    "stage_kernels": [[3, 3, 3]] * 5,
+    "upsamples": [[[1, 2, 2], 2], [[2, 1, 1], 2], [[2, 2, 2], 1], [[2, 2, 2], 1]],
+    "stage5_kernel": [3, 3, 3],
+    "default_num_inference_steps": 2,
+}
+DIFFUSION_VAE_NAME = "vae/ltx-2.5-smoke-video-vae.safetensors"
+
+
+def diffusion_vae_config(sizes: SmokeSizes = SMOKE_SIZES) -> dict:
+    """``config.vae`` of a diffusion-decoder file: the encoder's settings and the decoder's nested."""
+    flat = video_vae_config(sizes)
+    encoder = {"dims": 3, "in_channels": 3, "out_channels": sizes.video_latent_channels,
+               "blocks": flat["encoder_blocks"], "patch_size": flat["patch_size"], "norm_layer": flat["norm_layer"],
+               "latent_log_var": flat["latent_log_var"], "spatial_padding_mode": flat["spatial_padding_mode"]}  # fmt: skip
+    decoder = {"in_channels": sizes.video_latent_channels, "out_channels": 3, "patch_size": 4,
+               **SMOKE_DIFFUSION_DECODER}  # fmt: skip
+    return {"_class_name": "CausalDiffusionVAE", "latent_channels": sizes.video_latent_channels, "encoder": encoder,
+            "decoder": decoder}  # fmt: skip
+
+
+def diffusion_decoder_file_tensors(module_state: dict[str, torch.Tensor], seed: int) -> dict[str, torch.Tensor]:
+    """Our decoder's tensors in the published file's names: fused ``qkv``, ``t_embedder.mlp.*``, a static gate per
+    stage-5 linear, ``coarse_*`` tensors (dropped on load) -- so loading the smoke file exercises all of it."""
+    generator = torch.Generator().manual_seed(seed)
+    out: dict[str, torch.Tensor] = {}
+    for name, value in module_state.items():
+        if ".attn.to_k." in name or ".attn.to_v." in name:
+            continue
+        if ".attn.to_q." in name:
+            leaf = name.rsplit(".", 1)[1]
+            base = name.removesuffix(f".to_q.{leaf}")
+            value = torch.cat([module_state[f"{base}.to_{p}.{leaf}"] for p in "qkv"])
+            name = f"{base}.qkv.{leaf}"
+        name = name.replace("t_embedder.linear_1.", "t_embedder.mlp.0.").replace(
+            "t_embedder.linear_2.", "t_embedder.mlp.2."
+        )
+        out[name if name.startswith("per_channel_statistics.") else f"decoder.{name}"] = value
+    blocks = sorted({n.split(".")[2] for n in out if n.startswith("decoder.diff_blocks.")})
+    for block in blocks:
+        width = out[f"decoder.diff_blocks.{block}.attn.proj.bias"].shape[0]
+        for gate in ("gate_msa", "gate_mlp", "gate_ctx"):
+            out[f"decoder.diff_blocks.{block}.{gate}"] = 0.5 + torch.rand(width, generator=generator)
+    out["decoder.coarse_head.weight"] = torch.randn(12, 8, generator=generator)
+    return out
+
+
+def write_diffusion_video_vae(path: Path, seed: int, sizes: SmokeSizes = SMOKE_SIZES) -> None:
+    """A diffusion-decoder video VAE file (``CausalDiffusionVAE``, like ``vae/ltx-2.5-video-vae-bf16.safetensors``):
+    the convolutional encoder under ``encoder.*``, the diffusion decoder under ``decoder.*``."""
+    from ltx_core.model.video_vae import VideoEncoderConfigurator
+
+    from ltx_pipelines.models.ltx25.diffusion_decoder import DiffusionDecoderConfig, DiffusionVideoDecoder
+    from ltx_pipelines.models.ltx25.diffusion_vae_file import flat_encoder_config
+
+    vae = diffusion_vae_config(sizes)
+    encoder = _meta_build(VideoEncoderConfigurator, {"vae": flat_encoder_config(vae)})
+    with torch.device("meta"):
+        decoder = DiffusionVideoDecoder(DiffusionDecoderConfig.from_vae_config(vae))
+    layout = module_layout(encoder, "encoder.", "") + module_layout(decoder, "", None)
+    tensors = random_tensors(layout, seed)
+    decoder_state = {
+        name: tensors.pop(name) for name in list(tensors) if not name.startswith(("encoder.", "per_channel"))
+    }
+    tensors.update(diffusion_decoder_file_tensors(decoder_state, seed + 1))
+    metadata = {"config": json.dumps({"vae": vae}, sort_keys=True), "model_version": MODEL_VERSION,
+                "smoke_model": SMOKE_NOTICE}  # fmt: skip
+    save_file(_bf16(tensors), str(path), metadata)
+
+
 def write_audio_vae(path: Path, seed: int, sizes: SmokeSizes = SMOKE_SIZES) -> None:
     """The audio VAE file: ``audio_vae.*`` and ``vocoder.*``, as in the monolithic checkpoints."""
     from ltx_core.model.audio_vae import AudioDecoderConfigurator, AudioEncoderConfigurator, VocoderConfigurator
@@ -227,5 +302,5 @@ def ensure_ltx25_smoke_bundle(root: Path | str, seed: int = 0, sizes: SmokeSizes
     return build_ltx25_smoke_bundle(root, seed, sizes)
 
 
-__all__ = ["GEMMA_VERSION", "MODEL_VERSION", "Ltx25SmokeBundle", "build_ltx25_smoke_bundle",
+__all__ = ["DIFFUSION_VAE_NAME", "GEMMA_VERSION", "diffusion_vae_config", "write_diffusion_video_vae", "MODEL_VERSION", "Ltx25SmokeBundle", "build_ltx25_smoke_bundle",
            "ensure_ltx25_smoke_bundle", "ltx25_transformer_config"]  # fmt: skip

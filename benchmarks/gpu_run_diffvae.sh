@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# LTX-2.5's diffusion video decoder on one GPU in one command (BUDGET_S caps it; default 520 s, inside the device's
+# 600 s per command and the 9-minute target), logs and JSON under $OUT (timeline.txt, install.log, diffvae.log,
+# diffvae.json): ours plain, ours compiled, the reference 1.2.0's best Hopper mode (combined_compile where natten
+# imports, else chunked_compile, which then runs the reference's Triton/eager fallback uncompiled), ours under 16
+# and 6 GiB caps; 1536x1024x121 first, then 3840x2176x121 while time lasts (benchmarks/diffusion_decoder.py).
+#
+# The reference needs only its ltx_core 1.2.0 (pure Python) from the carried wheels (bash
+# benchmarks/fetch_wheels_25.sh; carry [".whl25"]); it goes to $REF_SITE alone. Our decoder imports no ltx_core,
+# so both run in one process with PYTHONPATH=src:$REF_SITE.
+# CPU self-check of the benchmark itself (tiny decoder; ours vs the reference's decode to 6e-7; ~9 min on 2 busy
+# cores, most of it compiling): /work/refenv/venv/bin/python benchmarks/diffusion_decoder.py --tiny
+#
+# Knobs (environment): BUDGET_S, BENCH_ARGS, PYTHON (python3), REF_SITE (/tmp/refcore), WHEELS (.whl25).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-/tmp/ltx-bench-diffvae}
+mkdir -p "$OUT"
+BUDGET_S=${BUDGET_S:-520}
+PYTHON=${PYTHON:-python3}
+REF_SITE=${REF_SITE:-/tmp/refcore}
+WHEELS=${WHEELS:-.whl25}
+BENCH_ARGS=${BENCH_ARGS:-}
+export PYTHONUNBUFFERED=1
+started=$(date +%s)
+note() { echo "[$(($(date +%s) - started)) s] $*" | tee -a "$OUT/timeline.txt"; }
+
+note "start: $(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>&1 | head -1)"
+wheel=$(ls "$WHEELS"/ref/ltx_core-1.2.0-*.whl 2>/dev/null | head -1)
+if [ -n "$wheel" ]; then
+  "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$REF_SITE" \
+    "$wheel" >>"$OUT/install.log" 2>&1 && note "installed $wheel" || note "not installed (see install.log): $wheel"
+else
+  note "no $WHEELS/ref/ltx_core-1.2.0 wheel: the reference is skipped (bash benchmarks/fetch_wheels_25.sh)"
+fi
+limit=$(( BUDGET_S - ($(date +%s) - started) - 10 ))
+note "diffusion_decoder.py (limit ${limit} s) $BENCH_ARGS"
+PYTHONPATH=src:$REF_SITE timeout "$limit" "$PYTHON" benchmarks/diffusion_decoder.py --reference-path "$REF_SITE" \
+  --budget $(( limit - 30 )) --json "$OUT/diffvae.json" $BENCH_ARGS 2>&1 | tee "$OUT/diffvae.log"
+note "done (exit ${PIPESTATUS[0]})"

@@ -1,0 +1,571 @@
+"""LTX-2.5's diffusion video decoder (the ``CausalDiffusionVAE`` file's decoder; the reference's DiffVAE).
+
+The latent goes through four deterministic stages of 3D neighborhood-attention blocks (RMSNorm, Q/K RMSNorm,
+absolute 3D RoPE, SwiGLU), each followed by a linear pixel-shuffle upsampling; the last stage's output is a
+context volume at a quarter of the pixel resolution. Stage 5 then denoises patchified pixel noise: a few Euler
+steps (v-prediction, or one x0 step) of blocks conditioned on that context (added through a projection) and on
+the timestep (AdaLN-Zero modulation). The noise is drawn once, over the whole video, from the pipeline's
+generator, so tiles cut from it agree with each other.
+
+Stages 1-3 run once on the whole latent; stages 4-5 run per tile of the stage-4 grid
+(:mod:`~ltx_pipelines.models.ltx25.diffusion_tiling`) and the decoded tiles are blended in pixel space and
+handed out one temporal group at a time, as ltx-core's convolutional decoder hands out its temporal tiles.
+The last latent frame is repeated before stages 1-4 and the copies cropped before stage 5 (NATTEN's shifted
+border windows would otherwise see fewer real frames at the end); latents smaller than the windows are
+edge-padded and the padding cropped from the pixels.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ltx_pipelines.models.ltx25 import diffusion_tiling as tiling
+from ltx_pipelines.models.ltx25.neighborhood_attention import Kernel, neighborhood_attention
+
+Upsample = tuple[Kernel, int]  # (stride (t, h, w), channel reduction)
+
+#: The published decoder's layout (the reference 1.2.0's class defaults, used where the file's config is silent).
+DEFAULT_STAGE_CHANNELS = (1024, 512, 256, 256, 128)
+DEFAULT_STAGE_DEPTHS = (4, 6, 4, 2, 8)
+DEFAULT_STAGE_KERNELS: tuple[Kernel, ...] = ((3, 7, 7), (3, 7, 7), (3, 5, 5), (3, 5, 5), (3, 3, 3))
+DEFAULT_UPSAMPLES: tuple[Upsample, ...] = (((1, 2, 2), 2), ((2, 1, 1), 2), ((2, 2, 2), 1), ((2, 2, 2), 2))
+DEFAULT_STAGE5_KERNEL: Kernel = (3, 7, 7)
+RMS_EPS = 1e-6
+#: Tokens one SwiGLU call processes at once (its hidden activation is 4x the width).
+MLP_CHUNK_TOKENS = 1 << 16
+
+
+def _kernel(value: object) -> Kernel:
+    t, h, w = (int(v) for v in value)  # type: ignore[attr-defined]
+    return (t, h, w)
+
+
+@dataclass(frozen=True)
+class DiffusionDecoderConfig:
+    """The decoder's architecture, from ``config.vae`` (settings nested under ``decoder``) with the reference's
+    defaults for what a file leaves out."""
+
+    latent_channels: int = 128
+    out_channels: int = 3
+    patch_size: int = 4
+    head_dim: int = 64
+    t_emb_dim: int = 384
+    stage_channels: tuple[int, ...] = DEFAULT_STAGE_CHANNELS
+    stage_depths: tuple[int, ...] = DEFAULT_STAGE_DEPTHS
+    stage_kernels: tuple[Kernel, ...] = DEFAULT_STAGE_KERNELS
+    upsamples: tuple[Upsample, ...] = DEFAULT_UPSAMPLES
+    stage5_kernel: Kernel = DEFAULT_STAGE5_KERNEL
+    stage5_channels: int | None = None
+    num_steps: int = 2
+    timestep_scale: float = 1.0
+    prediction: str = "v"
+
+    @classmethod
+    def from_vae_config(cls, vae: dict) -> DiffusionDecoderConfig:
+        d = vae.get("decoder", vae)
+        kwargs: dict = {
+            "latent_channels": int(d.get("in_channels", vae.get("latent_channels", 128))),
+            "out_channels": int(d.get("out_channels", 3)),
+            "patch_size": int(d.get("patch_size", 4)),
+            "head_dim": int(d.get("head_dim", d.get("na_head_dim", 64))),
+            "t_emb_dim": int(d.get("t_emb_dim", 384)),
+            "num_steps": int(d.get("default_num_inference_steps", 2)),
+            "timestep_scale": float(d.get("timestep_scale_multiplier", 1.0)),
+            "prediction": str(vae.get("model_output_type", "v")),  # beside "decoder", not inside it
+        }
+        if "stage_channels" in d:
+            kwargs["stage_channels"] = tuple(int(c) for c in d["stage_channels"])
+        if "stage_depths" in d:
+            kwargs["stage_depths"] = tuple(int(c) for c in d["stage_depths"])
+        if "stage_kernels" in d:
+            kwargs["stage_kernels"] = tuple(_kernel(k) for k in d["stage_kernels"])
+        if "upsamples" in d:
+            kwargs["upsamples"] = tuple((_kernel(stride), int(red)) for stride, red in d["upsamples"])
+        if "stage5_kernel" in d:
+            kwargs["stage5_kernel"] = _kernel(d["stage5_kernel"])
+        if d.get("stage5_channels") is not None:
+            kwargs["stage5_channels"] = int(d["stage5_channels"])
+        config = cls(**kwargs)
+        config.check()
+        return config
+
+    def check(self) -> None:
+        """Refuse a config the decoder cannot be built from (before any weight is read)."""
+        n = len(self.stage_channels)
+        if not (len(self.stage_depths) == len(self.stage_kernels) == n and len(self.upsamples) == n - 1 and n >= 5):
+            raise ValueError(
+                f"diffusion decoder config: {n} stage widths, {len(self.stage_depths)} depths, "
+                f"{len(self.stage_kernels)} kernels and {len(self.upsamples)} upsamplings do not agree"
+            )
+        for width in (*self.stage_channels, self.context_width if self.stage5_channels is None else self.stage5_width):
+            if width % self.head_dim:
+                raise ValueError(f"diffusion decoder width {width} is not a multiple of head_dim {self.head_dim}")
+        if self.prediction not in ("v", "x0"):
+            raise ValueError(f"diffusion decoder model_output_type {self.prediction!r} is neither 'v' nor 'x0'")
+        if self.num_steps < 1:
+            raise ValueError(f"diffusion decoder default_num_inference_steps {self.num_steps} must be >= 1")
+
+    @property
+    def context_width(self) -> int:
+        return self.stage_channels[-1]
+
+    @property
+    def stage5_width(self) -> int:
+        return self.stage5_channels if self.stage5_channels is not None else self.context_width
+
+    @property
+    def stage5_depth(self) -> int:
+        return self.stage_depths[-1]
+
+    @property
+    def pixel_channels(self) -> int:
+        return self.out_channels * self.patch_size**2
+
+    @property
+    def trailing_frames(self) -> int:
+        """Copies of the last latent frame added before stages 1-4."""
+        return (self.stage_kernels[0][0] // 2) * 2
+
+    @property
+    def scale(self) -> tuple[int, int, int]:
+        """Pixels per latent cell (frames, height, width)."""
+        t = math.prod(stride[0] for stride, _ in self.upsamples)
+        h = math.prod(stride[1] for stride, _ in self.upsamples) * self.patch_size
+        w = math.prod(stride[2] for stride, _ in self.upsamples) * self.patch_size
+        return (t, h, w)
+
+    @property
+    def geometry(self) -> tiling.TileGeometry:
+        return tiling.TileGeometry.of(self)
+
+
+def rope_frequencies(dim: int, base: float = 10000.0) -> torch.Tensor:
+    """Inverse frequencies of one axis' share of a head (``1 / base^(2i / dim)``)."""
+    exponents = torch.arange(0, dim, 2, dtype=torch.float64) / dim
+    return (1.0 / base**exponents).to(torch.float32)
+
+
+def rope_split(head_dim: int) -> tuple[int, int, int]:
+    """How a head's channels are shared between the t, h and w rotations (even counts, t about a quarter)."""
+    if head_dim % 8:
+        raise ValueError(f"diffusion decoder head_dim {head_dim} must be a multiple of 8")
+    t = (head_dim // 4) // 2 * 2
+    hw = (head_dim - t) // 2
+    if hw % 2:
+        t -= 2
+        hw = (head_dim - t) // 2
+    return (t, hw, hw)
+
+
+def _rotate(x: torch.Tensor, positions: torch.Tensor, inv: torch.Tensor, axis: int) -> torch.Tensor:
+    """Absolute RoPE of ``x[..., D]`` (adjacent channel pairs) along grid ``axis`` (1, 2 or 3), in float32."""
+    pairs = x.float().unflatten(-1, (-1, 2))
+    shape = [1, 1, 1, 1, 1, inv.shape[0]]
+    shape[axis] = positions.shape[0]
+    angle = (positions[:, None] * inv[None, :]).view(shape)
+    cos, sin = angle.cos()[..., None], angle.sin()[..., None]
+    even, odd = pairs[..., 0:1], pairs[..., 1:2]
+    out = torch.cat([even * cos - odd * sin, even * sin + odd * cos], dim=-1)
+    return out.flatten(-2).to(x.dtype)
+
+
+class NeighborhoodAttention(nn.Module):
+    """Q/K/V (separate projections: each can go as soon as it is used), Q/K RMSNorm, 3D RoPE, windowed attention."""
+
+    def __init__(self, dim: int, kernel: Kernel, head_dim: int):
+        super().__init__()
+        self.dim, self.kernel, self.head_dim, self.heads = dim, kernel, head_dim, dim // head_dim
+        self.split = rope_split(head_dim)
+        self.to_q = nn.Linear(dim, dim)
+        self.to_k = nn.Linear(dim, dim)
+        self.to_v = nn.Linear(dim, dim)
+        self.q_norm = nn.RMSNorm(head_dim, eps=RMS_EPS)
+        self.k_norm = nn.RMSNorm(head_dim, eps=RMS_EPS)
+        self.proj = nn.Linear(dim, dim)
+        for name, width in zip(("inv_t", "inv_h", "inv_w"), self.split, strict=True):
+            self.register_buffer(name, rope_frequencies(width), persistent=False)
+
+    def _rope(self, x: torch.Tensor) -> torch.Tensor:
+        dt, dh, _ = self.split
+        parts = []
+        for axis, (lo, hi), inv in ((1, (0, dt), self.inv_t), (2, (dt, dt + dh), self.inv_h),
+                                    (3, (dt + dh, self.head_dim), self.inv_w)):  # fmt: skip
+            positions = torch.arange(x.shape[axis], dtype=torch.float32, device=x.device)
+            parts.append(_rotate(x[..., lo:hi], positions, inv.to(x.device), axis))
+        return torch.cat(parts, dim=-1)
+
+    def forward(self, x: torch.Tensor, replicate_w: bool = False) -> torch.Tensor:
+        """Channels-last ``[B, T, H, W, C]`` in and out (RoPE positions local: they cancel inside each window).
+
+        ``replicate_w``: along W the volume is extended by half a window of copies of its edge columns, so edge
+        queries see centred windows over those copies instead of NATTEN's shifted ones: what the reference's
+        default (W-chunked) decode does in stage 5.
+        """
+        if replicate_w:
+            half = self.kernel[2] // 2
+            padded = torch.cat([x[:, :, :, :1].expand(-1, -1, -1, half, -1), x,
+                                x[:, :, :, -1:].expand(-1, -1, -1, half, -1)], dim=3)  # fmt: skip
+            return self.forward(padded)[:, :, :, half : half + x.shape[3]]
+        shape = (*x.shape[:4], self.heads, self.head_dim)
+        q = self._rope(self.q_norm(self.to_q(x).view(shape)) * self.head_dim**-0.5)
+        k = self._rope(self.k_norm(self.to_k(x).view(shape)))
+        v = self.to_v(x).view(shape)
+        return self.proj(neighborhood_attention(q, k, v, self.kernel))
+
+
+class SwiGLU(nn.Module):
+    """``w_down(silu(w_gate(x)) * w_up(x))``, hidden width 4x rounded up to 16."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        hidden = (dim * 4 + 15) // 16 * 16
+        self.w_gate = nn.Linear(dim, hidden, bias=False)
+        self.w_up = nn.Linear(dim, hidden, bias=False)
+        self.w_down = nn.Linear(hidden, dim, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.w_down(F.silu(self.w_gate(x)) * self.w_up(x))
+
+
+def _residual_mlp(x: torch.Tensor, norm: nn.RMSNorm, mlp: SwiGLU, scale: torch.Tensor | None = None,
+                  shift: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
+    """``x + mlp(modulated norm(x))`` over token chunks, so the 4x hidden activation never spans the volume."""
+    flat = x.reshape(-1, x.shape[-1])
+    out = torch.empty_like(flat)
+    s = scale.reshape(-1, x.shape[-1]) if scale is not None else None
+    b = shift.reshape(-1, x.shape[-1]) if shift is not None else None
+    for start in range(0, flat.shape[0], MLP_CHUNK_TOKENS):
+        part = flat[start : start + MLP_CHUNK_TOKENS]
+        y = norm(part)
+        if s is not None:
+            y = y * (1.0 + s) + b
+        out[start : start + MLP_CHUNK_TOKENS] = part + mlp(y)
+    return out.view(x.shape)
+
+
+class NABlock(nn.Module):
+    """Deterministic-stage block: pre-norm neighborhood attention and SwiGLU, both residual."""
+
+    def __init__(self, dim: int, kernel: Kernel, head_dim: int):
+        super().__init__()
+        self.norm1 = nn.RMSNorm(dim, eps=RMS_EPS)
+        self.attn = NeighborhoodAttention(dim, kernel, head_dim)
+        self.norm2 = nn.RMSNorm(dim, eps=RMS_EPS)
+        self.mlp = SwiGLU(dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x))
+        return _residual_mlp(x, self.norm2, self.mlp)
+
+
+class DiffusionBlock(nn.Module):
+    """Stage-5 block: adds the projected context, then AdaLN-modulated attention and SwiGLU (gates folded at load)."""
+
+    def __init__(self, dim: int, kernel: Kernel, head_dim: int, context_width: int):
+        super().__init__()
+        self.context_proj = nn.Linear(context_width, dim)
+        self.scale_shift_table = nn.Parameter(torch.zeros(AdaLN.CHUNKS, dim))
+        self.norm1 = nn.RMSNorm(dim, eps=RMS_EPS)
+        self.attn = NeighborhoodAttention(dim, kernel, head_dim)
+        self.norm2 = nn.RMSNorm(dim, eps=RMS_EPS)
+        self.mlp = SwiGLU(dim)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor, modulation: list[torch.Tensor],
+                replicate_w: bool = False) -> torch.Tensor:  # fmt: skip
+        table = self.scale_shift_table
+        scale_attn, shift_attn = modulation[0] + table[0], modulation[1] + table[1]
+        scale_mlp, shift_mlp = modulation[3] + table[3], modulation[4] + table[4]
+        x = x + self.context_proj(context)
+        x = x + self.attn(self.norm1(x) * (1.0 + scale_attn) + shift_attn, replicate_w)
+        return _residual_mlp(x, self.norm2, self.mlp, scale_mlp, shift_mlp)
+
+
+class AdaLN(nn.Module):
+    """Timestep embedding -> seven per-channel vectors; stage-5 blocks use (scale, shift) of attention and MLP."""
+
+    CHUNKS = 7
+
+    def __init__(self, dim: int, t_emb_dim: int):
+        super().__init__()
+        self.proj = nn.Linear(t_emb_dim, self.CHUNKS * dim)
+
+    def forward(self, t_emb: torch.Tensor) -> list[torch.Tensor]:
+        return [c[:, None, None, None, :] for c in self.proj(F.silu(t_emb)).chunk(self.CHUNKS, dim=-1)]
+
+
+class TimestepEmbedder(nn.Module):
+    """256 sinusoidal channels (cos first) -> linear -> SiLU -> linear (``t_embedder.mlp.{0,2}`` in the file)."""
+
+    CHANNELS = 256
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.linear_1 = nn.Linear(self.CHANNELS, dim)
+        self.linear_2 = nn.Linear(dim, dim)
+
+    def forward(self, t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        half = self.CHANNELS // 2
+        freqs = torch.exp(-math.log(10000.0) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
+        angles = t.float()[:, None] * freqs[None, :]
+        sinusoid = torch.cat([torch.cos(angles), torch.sin(angles)], dim=-1).to(dtype)
+        return self.linear_2(F.silu(self.linear_1(sinusoid)))
+
+
+class PixelShuffleUpsample(nn.Module):
+    """Linear channel expansion then depth-to-space; a x2 temporal step drops its duplicated first frame at t=0."""
+
+    def __init__(self, dim: int, stride: Kernel, reduction: int):
+        super().__init__()
+        self.stride = stride
+        self.out_dim = dim // reduction
+        self.proj = nn.Linear(dim, math.prod(stride) * self.out_dim)
+
+    def forward(self, x: torch.Tensor, drop_first_frame: bool) -> torch.Tensor:
+        b, t, h, w, _ = x.shape
+        st, sh, sw = self.stride
+        x = self.proj(x).view(b, t, h, w, self.out_dim, st, sh, sw)
+        x = x.permute(0, 1, 5, 2, 6, 3, 7, 4).reshape(b, t * st, h * sh, w * sw, self.out_dim)
+        return x[:, 1:] if st == 2 and drop_first_frame else x
+
+
+def patchify(x: torch.Tensor, p: int) -> torch.Tensor:
+    """``[B, C, F, H, W]`` pixels -> channels-last ``[B, F, H/p, W/p, C*p*p]`` (channel order c, w-offset, h-offset)."""
+    b, c, f, h, w = x.shape
+    x = x.view(b, c, f, h // p, p, w // p, p)
+    return x.permute(0, 2, 3, 5, 1, 6, 4).reshape(b, f, h // p, w // p, c * p * p)
+
+
+def unpatchify(x: torch.Tensor, p: int, channels: int) -> torch.Tensor:
+    """Inverse of :func:`patchify`: channels-last patches -> ``[B, C, F, H, W]``."""
+    b, f, h, w, _ = x.shape
+    x = x.view(b, f, h, w, channels, p, p)  # last two: w-offset, h-offset
+    return x.permute(0, 4, 1, 2, 6, 3, 5).reshape(b, channels, f, h * p, w * p)
+
+
+class PerChannelStatistics(nn.Module):
+    """The latent's per-channel mean and std (the file's ``per_channel_statistics``); the decoder un-normalises."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.register_buffer("std-of-means", torch.ones(channels))
+        self.register_buffer("mean-of-means", torch.zeros(channels))
+
+    def un_normalize(self, x: torch.Tensor) -> torch.Tensor:
+        std = self.get_buffer("std-of-means").view(1, -1, 1, 1, 1).to(x)
+        return x * std + self.get_buffer("mean-of-means").view(1, -1, 1, 1, 1).to(x)
+
+
+@dataclass
+class _Stream:
+    """The blended pixels of the temporal group being assembled and what the next group must add to."""
+
+    carry: torch.Tensor | None = None
+    carry_weights: torch.Tensor | None = None
+    pending: list[torch.Tensor] = field(default_factory=list)
+
+
+class DiffusionVideoDecoder(nn.Module):
+    """The decoder; ``forward`` and ``tiled_decode`` behave as ltx-core's ``VideoDecoder`` (``[B, 3, F, H, W]`` in
+    [-1, 1]), so ltx-core's ``decode_video`` and the pipelines' streaming to the mp4 writer use it unchanged."""
+
+    def __init__(self, config: DiffusionDecoderConfig, stage5_w_edges: str = "replicate"):
+        super().__init__()
+        config.check()
+        self.config = config
+        #: Stage 5's windows at the W edges: "replicate" (the reference's default decode, W-chunked, pads with edge
+        #: copies) or "shift" (NATTEN's windows everywhere, as the reference's combined_compile mode).
+        self.stage5_w_edges = stage5_w_edges
+        c = config
+        self.per_channel_statistics = PerChannelStatistics(c.latent_channels)
+        self.conv_in = nn.Linear(c.latent_channels, c.stage_channels[0])
+        self.det_stages = nn.ModuleList()
+        self.upsamples = nn.ModuleList()
+        for i, (stride, reduction) in enumerate(c.upsamples):
+            width = c.stage_channels[i]
+            self.det_stages.append(nn.ModuleList(
+                NABlock(width, c.stage_kernels[i], c.head_dim) for _ in range(c.stage_depths[i])))  # fmt: skip
+            self.upsamples.append(PixelShuffleUpsample(width, stride, reduction))
+        self.t_embedder = TimestepEmbedder(c.t_emb_dim)
+        self.conv_in_x_t = nn.Linear(c.pixel_channels, c.stage5_width)
+        self.shared_adaln = AdaLN(c.stage5_width, c.t_emb_dim)
+        self.diff_blocks = nn.ModuleList(
+            DiffusionBlock(c.stage5_width, c.stage5_kernel, c.head_dim, c.context_width) for _ in range(c.stage5_depth)
+        )
+        self.norm_out = nn.RMSNorm(c.stage5_width, eps=RMS_EPS)
+        self.conv_out = nn.Linear(c.stage5_width, c.pixel_channels)
+        #: Blocks compiled by :meth:`compile_blocks` (None: eager).
+        self._compiled: dict[str, object] = {}
+
+    # -- what callers ask --------------------------------------------------------------------------
+
+    @property
+    def geometry(self) -> tiling.TileGeometry:
+        return self.config.geometry
+
+    def forward(self, latent: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """The whole video ``[B, 3, F, H, W]`` in [-1, 1] (one tile)."""
+        return torch.cat(list(self.decode_chunks(latent, None, generator)), dim=2)
+
+    def tiled_decode(self, latent: torch.Tensor, tiling_config: object, generator: torch.Generator | None = None,
+                     ) -> Iterator[torch.Tensor]:  # fmt: skip
+        """``[B, 3, f, H, W]`` chunks, one temporal group of tiles at a time, in order."""
+        yield from self.decode_chunks(latent, tiling_config, generator)
+
+    def compile_blocks(self, **options: object) -> None:
+        """``torch.compile`` each block's forward, one graph per tile shape (a tiled decode has a handful).
+
+        Static shapes: inductor's dynamic-shape lowering of the blocked attention fails on torch 2.11 (CPU check).
+        """
+        import torch._dynamo
+
+        torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
+        for block in (*self.diff_blocks, *(b for stage in self.det_stages for b in stage)):
+            block.forward = torch.compile(block.forward, dynamic=False, **options)  # type: ignore[method-assign]
+
+    # -- the stages --------------------------------------------------------------------------------
+
+    def stages_1_to_3(self, latent: torch.Tensor) -> torch.Tensor:
+        """Latent (already padded) -> channels-last stage-4 input."""
+        x = self.per_channel_statistics.un_normalize(latent).permute(0, 2, 3, 4, 1)
+        x = self.conv_in(x)
+        for stage in range(3):
+            x = self._det_stage(x, stage, drop_first_frame=True)
+        return x
+
+    def _det_stage(self, x: torch.Tensor, stage: int, drop_first_frame: bool) -> torch.Tensor:
+        for block in self.det_stages[stage]:
+            x = block(x)
+        return self.upsamples[stage](x, drop_first_frame)
+
+    def stage_4(self, features: torch.Tensor, origin: bool, trailing: bool) -> torch.Tensor:
+        """A stage-4 tile -> the stage-5 context, without the frames that came from the repeated last latent frame.
+
+        The copies are cut at stage 4's resolution (before the upsampling), keeping at least what the stage-5
+        window needs, as the reference's default (chunked) decode does.
+        """
+        for block in self.det_stages[3]:
+            features = block(features)
+        if trailing and self.config.trailing_frames:
+            st = self.upsamples[3].stride[0]
+            ghost = self.config.trailing_frames * (self.config.scale[0] // st)
+            length = features.shape[1]
+            keep = min(length, max(max(length - ghost, 1), -(-self.config.stage5_kernel[0] // st)))
+            features = features[:, :keep]
+        return self.upsamples[3](features, origin)
+
+    def denoise_step(self, x_t: torch.Tensor, context: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """One stage-5 model evaluation: noisy pixels ``[B, 3, F, H, W]`` -> the prediction (same shape)."""
+        c = self.config
+        x = self.conv_in_x_t(patchify(x_t, c.patch_size))
+        modulation = self.shared_adaln(self.t_embedder(c.timestep_scale * t, x.dtype))
+        for block in self.diff_blocks:
+            x = block(x, context, modulation, self.stage5_w_edges == "replicate")
+        x = self.conv_out(self.norm_out(x))
+        return unpatchify(x, c.patch_size, c.out_channels)
+
+    def denoise(self, noise: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        """Euler from t=1 over ``num_steps`` evenly spaced times (v-prediction; or x0, whose last step is the answer)."""
+        c = self.config
+        batch = noise.shape[0]
+        times = torch.linspace(1.0, 1.0 / c.num_steps, c.num_steps, device=noise.device)
+        x_t = noise
+        for i in range(c.num_steps):
+            t_now = times[i].expand(batch)
+            out = self.denoise_step(x_t, context, t_now)
+            if i == c.num_steps - 1 and c.prediction == "x0":
+                return out
+            t_next = times[i + 1].expand(batch) if i + 1 < c.num_steps else torch.zeros_like(t_now)
+            x_t = self._euler(x_t, out.float(), t_now, t_next)
+        return x_t
+
+    def _euler(self, x_t: torch.Tensor, out: torch.Tensor, t_now: torch.Tensor, t_next: torch.Tensor) -> torch.Tensor:
+        x = x_t.float()
+        velocity = out if self.config.prediction == "v" else (x - out) / float(t_now[0])
+        dt = (t_now - t_next).float().view(-1, *([1] * (x.ndim - 1)))
+        return (x - dt * velocity).to(x_t.dtype)
+
+    # -- decoding ----------------------------------------------------------------------------------
+
+    def decode_chunks(self, latent: torch.Tensor, tiling_config: object, generator: torch.Generator | None,
+                      ) -> Iterator[torch.Tensor]:  # fmt: skip
+        """Stages 1-3 once, stages 4-5 per tile, blended; yields each temporal group's finished frames."""
+        geometry = self.geometry
+        content = tiling.PixelBox.of_latent(latent.shape, self.config.scale)
+        work, pads = geometry.pad_to_minimum(latent)
+        s4_shape = geometry.stage4_shape(work.shape[2:])
+        plan = geometry.schedule(s4_shape, tiling_config)
+        noise = self._noise(work, generator)
+        features = self.stages_1_to_3(geometry.repeat_last_frame(work))
+        full = tiling.PixelBox.of_latent(work.shape, self.config.scale)
+        stream = _Stream()
+        for index, group in enumerate(plan.groups):
+            buffer, weights = self._decode_group(group, features, s4_shape, noise, full, plan.complementary)
+            yield from self._emit(stream, plan, index, buffer, weights, content, pads, latent.dtype)
+
+    def _noise(self, work: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        """Pixel noise over the whole (padded) video, drawn once from the pipeline's generator."""
+        shape = tiling.PixelBox.of_latent(work.shape, self.config.scale).shape
+        device = generator.device if generator is not None else work.device
+        return torch.randn(shape, dtype=work.dtype, generator=generator, device=device).to(work.device)
+
+    def _decode_group(self, group: list[tiling.Tile], features: torch.Tensor, s4_shape: tuple[int, int, int],
+                      noise: torch.Tensor, full: tiling.PixelBox, complementary: bool,
+                      ) -> tuple[torch.Tensor, torch.Tensor | None]:  # fmt: skip
+        frames = group[0].pixels[0]
+        shape = (noise.shape[0], self.config.out_channels, frames.stop - frames.start, full.height, full.width)
+        accum = torch.float16 if features.dtype == torch.bfloat16 else features.dtype
+        buffer = torch.zeros(shape, dtype=accum, device=features.device)
+        weights = None if complementary else torch.zeros_like(buffer)
+        for tile in group:
+            pixels = self.decode_tile(tile, features, s4_shape, noise).to(accum)
+            region = (slice(None), slice(None), slice(0, shape[2]), tile.pixels[1], tile.pixels[2])
+            buffer[region] += tile.weigh(pixels)
+            if weights is not None:
+                weights[region] += tile.weigh(torch.ones_like(pixels))
+        return buffer, weights
+
+    def decode_tile(self, tile: tiling.Tile, features: torch.Tensor, s4_shape: tuple[int, int, int],
+                    noise: torch.Tensor) -> torch.Tensor:  # fmt: skip
+        """Stages 4-5 of one tile -> its pixels (the tile's own extent)."""
+        geometry = self.geometry
+        (t0, t1), (h0, h1), (w0, w1) = tile.stage4
+        trailing = t1 == s4_shape[0]
+        stop = features.shape[1] if trailing else t1  # a trailing tile keeps the repeated frames for stage 4
+        context = self.stage_4(features[:, t0:stop, h0:h1, w0:w1], origin=t0 == 0, trailing=trailing)
+        f5, h5, w5 = geometry.stage5_extent((t1 - t0, h1 - h0, w1 - w0), origin=t0 == 0, trailing=trailing)
+        x_t = tiling.resize(noise[(slice(None), slice(None), *tile.pixels)], (f5, h5, w5))
+        pixels = self.denoise(x_t, context)
+        return tiling.resize(pixels, tile.pixel_extent)
+
+    def _emit(self, stream: _Stream, plan: tiling.Schedule, index: int, buffer: torch.Tensor,
+              weights: torch.Tensor | None, content: tiling.PixelBox, pads: tiling.Pads, dtype: torch.dtype,
+              ) -> Iterator[torch.Tensor]:  # fmt: skip
+        """Add the previous group's overlap, hand out the frames no later group touches, keep the rest."""
+        if stream.carry is not None:
+            n = stream.carry.shape[2]
+            buffer[:, :, :n] = stream.carry + buffer[:, :, :n]
+            if weights is not None:
+                weights[:, :, :n] = stream.carry_weights + weights[:, :, :n]
+        start = plan.group_frames[index].start
+        done = plan.group_frames[index + 1].start - start if index + 1 < len(plan.groups) else buffer.shape[2]
+        done = min(max(done, 0), buffer.shape[2])
+        stream.carry = buffer[:, :, done:].clone() if index + 1 < len(plan.groups) else None
+        stream.carry_weights = (
+            weights[:, :, done:].clone() if weights is not None and stream.carry is not None else None
+        )
+        keep = min(done, content.frames - start)
+        if keep < 1:
+            return
+        chunk = buffer[:, :, :keep]
+        if weights is not None:
+            chunk = chunk / weights[:, :, :keep].clamp(min=max(1e-8, torch.finfo(weights.dtype).tiny))
+        yield pads.crop_pixels(chunk, content, self.config.scale).to(dtype)
+
+
+__all__ = ["DiffusionDecoderConfig", "DiffusionVideoDecoder", "patchify", "rope_split", "unpatchify"]

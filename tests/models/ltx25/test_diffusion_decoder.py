@@ -1,0 +1,107 @@
+"""Our LTX-2.5 diffusion video decoder against the reference's own numbers (``tests/golden/ltx25/diffusion_vae*``).
+
+The fixture is a tiny random decoder in the published file's layout (fused QKV, static gates, ``coarse_*``
+tensors, bf16) and what the reference (LTX-2 1.2.0) decoded from fixed latents with fixed seeds, whole and tiled;
+``tests/golden/make_ltx25_diffvae_goldens.py`` says how it is made. Ours loads the file as the pipelines do.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+
+from ltx_pipelines.models.ltx25.diffusion_decoder import DiffusionDecoderConfig
+from ltx_pipelines.models.ltx25.diffusion_tiling import TileSizes
+from ltx_pipelines.models.ltx25.diffusion_vae_file import decoder_state_dict, load_diffusion_decoder
+from ltx_pipelines.models.ltx25.neighborhood_attention import (
+    neighborhood_attention,
+    reference_neighborhood_attention,
+)
+
+GOLDEN = Path(__file__).resolve().parents[2] / "golden" / "ltx25"
+MANIFEST = json.loads((GOLDEN / "diffusion_vae.json").read_text())
+VAE_FILE = GOLDEN / "diffusion_vae.safetensors"
+TOLERANCE = 1e-5
+
+
+def golden(case: str) -> dict[str, torch.Tensor]:
+    prefix = f"golden.{case}."
+    with safe_open(str(GOLDEN / "diffusion_vae_golden.safetensors"), framework="pt") as f:
+        return {k[len(prefix) :]: f.get_tensor(k) for k in f.keys() if k.startswith(prefix)}  # noqa: SIM118
+
+
+def vae_file_for(case: dict, tmp_path: Path) -> Path:
+    """The fixture's weights under the case's config (the x0 case changes only the metadata)."""
+    if not case["overrides"]:
+        return VAE_FILE
+    vae = json.loads(json.dumps(MANIFEST["config"]["vae"]))
+    overrides = case["overrides"]
+    vae["decoder"].update(overrides.get("decoder", {}))
+    vae.update({k: v for k, v in overrides.items() if k != "decoder"})
+    path = tmp_path / "vae.safetensors"
+    save_file(load_file(str(VAE_FILE)), str(path), metadata={"config": json.dumps({"vae": vae})})
+    return path
+
+
+def decode(case_name: str, tmp_path: Path) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    case = MANIFEST["cases"][case_name]
+    edges = "shift" if case["mode"] == "combined" else "replicate"
+    decoder = load_diffusion_decoder(vae_file_for(case, tmp_path), stage5_w_edges=edges)
+    expected = golden(case_name)
+    generator = torch.Generator().manual_seed(case["seed"])
+    with torch.no_grad():
+        if case["tiling"] is None:
+            video = decoder(expected["latent"], generator=generator)
+        else:
+            sizes = TileSizes(**{axis: tuple(v) for axis, v in case["tiling"].items()})
+            chunks = list(decoder.tiled_decode(expected["latent"], sizes, generator=generator))
+            assert len(chunks) == 2  # streamed: one chunk per temporal group of tiles
+            video = torch.cat(chunks, dim=2)
+    return video, expected
+
+
+@pytest.mark.parametrize("case", list(MANIFEST["cases"]))
+def test_matches_reference(case: str, tmp_path: Path) -> None:
+    video, expected = decode(case, tmp_path)
+    stride = MANIFEST["sample_stride"]
+    sample = video[:, :, :, ::stride, ::stride]
+    assert sample.shape == expected["sample"].shape
+    error = float((sample.double() - expected["sample"].double()).abs().max() / expected["sample"].abs().max())
+    assert error <= TOLERANCE, f"{case}: relative error {error:.2e}"
+    x = video.double()
+    total, absolute, squares = expected["sums"].tolist()
+    assert abs(float(x.sum()) - total) <= TOLERANCE * absolute
+    assert float(x.abs().sum()) == pytest.approx(absolute, rel=TOLERANCE)
+    assert float((x * x).sum()) == pytest.approx(squares, rel=TOLERANCE)
+
+
+def test_folding_splits_qkv_folds_gates_and_drops_coarse() -> None:
+    tensors = load_file(str(VAE_FILE))
+    state = decoder_state_dict(tensors.items())
+    assert not any("coarse" in k or "gate_" in k or ".qkv." in k for k in state)
+    fused = tensors["decoder.det_stages.0.0.attn.qkv.weight"]
+    assert torch.equal(state["det_stages.0.0.attn.to_k.weight"], fused.chunk(3)[1])
+    gate = tensors["decoder.diff_blocks.1.gate_mlp"].float()
+    raw = tensors["decoder.diff_blocks.1.mlp.w_down.weight"].float()
+    assert torch.equal(state["diff_blocks.1.mlp.w_down.weight"], (gate[:, None] * raw).to(torch.bfloat16))
+    assert "t_embedder.linear_1.weight" in state
+
+
+def test_config_reads_the_nested_decoder_settings() -> None:
+    config = DiffusionDecoderConfig.from_vae_config(MANIFEST["config"]["vae"])
+    assert config.stage5_width == 32 and config.stage5_kernel == (3, 5, 7) and config.num_steps == 2
+    assert config.scale == (8, 32, 32)
+    defaults = DiffusionDecoderConfig.from_vae_config({"_class_name": "CausalDiffusionVAE"})
+    assert defaults.stage_channels == (1024, 512, 256, 256, 128) and defaults.stage5_depth == 8
+
+
+@pytest.mark.parametrize(("shape", "kernel"), [((1, 5, 9, 11, 2, 8), (3, 5, 7)), ((2, 7, 6, 13, 1, 4), (3, 3, 5))])
+def test_blocked_attention_equals_dense_masked_attention(shape: tuple, kernel: tuple) -> None:
+    q, k, v = (torch.randn(shape, generator=torch.Generator().manual_seed(i)) for i in range(3))
+    ours = neighborhood_attention(q, k, v, kernel)
+    assert torch.allclose(ours, reference_neighborhood_attention(q, k, v, kernel), atol=1e-6)
