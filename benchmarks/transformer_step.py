@@ -252,6 +252,7 @@ class Bench:
         self.flops: dict[str, float] = {}
         self.reference: dict[tuple[str, str], tuple[torch.Tensor, torch.Tensor]] = {}
         self.rows: list[dict] = []
+        self.guidance_in_float32 = False  # combine the passes in float32 (the 1.2.0 rule; 1.0.0: in their dtype)
 
     def case(self, size: str) -> tuple:
         if size not in self.inputs:
@@ -267,7 +268,8 @@ class Bench:
         kwargs = {"batch_passes": False, "share_stg_prefix": False, "cuda_graphs": False} if plain else {}
         denoiser = MultiModalGuidedDenoiser(
             self.model, positive, negative, create_multimodal_guider_factory(self.video_params),
-            create_multimodal_guider_factory(self.audio_params), executor=executor, **kwargs,
+            create_multimodal_guider_factory(self.audio_params), executor=executor,
+            in_float32=self.guidance_in_float32, **kwargs,
         )  # fmt: skip
         return lambda: denoiser(video, audio, self.sigmas, 0)
 

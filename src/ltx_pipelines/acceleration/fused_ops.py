@@ -31,6 +31,8 @@ BACKENDS = {
 SDPA_BACKENDS = tuple(BACKENDS)
 #: The block's own attention function rather than SDPA (ltx-core picks xformers where installed).
 OWN_ATTENTION = "own"
+#: The 8-bit attention kernel (``attention_8bit``; unmasked attention only).
+EIGHT_BIT = "8bit"
 
 
 def uses_sdpa(attn: Attention) -> bool:
@@ -139,8 +141,8 @@ def sdpa(attn: Attention, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mas
          backend: str | None) -> torch.Tensor:  # fmt: skip
     """Multi-head attention on ``[B, T, H*d]`` tensors, as ltx-core's PyTorch attention computes it.
 
-    ``backend``: None for PyTorch's own SDPA pick, an SDPA backend name to force one, or ``"own"`` for
-    the block's own attention function (xformers, FlashAttention 3: eager only).
+    ``backend``: None for PyTorch's own SDPA pick, an SDPA backend name to force one, ``"own"`` for the
+    block's own attention function (xformers, FlashAttention 3: eager only), or ``"8bit"`` for the 8-bit kernel.
     """
     if backend == OWN_ATTENTION:
         return attn.attention_function(q, k, v, attn.heads, mask)
@@ -154,6 +156,10 @@ def sdpa(attn: Attention, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mas
             mask = mask.unsqueeze(1)
     if backend is None:
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    elif backend == EIGHT_BIT and mask is None:
+        from ltx_pipelines.acceleration import attention_8bit
+
+        out = attention_8bit.attention(q, k, v)
     else:
         with sdpa_kernel([BACKENDS[backend]]):
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
@@ -213,6 +219,7 @@ def feed_forward(ff: torch.nn.Module, x: torch.Tensor, kernels: Kernels) -> torc
 
 __all__ = [
     "BACKENDS",
+    "EIGHT_BIT",
     "OWN_ATTENTION",
     "SDPA_BACKENDS",
     "Kernels",

@@ -233,6 +233,8 @@ class PipelineBase:
         max_gpu_memory: float | None = None,
         compile: bool | None = None,  # noqa: A002 - the --compile flag
         step_cache: float | None = None,
+        compile_cache: str | None = None,
+        attention: str = "auto",
         **paths: Unpack[ComponentPaths],
     ):
         """The model: a monolithic ``checkpoint_path`` with ``gemma_root`` (LTX-2, 2.3), the split component
@@ -240,7 +242,8 @@ class PipelineBase:
         or ``model_dir``, a downloaded folder to find them in (paths given explicitly win).
         ``prompt_enhancer_gemma_root``: a Gemma-3 folder that rewrites prompts for ``enhance_prompt=True`` in
         place of the text encoder (required for LTX-2.5, whose Gemma 4 only encodes)."""
-        self.acceleration = AccelerationOptions(compile=compile, step_cache=step_cache)
+        self.acceleration = AccelerationOptions(compile=compile, step_cache=step_cache, compile_cache=compile_cache,
+                                                attention=attention)  # fmt: skip
         self.files, self.found = locate_model_files(checkpoint_path, gemma_root, paths,
                                                     distilled=self.runs_distilled_model)  # fmt: skip
         self.checkpoint: CheckpointInfo = inspect_ltx_checkpoint(self.files.transformer.path)
@@ -276,6 +279,7 @@ class PipelineBase:
             duration_head_path=self.files.duration_head.path if self.files.duration_head is not None else None,
             prompt_enhancer_gemma_root=enhancer_root,
         )
+        self.acceleration.check_device(self.device.type)  # before any model loads
         logger.info("%s on %s (%s), %s", type(self).__name__, self.device, str(self.dtype).removeprefix("torch."),
                     self.files.describe())  # fmt: skip
         if notice := self.files.transformer.metadata.get("smoke_model"):
