@@ -214,7 +214,10 @@ def _forced_backends(kernels: Kernels) -> list[str]:
 
 
 def _reason(error: Exception) -> str:
-    return str(error).splitlines()[0][:200] if str(error) else type(error).__name__
+    """One line: the compiler's own error where dynamo wrapped it (``BackendCompilerFailed``), else this one."""
+    inner = getattr(error, "inner_exception", None) or error
+    text = next((line for line in str(inner).splitlines() if line.strip()), "")
+    return f"{type(inner).__name__}: {text}"[:200] if text else type(inner).__name__
 
 
 def _shape(args: TransformerArgs | None) -> tuple:

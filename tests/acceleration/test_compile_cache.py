@@ -1,0 +1,91 @@
+"""The compile cache folder: where it is, atomic writes, bundles saved by one process and loaded by the next."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from ltx_pipelines.acceleration import compile_cache as cc
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def test_the_folder_comes_from_the_setting_the_environment_or_the_user_cache(monkeypatch, tmp_path) -> None:  # noqa: ANN001
+    monkeypatch.delenv(cc.CACHE_ENV, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cc.cache_folder(None) == tmp_path / "xdg" / "ltx_pipelines" / "compile"
+    monkeypatch.setenv(cc.CACHE_ENV, str(tmp_path / "env"))
+    assert cc.cache_folder(None) == tmp_path / "env"
+    assert cc.cache_folder(str(tmp_path / "flag")) == tmp_path / "flag"  # the flag wins
+    assert cc.cache_folder("off") is None and cc.cache_folder("OFF") is None
+    monkeypatch.setenv(cc.CACHE_ENV, "off")
+    assert cc.cache_folder(None) is None
+
+
+def test_writes_are_atomic(tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    target = tmp_path / "deep" / "bundle.bin"
+    cc.write_atomically(target, b"one")
+    assert target.read_bytes() == b"one"
+
+    def fail(*args):  # noqa: ANN002, ANN202
+        raise OSError("disk full")
+
+    monkeypatch.setattr(cc.os, "replace", fail)
+    with pytest.raises(OSError):
+        cc.write_atomically(target, b"two")
+    assert target.read_bytes() == b"one"  # the old bundle is intact
+    assert [p.name for p in target.parent.iterdir()] == ["bundle.bin"]  # no temporary file left behind
+
+
+def test_a_second_process_reads_what_the_first_compiled(tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    """A bundle saved after compiling is loaded by a fresh cache object, and the same graph then comes from it."""
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
+    monkeypatch.setattr(cc, "_SET_BY_US", None)
+
+    def compile_and_run() -> cc.CacheCounters:
+        torch._dynamo.reset()
+        before = cc.CacheCounters.now()
+        torch.compile(lambda x: torch.sin(x) * 2 + 1, fullgraph=True)(torch.ones(8))
+        return cc.CacheCounters.now().since(before)
+
+    first = cc.CompileCache(tmp_path / "cache", "test-tag")
+    first.activate()
+    assert Path(cc.os.environ["TORCHINDUCTOR_CACHE_DIR"]) == tmp_path / "cache" / "inductor"
+    compile_and_run()
+    saved = first.save()
+    assert saved is not None and saved.parent == tmp_path / "cache" / "artifacts" / "test-tag"
+    assert first.save() == saved  # nothing new: the same bundle, no second file
+
+    # "the next process": Inductor's on-disk cache emptied, only the portable bundle left
+    import shutil
+
+    shutil.rmtree(tmp_path / "cache" / "inductor")
+    from torch._inductor.utils import clear_caches
+
+    clear_caches()
+    second = cc.CompileCache(tmp_path / "cache", "test-tag")
+    second.activate()
+    assert second.loaded == [saved.name]
+    assert compile_and_run().from_cache
+    torch._dynamo.reset()
+
+
+def test_a_damaged_bundle_is_skipped_with_a_warning(tmp_path, monkeypatch, caplog) -> None:  # noqa: ANN001
+    monkeypatch.setattr(cc, "_SET_BY_US", None)
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "users-own"))  # a user's choice is kept
+    bundles = tmp_path / "cache" / "artifacts" / "tag"
+    bundles.mkdir(parents=True)
+    (bundles / "broken.bin").write_bytes(b"not a bundle")
+    cache = cc.CompileCache(tmp_path / "cache", "tag")
+    cache.activate()
+    assert cache.loaded == []
+    assert cc.os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "users-own")
+
+
+def test_off_changes_nothing(monkeypatch, tmp_path) -> None:  # noqa: ANN001
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
+    cache = cc.CompileCache(None, "tag")
+    cache.activate()
+    assert "TORCHINDUCTOR_CACHE_DIR" not in cc.os.environ and cache.save() is None
