@@ -197,9 +197,7 @@ class Worker:
         started = time.perf_counter()
         try:
             pipeline = self._pipeline(spec)
-            request = JobRequest(pipeline=spec.name, prompt="warm-up",
-                                 num_inference_steps=WARM_UP_STEPS if spec.guided else None)  # fmt: skip
-            pipeline(**{**call_kwargs(request, spec, pipeline, {}, output), "overwrite": True})
+            pipeline(**{**call_kwargs(warm_up_request(spec), spec, pipeline, {}, output), "overwrite": True})
         except Exception as e:  # noqa: BLE001 - warming up is an optimisation: serve anyway
             logger.warning("Worker %s: warm-up with %s failed (%s: %s); serving without it", self.device, spec.name,
                            type(e).__name__, str(e).splitlines()[0][:200] if str(e) else "")  # fmt: skip
@@ -233,6 +231,11 @@ class Worker:
         limit = self.pool.idle_release
         if limit is not None and self._resident is not None and time.monotonic() - self._idle_since >= limit:
             self._release(f"idle for {limit:g} s")
+
+
+def warm_up_request(spec: PipelineSpec) -> JobRequest:
+    """The default job of ``spec`` (its default size and frames), with only a few guided steps."""
+    return JobRequest(pipeline=spec.name, prompt="warm-up", num_inference_steps=WARM_UP_STEPS if spec.guided else None)
 
 
 def _warm_up_spec(files: ServedFiles) -> PipelineSpec | None:
@@ -319,4 +322,4 @@ class WorkerPool:
                 self._work.wait(timeout)
 
 
-__all__ = ["ProgressTracker", "Worker", "WorkerPool", "default_devices"]
+__all__ = ["WARM_UP_STEPS", "ProgressTracker", "Worker", "WorkerPool", "default_devices", "warm_up_request"]
