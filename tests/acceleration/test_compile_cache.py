@@ -89,3 +89,13 @@ def test_off_changes_nothing(monkeypatch, tmp_path) -> None:  # noqa: ANN001
     cache = cc.CompileCache(None, "tag")
     cache.activate()
     assert "TORCHINDUCTOR_CACHE_DIR" not in cc.os.environ and cache.save() is None
+
+
+def test_pytorchs_own_default_is_not_taken_for_a_users_choice(tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    """PyTorch writes its default folder into TORCHINDUCTOR_CACHE_DIR when first asked: ours replaces it."""
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+    monkeypatch.setattr(cc, "_SET_BY_US", None)
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", default_cache_dir())
+    cc.CompileCache(tmp_path / "cache", "tag").activate()
+    assert cc.os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "cache" / "inductor")

@@ -196,12 +196,17 @@ def _prune(folder: Path, keep: int) -> None:
 
 
 def _use_inductor_folder(folder: Path) -> None:
-    """Inductor's on-disk caches in ``folder``, unless the user named one; the local caches switched on."""
+    """Inductor's on-disk caches in ``folder``, unless the user named one (``TORCHINDUCTOR_CACHE_DIR``); the local
+    caches switched on."""
     import torch
 
     global _SET_BY_US
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
     current = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
-    if current is None or current == _SET_BY_US:
+    # PyTorch writes its default into the variable the first time anything asks for the folder: that is not a
+    # user's choice, and neither is a folder this module set earlier in the process
+    if current is None or current in (_SET_BY_US, default_cache_dir()):
         folder.mkdir(parents=True, exist_ok=True)
         os.environ["TORCHINDUCTOR_CACHE_DIR"] = _SET_BY_US = str(folder)
     torch._inductor.config.fx_graph_cache = True
