@@ -43,13 +43,18 @@ def _kernel() -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tens
 
 
 @functools.cache
+def loaded_kernel() -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The kernel, imported once (on the op's first call, not at registration)."""
+    return _kernel()
+
+
+@functools.cache
 def attention_op() -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:
     """The custom op (registered once per process): ``[B, H, T, d]`` q, k, v -> attention output."""
-    kernel = _kernel()
 
     @torch.library.custom_op(OP_NAME, mutates_args=())
     def attention_8bit(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        return kernel(q.contiguous(), k.contiguous(), v.contiguous())
+        return loaded_kernel()(q.contiguous(), k.contiguous(), v.contiguous())
 
     @attention_8bit.register_fake
     def _(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -64,4 +69,4 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor
     return torch.ops.ltx_pipelines.attention_8bit(q, k, v)
 
 
-__all__ = ["HEAD_DIMS", "OP_NAME", "attention", "attention_op", "qualifies"]
+__all__ = ["HEAD_DIMS", "OP_NAME", "attention", "attention_op", "loaded_kernel", "qualifies"]

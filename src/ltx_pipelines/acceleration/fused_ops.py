@@ -18,6 +18,7 @@ from ltx_core.model.transformer.rope import LTXRopeType
 from torch.nn import functional as F  # noqa: N812
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from ltx_pipelines.acceleration import attention_8bit
 from ltx_pipelines.acceleration.fp8_matmul import fp8_project
 from ltx_pipelines.models.fp8 import FP8ScaledLinear
 
@@ -157,8 +158,6 @@ def sdpa(attn: Attention, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mas
     if backend is None:
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
     elif backend == EIGHT_BIT and mask is None:
-        from ltx_pipelines.acceleration import attention_8bit
-
         out = attention_8bit.attention(q, k, v)
     else:
         with sdpa_kernel([BACKENDS[backend]]):
