@@ -113,6 +113,10 @@ class CompileCache:
     def bundles(self) -> Path | None:
         return self.folder / "artifacts" / self.tag if self.folder is not None else None
 
+    def has_bundles(self) -> bool:
+        folder = self.bundles
+        return folder is not None and folder.is_dir() and any(folder.glob("*.bin"))
+
     def activate(self) -> None:
         """Point Inductor at the folder and load the bundles there (once per process)."""
         if self._active:

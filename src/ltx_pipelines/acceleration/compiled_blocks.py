@@ -191,8 +191,8 @@ class CompiledBlocks(EagerBlocks):
         logger.info("Transformer block variant %s, video %s, audio %s: %.1f s, %s (%d variants so far: %d from the "
                     "cache, %.1f s in all)", what["plan"], what["video"], what["audio"], seconds, cache.describe(),
                     len(self.stats.variants), self.stats.from_cache, self.stats.seconds)  # fmt: skip
-        if self.cache is not None and not cache.from_cache:
-            self.cache.save()
+        if self.cache is not None and (not cache.from_cache or not self.cache.has_bundles()):
+            self.cache.save()  # new artefacts, or hits in Inductor's folder that no portable bundle holds yet
 
     def _compiled_call(self, args: tuple) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         with torch._dynamo.config.patch(recompile_limit=RECOMPILE_LIMIT, inline_inbuilt_nn_modules=True):
