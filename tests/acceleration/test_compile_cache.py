@@ -99,3 +99,14 @@ def test_pytorchs_own_default_is_not_taken_for_a_users_choice(tmp_path, monkeypa
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", default_cache_dir())
     cc.CompileCache(tmp_path / "cache", "tag").activate()
     assert cc.os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "cache" / "inductor")
+
+
+def test_an_unusable_folder_warns_and_compiles_without_keeping(tmp_path, monkeypatch, caplog) -> None:  # noqa: ANN001
+    monkeypatch.setattr(cc, "_SET_BY_US", None)
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    cache = cc.CompileCache(blocker / "cache", "tag")
+    cache.activate()  # mkdir under a file: OSError, turned into a warning
+    assert cache.folder is None and "cannot use" in caplog.text
+    assert cache.save() is None

@@ -125,7 +125,13 @@ class CompileCache:
         if self.folder is None:
             logger.info("Compile cache: off (PyTorch's own temporary folder)")
             return
-        _use_inductor_folder(self.folder / "inductor")
+        try:
+            _use_inductor_folder(self.folder / "inductor")
+        except OSError as e:  # an unwritable folder must not stop a generation: compile without keeping it
+            logger.warning("Compile cache: cannot use %s (%s); compiled code is not kept for later runs", self.folder,
+                           _first_line(e))  # fmt: skip
+            self.folder = None
+            return
         started = time.perf_counter()
         self.loaded = self._load_bundles()
         self.load_seconds = time.perf_counter() - started
@@ -167,7 +173,11 @@ class CompileCache:
         folder = self.bundles
         if (folder / name).exists():
             return folder / name
-        path = write_atomically(folder / name, data)
+        try:
+            path = write_atomically(folder / name, data)
+        except OSError as e:
+            logger.warning("Compile cache: could not write %s (%s)", folder / name, _first_line(e))
+            return None
         for previous in self.saved:  # this process's earlier bundles: the new one holds all they held
             (folder / previous).unlink(missing_ok=True)
         self.saved = [name]
