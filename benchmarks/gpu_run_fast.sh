@@ -18,7 +18,9 @@
 #
 # Knobs (environment): BUDGET_S (540), PYTHON (python3), SITE (/tmp/site), WHEELS (.whlfast), CACHE (the compile
 # cache folder, /tmp/ltx-compile-cache: NOT under $OUT, it holds hundreds of MB), TINY=1 (CPU self-check: tiny
-# models, part 3 with aot_eager). Each part's time limit comes from what is left, keeping room for the later parts.
+# models, part 3 with aot_eager), FIRST_ARGS / ATTN_ARGS / STEP_ARGS / DRIFT_ARGS (each part's arguments; e.g.
+# STEP_ARGS="--sizes 256x384,384x512 --pass-sizes= --default-variant" times compiling at 1 536 / 3 072 tokens, where
+# the default threshold has no measurement yet). Each part's time limit comes from what is left, keeping room for the later parts.
 # CPU self-check (ran here; ~10 min on 2 busy cores):
 #   TINY=1 PYTHON=/work/main/.venv/bin/python BUDGET_S=3000 SITE=/tmp/fast/site OUT=/tmp/fast/out \
 #   CACHE=/tmp/fast/cache bash benchmarks/gpu_run_fast.sh
@@ -35,13 +37,13 @@ TINY=${TINY:-}
 export PYTHONUNBUFFERED=1 TQDM_DISABLE=1 LTX_PIPELINES_COMPILE_CACHE=$CACHE
 unset TORCHINDUCTOR_CACHE_DIR TRITON_CACHE_DIR  # everything compiled goes to $CACHE (cold really is cold)
 if [ -n "$TINY" ]; then
-  FIRST_ARGS="--tiny --device cpu"; ATTN_ARGS="--tiny"
-  STEP_ARGS="--tiny --device cpu --fp8 --compile-backend aot_eager --default-variant --attention-8bit --repeats 1"
-  DRIFT_ARGS="--tiny --device cpu --no-blocks"
+  FIRST_ARGS=${FIRST_ARGS:---tiny --device cpu}; ATTN_ARGS=${ATTN_ARGS:---tiny}
+  STEP_ARGS=${STEP_ARGS:---tiny --device cpu --fp8 --compile-backend aot_eager --default-variant --attention-8bit --repeats 1}
+  DRIFT_ARGS=${DRIFT_ARGS:---tiny --device cpu --no-blocks}
 else
-  FIRST_ARGS=""; ATTN_ARGS="--repeats 10"
-  STEP_ARGS="--fp8 --default-variant --attention-8bit --sizes 512x768 --pass-sizes 1024x1536 --repeats 2 --warmup 1"
-  DRIFT_ARGS="--layers 8 --sizes 512x768"
+  FIRST_ARGS=${FIRST_ARGS:-}; ATTN_ARGS=${ATTN_ARGS:---repeats 10}
+  STEP_ARGS=${STEP_ARGS:---fp8 --default-variant --attention-8bit --sizes 512x768 --pass-sizes 1024x1536 --repeats 2 --warmup 1}
+  DRIFT_ARGS=${DRIFT_ARGS:---layers 8 --sizes 512x768}
 fi
 started=$(date +%s)
 left() { echo $((BUDGET_S - ($(date +%s) - started))); }
