@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import statistics
 import sys
 import time
@@ -67,6 +68,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")  # the compile log lines
     device = torch.device(args.device)
     step_sizes = [s for s in (args.step_sizes or ("64x96" if args.tiny else "512x768")).split(",") if s]
     pass_sizes = [s for s in (args.pass_sizes or ("128x192" if args.tiny else "1024x1536")).split(",") if s]

@@ -40,35 +40,39 @@ def test_writes_are_atomic(tmp_path, monkeypatch) -> None:  # noqa: ANN001
 
 
 def test_a_second_process_reads_what_the_first_compiled(tmp_path, monkeypatch) -> None:  # noqa: ANN001
-    """A bundle saved after compiling is loaded by a fresh cache object, and the same graph then comes from it."""
+    """Bundles saved after each compilation are loaded by a fresh cache object, and both graphs then come from them."""
     monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
     monkeypatch.setattr(cc, "_SET_BY_US", None)
+    functions = [lambda x: torch.sin(x) * 2 + 1, lambda x: torch.cos(x) * 3 - 1]
 
-    def compile_and_run() -> cc.CacheCounters:
-        torch._dynamo.reset()
+    def compile_and_run(fn) -> cc.CacheCounters:  # noqa: ANN001
         before = cc.CacheCounters.now()
-        torch.compile(lambda x: torch.sin(x) * 2 + 1, fullgraph=True)(torch.ones(8))
+        torch.compile(fn, fullgraph=True)(torch.ones(8))
         return cc.CacheCounters.now().since(before)
 
+    torch._dynamo.reset()
     first = cc.CompileCache(tmp_path / "cache", "test-tag")
     first.activate()
     assert Path(cc.os.environ["TORCHINDUCTOR_CACHE_DIR"]) == tmp_path / "cache" / "inductor"
-    compile_and_run()
-    saved = first.save()
-    assert saved is not None and saved.parent == tmp_path / "cache" / "artifacts" / "test-tag"
-    assert first.save() == saved  # nothing new: the same bundle, no second file
+    saved = []
+    for fn in functions:  # as the engine does: a save after each new variant
+        compile_and_run(fn)
+        saved.append(first.save())
+    assert saved[0] != saved[1] and all(p.parent == tmp_path / "cache" / "artifacts" / "test-tag" for p in saved)
+    assert first.save() == saved[1]  # nothing new: the same bundle, no third file
 
-    # "the next process": Inductor's on-disk cache emptied, only the portable bundle left
+    # "the next process": Inductor's on-disk cache emptied, only the portable bundles left
     import shutil
 
     shutil.rmtree(tmp_path / "cache" / "inductor")
     from torch._inductor.utils import clear_caches
 
     clear_caches()
+    torch._dynamo.reset()
     second = cc.CompileCache(tmp_path / "cache", "test-tag")
     second.activate()
-    assert second.loaded == [saved.name]
-    assert compile_and_run().from_cache
+    assert sorted(second.loaded) == sorted(p.name for p in saved)
+    assert all(compile_and_run(fn).from_cache for fn in functions)
     torch._dynamo.reset()
 
 

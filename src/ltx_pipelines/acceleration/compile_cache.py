@@ -6,9 +6,9 @@ Two layers, both PyTorch's own:
   ``<folder>/inductor`` (``TORCHINDUCTOR_CACHE_DIR``; PyTorch's default is a temporary folder that a reboot or a
   fresh container empties);
 * PyTorch's portable "mega-cache" bundles (``torch.compiler.save_cache_artifacts`` / ``load_cache_artifacts``)
-  under ``<folder>/artifacts/<torch version>-<device>``: every artefact one process compiled or read, in one
-  file, written atomically (a temporary file renamed into place) and loaded at the next start. A bundle can be
-  copied to another machine with the same GPU and PyTorch to spare it the first compile too.
+  under ``<folder>/artifacts/<torch version>-<device>``: one file per compilation (what it added; see
+  ``SAVES_ARE_DELTAS``), written atomically (a temporary file renamed into place), all loaded at the next start.
+  The folder can be copied to another machine with the same GPU and PyTorch to spare it the first compile too.
 
 The folder: ``compile_cache=`` / ``--compile-cache DIR``, else ``$LTX_PIPELINES_COMPILE_CACHE``, else
 ``$XDG_CACHE_HOME/ltx_pipelines/compile`` (``~/.cache/ltx_pipelines/compile``); ``off`` leaves PyTorch's own
@@ -32,8 +32,13 @@ logger = logging.getLogger(__name__)
 CACHE_ENV = "LTX_PIPELINES_COMPILE_CACHE"
 #: A folder value that turns our cache off (PyTorch's defaults apply).
 OFF = "off"
-#: Bundles kept per (torch version, device); older ones are removed when a new one is written.
-MAX_BUNDLES = 16
+#: Bundles kept per (torch version, device); the oldest are removed past this many (a few MB each).
+MAX_BUNDLES = 200
+#: Why every bundle is kept: ``save_cache_artifacts()`` returns all that the process recorded, but reading a bundle
+#: back (``load_cache_artifacts``) keeps, per artefact type, only the batch of the last save (PyTorch 2.11 turns the
+#: appended (type, artefacts) batches into a dict). So each bundle, read back, holds what was compiled since the
+#: previous save, and the set of bundles holds everything.
+SAVES_ARE_DELTAS = True
 
 
 def default_cache_folder() -> Path:
@@ -178,9 +183,7 @@ class CompileCache:
         except OSError as e:
             logger.warning("Compile cache: could not write %s (%s)", folder / name, _first_line(e))
             return None
-        for previous in self.saved:  # this process's earlier bundles: the new one holds all they held
-            (folder / previous).unlink(missing_ok=True)
-        self.saved = [name]
+        self.saved.append(name)  # earlier bundles stay: see SAVES_ARE_DELTAS
         _prune(folder, MAX_BUNDLES)
         logger.info("Compile cache: saved %s (%.1f MiB)", path, len(data) / 2**20)
         return path
