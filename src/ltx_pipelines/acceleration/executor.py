@@ -16,6 +16,7 @@ attention choices and the captured graphs serve every later stage and generation
 from __future__ import annotations
 
 import copy
+import logging
 
 import torch
 from ltx_core.model.transformer import X0Model
@@ -28,6 +29,8 @@ from ltx_pipelines.acceleration.options import COMPILE_MIN_VIDEO_TOKENS, Acceler
 from ltx_pipelines.acceleration.step_cache import StepCachedPasses
 from ltx_pipelines.models.transformer_blocks import EagerBlocks
 from ltx_pipelines.models.transformer_passes import GuidancePass, PassExecutor, Prediction, TransformerPasses
+
+logger = logging.getLogger(__name__)
 
 _ENGINES = "_ltx_pipelines_acceleration"  # attribute of the transformer holding its engines
 
@@ -61,6 +64,7 @@ class TokenCountPasses:
 
     def __init__(self, compiled: PassExecutor, plain: PassExecutor, min_tokens: int) -> None:
         self.compiled, self.plain, self.min_tokens = compiled, plain, min_tokens
+        self._told: set[int] = set()
 
     def __call__(
         self, video_state: LatentState, audio_state: LatentState | None, sigma: torch.Tensor, passes: list[GuidancePass]
@@ -68,7 +72,13 @@ class TokenCountPasses:
         return self.pick(video_state)(video_state, audio_state, sigma, passes)
 
     def pick(self, video_state: LatentState) -> PassExecutor:
-        return self.compiled if video_state.latent.shape[1] >= self.min_tokens else self.plain
+        tokens = video_state.latent.shape[1]
+        compiled = tokens >= self.min_tokens
+        if tokens not in self._told:  # once per size: the log says which path each stage took, and why
+            self._told.add(tokens)
+            logger.info("%d video tokens: %s (the default compiles from %d; --compile / --no-compile decide instead)",
+                        tokens, "compiled" if compiled else "plain", self.min_tokens)  # fmt: skip
+        return self.compiled if compiled else self.plain
 
 
 def _engines(transformer: X0Model) -> dict:
