@@ -23,9 +23,9 @@ def stand_in(monkeypatch):  # noqa: ANN001, ANN201
     """The op's kernel replaced by exact attention that counts its calls; CPU shapes allowed."""
     calls = []
 
-    def kernel(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    def kernel(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:  # [B, T, H, d], as SageAttention's NHD
         calls.append(tuple(q.shape))
-        return scaled_dot_product_attention(q, k, v)
+        return scaled_dot_product_attention(*(t.transpose(1, 2) for t in (q, k, v))).transpose(1, 2)
 
     monkeypatch.setattr(attention_8bit, "loaded_kernel", lambda: kernel)
     monkeypatch.setattr(attention_8bit, "qualifies", lambda head_dim, masked, device, dtype: not masked)

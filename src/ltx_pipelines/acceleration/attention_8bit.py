@@ -34,12 +34,12 @@ def qualifies(head_dim: int, masked: bool, device: str, dtype: torch.dtype) -> b
 
 
 def _kernel() -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:
-    """The installed package's attention on ``[B, H, T, d]`` tensors."""
+    """The installed package's attention on ``[B, T, H, d]`` tensors (the block's own layout: no transposes)."""
     package = attention_8bit_package()
     if package is None:
         raise RuntimeError("no 8-bit attention package is installed (pip install sageattention)")
     module = importlib.import_module(package)
-    return lambda q, k, v: module.sageattn(q, k, v, tensor_layout="HND", is_causal=False)
+    return lambda q, k, v: module.sageattn(q, k, v, tensor_layout="NHD", is_causal=False)
 
 
 @functools.cache
@@ -50,11 +50,12 @@ def loaded_kernel() -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torc
 
 @functools.cache
 def attention_op() -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:
-    """The custom op (registered once per process): ``[B, H, T, d]`` q, k, v -> attention output."""
+    """The custom op (registered once per process): ``[B, T, H, d]`` q, k, v -> contiguous ``[B, T, H, d]`` output
+    (contiguous as the fake says, so a compiled graph's assumptions about its strides hold)."""
 
     @torch.library.custom_op(OP_NAME, mutates_args=())
     def attention_8bit(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        return loaded_kernel()(q.contiguous(), k.contiguous(), v.contiguous())
+        return loaded_kernel()(q.contiguous(), k.contiguous(), v.contiguous()).contiguous()
 
     @attention_8bit.register_fake
     def _(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -64,7 +65,7 @@ def attention_op() -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch
 
 
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """Attention of ``[B, H, T, d]`` tensors through the registered op (``attention_op()`` must have run: the
+    """Attention of ``[B, T, H, d]`` tensors through the registered op (``attention_op()`` must have run: the
     chooser registers it before any block uses it, so a compiled graph sees a plain ``torch.ops`` call)."""
     return torch.ops.ltx_pipelines.attention_8bit(q, k, v)
 

@@ -149,16 +149,17 @@ def sdpa(attn: Attention, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mas
         return attn.attention_function(q, k, v, attn.heads, mask)
     batch, heads = q.shape[0], attn.heads
     head_dim = q.shape[-1] // heads
+    if backend == EIGHT_BIT and mask is None:  # the kernel takes the block's [B, T, H, d] layout as it is
+        q, k, v = (t.reshape(batch, -1, heads, head_dim) for t in (q, k, v))
+        return attention_8bit.attention(q, k, v).reshape(batch, -1, heads * head_dim)
     q, k, v = (t.view(batch, -1, heads, head_dim).transpose(1, 2) for t in (q, k, v))
     if mask is not None:
         if mask.ndim == 2:
             mask = mask.unsqueeze(0)
         if mask.ndim == 3:
             mask = mask.unsqueeze(1)
-    if backend is None:
+    if backend not in BACKENDS:  # None: PyTorch's pick (also for a masked attention given the 8-bit kernel)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-    elif backend == EIGHT_BIT and mask is None:
-        out = attention_8bit.attention(q, k, v)
     else:
         with sdpa_kernel([BACKENDS[backend]]):
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
