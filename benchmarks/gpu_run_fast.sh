@@ -12,7 +12,8 @@
 #      same in FP8 (benchmarks/transformer_step.py --fp8 --default-variant --attention-8bit; ~4-5 min; the
 #      compile cache of part 1 is warm, so its first-call column is a warm one);
 #   4. the compiled path's drift against float32 (benchmarks/compile_drift.py, 8 full-width blocks: an fp32 model
-#      of 48 would not fit beside its bf16 copy; ~1 min);
+#      of 48 would not fit beside its bf16 copy; at 256x384, where the passes are stacked and replayed from CUDA
+#      graphs, and at 512x768; ~1.5 min);
 #   5. if time is left: a third process with Inductor's cache folder removed and only the portable bundles kept.
 # Then benchmarks/summarize_fast.py writes $OUT/summary.md.
 #
@@ -43,7 +44,7 @@ if [ -n "$TINY" ]; then
 else
   FIRST_ARGS=${FIRST_ARGS:-}; ATTN_ARGS=${ATTN_ARGS:---repeats 10}
   STEP_ARGS=${STEP_ARGS:---fp8 --default-variant --attention-8bit --sizes 512x768 --pass-sizes 1024x1536 --repeats 2 --warmup 1}
-  DRIFT_ARGS=${DRIFT_ARGS:---layers 8 --sizes 512x768}
+  DRIFT_ARGS=${DRIFT_ARGS:---layers 8 --sizes 256x384,512x768}
 fi
 started=$(date +%s)
 left() { echo $((BUDGET_S - ($(date +%s) - started))); }
@@ -79,7 +80,7 @@ run first_call_warm $((120 * scale)) 290 benchmarks/first_call.py $FIRST_ARGS --
 run fp8_attention 60 240 benchmarks/fp8_attention.py $ATTN_ARGS --json "$OUT/fp8_attention.json"
 run transformer_step $((330 * scale)) 60 benchmarks/transformer_step.py $STEP_ARGS \
   --json "$OUT/transformer_step.json"
-run compile_drift $((90 * scale)) 5 benchmarks/compile_drift.py $DRIFT_ARGS --json "$OUT/compile_drift.json"
+run compile_drift $((120 * scale)) 5 benchmarks/compile_drift.py $DRIFT_ARGS --json "$OUT/compile_drift.json"
 if [ "$(left)" -gt 60 ]; then
   rm -rf "$CACHE/inductor"
   run first_call_bundles $((120 * scale)) 5 benchmarks/first_call.py $FIRST_ARGS --cache-dir "$CACHE" \
