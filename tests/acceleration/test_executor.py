@@ -68,3 +68,14 @@ def test_the_default_compiles_by_token_count(transformer, step_inputs, monkeypat
     assert isinstance(accelerated_executor(transformer, AccelerationOptions(compile=True)), CompiledPasses)
     assert type(accelerated_executor(transformer, AccelerationOptions(compile=False))) is TransformerPasses
     del executor_module
+
+
+def test_a_process_group_keeps_the_plain_default(smoke_bundle) -> None:  # noqa: ANN001
+    """Several ranks shard one TransformerPasses executor: the token-count default must not hand them another kind."""
+    pipeline = DistilledPipeline(checkpoint_path=smoke_bundle.distilled_checkpoint, gemma_root=smoke_bundle.gemma_root,
+                                 spatial_upsampler_path=smoke_bundle.spatial_upsampler)  # fmt: skip
+    assert pipeline._local_acceleration() is pipeline.acceleration  # no group: as given
+    pipeline.parallel = object()  # as inside a group
+    assert pipeline._local_acceleration().compile is False
+    pipeline.acceleration = AccelerationOptions(compile=True)
+    assert pipeline._local_acceleration().compile is True  # --compile: compiled passes, a TransformerPasses

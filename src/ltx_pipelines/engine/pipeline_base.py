@@ -513,10 +513,18 @@ class PipelineBase:
         elif self.acceleration.enabled(self.device.type):
             from ltx_pipelines.acceleration.executor import accelerated_executor
 
-            local = accelerated_executor(transformer, self.acceleration)
+            local = accelerated_executor(transformer, self._local_acceleration())
         else:
             local = TransformerPasses(transformer)
         return split_guidance(local, self.parallel)
+
+    def _local_acceleration(self) -> AccelerationOptions:
+        """The options this rank's executor runs: under a process group the guidance split shards one
+        ``TransformerPasses`` executor, and compiling by token count is not measured there, so the default stays
+        plain (an explicit ``--compile`` still compiles, as before)."""
+        if self.parallel is not None and self.acceleration.by_token_count():
+            return replace(self.acceleration, compile=False)
+        return self.acceleration
 
     def distilled_stage(
         self,
