@@ -6,7 +6,8 @@ model), that is two bf16 roundings of the same float32 result, not a fault of th
 pass is closer to float32 than the plain one (0.9 vs 1.2 %), and the guided step multiplies any pass's error
 (CFG 3 / 7, STG, modality CFG, rescale: 5.5 / 8.6 % for the plain step, 4.1 / 6.6 % compiled). This test pins
 the pass level, on a batch that carries the STG and modality-isolation perturbations (a mask captured wrongly in
-a graph would show here), against the model in float32.
+a graph would show here), against the model in float32. Measured here (smoke model, mixed batch): plain bf16
+1.07 / 1.27 % (video / audio) from float32, compiled bf16 0.77 / 0.95 %, compiled vs plain 1.13 / 1.14 %.
 """
 
 from __future__ import annotations
