@@ -54,15 +54,37 @@ def attention(folder: Path) -> list[str]:
     return lines
 
 
+def rows_from_log(path: Path) -> list[dict]:
+    """The JSON rows a script printed as it went (what is left when it ran out of time before writing its JSON)."""
+    try:
+        text = path.read_text()
+    except OSError:
+        return []
+    rows = []
+    for line in text.splitlines():
+        if line.startswith("{") and line.endswith("}"):
+            try:
+                rows.append(json.loads(line))
+            except ValueError:
+                continue
+    return rows
+
+
 def steps(folder: Path) -> list[str]:
     data = load(folder, "transformer_step.json")
     lines = ["", "## Step and pass (transformer_step.py)", ""]
     if not data:
-        return [*lines, "missing (see transformer_step.log)"]
+        rows = rows_from_log(folder / "transformer_step.log")
+        if not rows:
+            return [*lines, "missing (see transformer_step.log)"]
+        data = {"gpu": "(from the log: the run stopped before its JSON)", "torch": "", "rows": rows}
     lines += [f"{data['gpu']}, torch {data['torch']}", "",
               "| size | variant | step s | pass s | first call s (compile s) | rel. err vs plain bf16 (video / audio) |",
               "|---|---|---|---|---|---|"]  # fmt: skip
     for r in data["rows"]:
+        if "error" in r:
+            lines.append(f"| {r['size']} | {r['variant']} | failed: {r['error'][:120]} | | | |")
+            continue
         if "pass_s" not in r:
             if "pass_rel_err_video" in r:
                 lines.append(f"| {r['size']} | {r['variant']} | | | | {100 * r['pass_rel_err_video']:.2f} / "
@@ -79,7 +101,7 @@ def steps(folder: Path) -> list[str]:
 
 
 def drift(folder: Path) -> list[str]:
-    data = load(folder, "compile_drift.json")
+    data = load(folder, "compile_drift.json") or rows_from_log(folder / "compile_drift.log")
     lines = ["", "## Drift against float32 (compile_drift.py)", ""]
     if not data:
         return [*lines, "missing (see compile_drift.log)"]
