@@ -230,6 +230,7 @@ class Bench:
         self.flops: dict[str, float] = {}
         self.reference: dict[tuple[str, str], tuple[torch.Tensor, torch.Tensor]] = {}
         self.rows: list[dict] = []
+        self.guidance_in_float32 = False  # combine the passes in float32 (the 1.2.0 rule; 1.0.0: in their dtype)
 
     def case(self, size: str) -> tuple:
         if size not in self.inputs:
@@ -245,7 +246,8 @@ class Bench:
         kwargs = {"batch_passes": False, "share_stg_prefix": False, "cuda_graphs": False} if plain else {}
         denoiser = MultiModalGuidedDenoiser(
             self.model, positive, negative, create_multimodal_guider_factory(self.video_params),
-            create_multimodal_guider_factory(self.audio_params), executor=executor, **kwargs,
+            create_multimodal_guider_factory(self.audio_params), executor=executor,
+            in_float32=self.guidance_in_float32, **kwargs,
         )  # fmt: skip
         return lambda: denoiser(video, audio, self.sigmas, 0)
 
@@ -329,14 +331,14 @@ class Bench:
         return row
 
 
-def compiled_executor(model: X0Model, args: argparse.Namespace, mode: str):  # noqa: ANN201
-    """A fresh compiled engine (its own attention choices) and the executor over it."""
+def compiled_executor(model: X0Model, args: argparse.Namespace, mode: str, eight_bit: bool = False):  # noqa: ANN201
+    """A fresh compiled engine (its own attention choices; ``eight_bit``: 8-bit self-attention) and its executor."""
     from ltx_pipelines.acceleration.attention_choice import AttentionChooser
     from ltx_pipelines.acceleration.compiled_blocks import CompiledBlocks
     from ltx_pipelines.acceleration.executor import CompiledPasses
 
     engine = CompiledBlocks(model, mode=None if mode == "default" else mode, backend=args.compile_backend,
-                            attention=AttentionChooser())  # fmt: skip
+                            attention=AttentionChooser(eight_bit=eight_bit))  # fmt: skip
     # compile's own CUDA graphs cannot be captured inside ours
     return engine, CompiledPasses(model, engine, cuda_graphs=False if mode == "reduce-overhead" else None)
 
@@ -348,6 +350,7 @@ def run_variants(bench: Bench, args: argparse.Namespace, precision: str) -> dict
     engines = {}
     prefix = "" if precision == "bf16" else "fp8 "
     variants = ["plain", "optimised"] if precision == "bf16" else ["optimised"]
+    modes = args.compile_modes.split(",") + (["8bit-attn"] if args.attention_8bit else [])
     for size in [*step_sizes, *pass_sizes]:
         stepped = size in step_sizes
         for variant in variants:
@@ -356,9 +359,12 @@ def run_variants(bench: Bench, args: argparse.Namespace, precision: str) -> dict
             plain = variant == "plain"
             step = bench.step_fn(size, None, plain=plain) if stepped else None
             bench.measure(size, prefix + variant, step, bench.pass_fn(size, None, plain=plain), precision=precision)
-        for mode in args.compile_modes.split(","):
+        if args.default_variant:
+            default_variant(bench, size, stepped, prefix, precision)
+        for mode in modes:
             if mode not in engines:
-                engines[mode] = compiled_executor(bench.model, args, mode)
+                eight_bit = mode == "8bit-attn"
+                engines[mode] = compiled_executor(bench.model, args, "default" if eight_bit else mode, eight_bit)
             engine, executor = engines[mode]
             step = bench.step_fn(size, executor) if stepped else None
             label = f"{prefix}compiled" + ("" if mode == "default" else f" ({mode})")
@@ -367,6 +373,24 @@ def run_variants(bench: Bench, args: argparse.Namespace, precision: str) -> dict
             except Exception as e:  # noqa: BLE001 - one failing lever must not lose the rest of the run
                 print(json.dumps({"size": size, "variant": label, "error": repr(e)[:400]}), flush=True)
     return {mode: engine for mode, (engine, _) in engines.items()}
+
+
+def default_variant(bench: Bench, size: str, stepped: bool, prefix: str, precision: str) -> None:
+    """What a pipeline runs with no flags: ``accelerated_executor`` with default options (by token count on CUDA),
+    through the model's own engine (the compile cache folder: $LTX_PIPELINES_COMPILE_CACHE or the default)."""
+    from ltx_pipelines.acceleration.executor import _engines, accelerated_executor
+    from ltx_pipelines.acceleration.options import AccelerationOptions
+
+    options = AccelerationOptions()
+    if not options.enabled(bench.device.type):
+        return
+    executor = accelerated_executor(bench.model, options)
+    step = bench.step_fn(size, executor) if stepped else None
+    try:
+        bench.measure(size, f"{prefix}default", step, bench.pass_fn(size, executor),
+                      _engines(bench.model).get("compiled"), precision)  # fmt: skip
+    except Exception as e:  # noqa: BLE001 - one failing lever must not lose the rest of the run
+        print(json.dumps({"size": size, "variant": f"{prefix}default", "error": repr(e)[:400]}), flush=True)
 
 
 def attention_tables(engines: dict) -> dict:
@@ -415,6 +439,11 @@ def main() -> None:
     parser.add_argument("--compile-backend", default="inductor",
                         help="aot_eager: graph capture only (quick CPU check).")  # fmt: skip
     parser.add_argument("--fp8", action="store_true", help="Then convert to fp8-scaled-mm and time FP8 as well.")
+    parser.add_argument("--default-variant", action="store_true",
+                        help="Also time the executor a pipeline runs with no flags (compiled by token count on CUDA).")
+    parser.add_argument("--attention-8bit", action="store_true",
+                        help="Also time the compiled block with 8-bit self-attention (--attention 8bit; needs "
+                        "sageattention).")  # fmt: skip
     parser.add_argument("--json", default=None, help="Also write the results as JSON here.")
     args = parser.parse_args()
     args.sizes = args.sizes if args.sizes is not None else ("64x96" if args.tiny else "512x768")
@@ -446,6 +475,9 @@ def main() -> None:
         converted = convert_fp8(model, is_video_linear)
         bench.fp8_error(biggest, f"fp8 error split: video linears only ({converted} layers)")
         converted += convert_fp8(model, lambda name: True)
+        from ltx_pipelines.acceleration.executor import forget_engines
+
+        forget_engines(model)  # the default variant's engine saw bf16 linears; FP8 ones get a fresh one
         bench.fp8_error(biggest, f"fp8 error split: all large linears ({converted} layers)")
         if device.type == "cuda":
             torch.cuda.empty_cache()

@@ -34,6 +34,19 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 torch.set_num_threads(1)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def compile_cache_in_tmp(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Tests that compile keep their artefacts in a temporary folder, not the user's ~/.cache."""
+    folder = tmp_path_factory.mktemp("compile-cache")
+    previous = os.environ.get("LTX_PIPELINES_COMPILE_CACHE")
+    os.environ["LTX_PIPELINES_COMPILE_CACHE"] = str(folder)
+    yield folder
+    if previous is None:
+        os.environ.pop("LTX_PIPELINES_COMPILE_CACHE", None)
+    else:
+        os.environ["LTX_PIPELINES_COMPILE_CACHE"] = previous
+
+
 @pytest.fixture(scope="session")
 def smoke_bundle(tmp_path_factory: pytest.TempPathFactory) -> SmokeBundle:
     root = os.environ.get("LTX_SMOKE_BUNDLE")

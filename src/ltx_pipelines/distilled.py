@@ -52,13 +52,16 @@ class DistilledPipeline(PipelineBase):
         max_gpu_memory: float | None = None,
         compile: bool | None = None,  # noqa: A002 - the --compile flag
         step_cache: float | None = None,
+        compile_cache: str | None = None,
+        attention: str = "auto",
         **paths: Unpack[ComponentPaths],
     ):
         """``checkpoint_path``: the distilled weights (also accepted as ``distilled_checkpoint_path``)."""
         super().__init__(
             checkpoint_path=checkpoint_path, gemma_root=gemma_root, loras=loras, quantization=quantization,
             spatial_upsampler_path=spatial_upsampler_path, device=device, dtype=dtype, memory_policy=memory_policy,
-            offload=offload, max_gpu_memory=max_gpu_memory, compile=compile, step_cache=step_cache, **paths,
+            offload=offload, max_gpu_memory=max_gpu_memory, compile=compile, step_cache=step_cache,
+            compile_cache=compile_cache, attention=attention, **paths,
         )  # fmt: skip
 
     def __call__(

@@ -57,12 +57,15 @@ class TwoStagePipelineBase(PipelineBase):
         max_gpu_memory: float | None = None,
         compile: bool | None = None,  # noqa: A002 - the --compile flag
         step_cache: float | None = None,
+        compile_cache: str | None = None,
+        attention: str = "auto",
         **paths: Unpack[ComponentPaths],
     ):
         super().__init__(
             checkpoint_path=checkpoint_path, gemma_root=gemma_root, loras=loras, quantization=quantization,
             spatial_upsampler_path=spatial_upsampler_path, device=device, dtype=dtype, memory_policy=memory_policy,
-            offload=offload, max_gpu_memory=max_gpu_memory, compile=compile, step_cache=step_cache, **paths,
+            offload=offload, max_gpu_memory=max_gpu_memory, compile=compile, step_cache=step_cache,
+            compile_cache=compile_cache, attention=attention, **paths,
         )  # fmt: skip
         if not distilled_lora and self.found.distilled_lora_path is not None:
             distilled_lora = comfy_lora(self.found.distilled_lora_path, C.DEFAULT_DISTILLED_LORA_STRENGTH)

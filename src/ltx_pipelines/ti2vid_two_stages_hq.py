@@ -67,6 +67,8 @@ class TI2VidTwoStagesHQPipeline(TwoStagePipelineBase):
         max_gpu_memory: float | None = None,
         compile: bool | None = None,  # noqa: A002 - the --compile flag
         step_cache: float | None = None,
+        compile_cache: str | None = None,
+        attention: str = "auto",
         distilled_lora_strength_stage_1: float = C.DEFAULT_HQ_DISTILLED_LORA_STRENGTH_STAGE_1,
         distilled_lora_strength_stage_2: float = C.DEFAULT_HQ_DISTILLED_LORA_STRENGTH_STAGE_2,
         **paths: Unpack[ComponentPaths],
@@ -76,7 +78,8 @@ class TI2VidTwoStagesHQPipeline(TwoStagePipelineBase):
             checkpoint_path=checkpoint_path, distilled_lora=distilled_lora,
             spatial_upsampler_path=spatial_upsampler_path, gemma_root=gemma_root, loras=loras, device=device,
             quantization=quantization, dtype=dtype, memory_policy=memory_policy, offload=offload,
-            max_gpu_memory=max_gpu_memory, compile=compile, step_cache=step_cache, **paths,
+            max_gpu_memory=max_gpu_memory, compile=compile, step_cache=step_cache,
+            compile_cache=compile_cache, attention=attention, **paths,
         )  # fmt: skip
         at_strength(self.distilled_lora, distilled_lora_strength_stage_1)  # refuse a negative strength now
         at_strength(self.distilled_lora, distilled_lora_strength_stage_2)

@@ -95,3 +95,31 @@ def test_an_unusable_attention_backend_gives_way_to_pytorchs_pick(  # noqa: ANN2
     assert all(k.video_self is None for k in engine._kernels.values())
     for g, w in zip(got, reference("plain"), strict=True):
         torch.testing.assert_close(g, w, rtol=1e-5, atol=1e-5)
+
+
+def test_a_compiler_failure_falls_back_to_eager_with_a_warning(  # noqa: ANN201
+    transformer, batch_for, reference, run, caplog  # noqa: ANN001
+):
+    """A compiler that fails (here: as a missing C++ toolchain would) warns; the generation goes on, plain."""
+
+    def broken_compiler(graph, example_inputs):  # noqa: ANN001, ANN202
+        raise RuntimeError("C++ compiler not found")
+
+    engine = CompiledBlocks(transformer, backend=broken_compiler, compact=False)
+    video, audio, perturbations = batch_for("plain")
+    got = run(engine, video, audio, perturbations)
+    assert not engine.compiled and "C++ compiler not found" in engine.stats.fallback
+    assert "running it eagerly" in caplog.text
+    for g, w in zip(got, reference("plain"), strict=True):
+        assert torch.equal(g, w)
+
+
+def test_the_log_says_what_was_compiled_and_where_it_came_from(transformer, batch_for, run, caplog) -> None:  # noqa: ANN001
+    import logging
+
+    caplog.set_level(logging.INFO)
+    engine = CompiledBlocks(transformer, backend="aot_eager")
+    run(engine, *batch_for("stg"))
+    assert engine.stats.graphs == 2 and len(engine.stats.variants) == 2
+    assert {v["plan"] for v in engine.stats.variants} == {"[video+audio]", "[video+audio; video_self=skip, audio_self=skip]"}
+    assert "Transformer block variant [video+audio]" in caplog.text

@@ -49,3 +49,33 @@ def test_step_cache_through_options(transformer, steps) -> None:  # noqa: ANN001
     executor = accelerated_executor(transformer, AccelerationOptions(compile=False, step_cache=1e9))
     steps(executor)
     assert executor.blocks_reused > 0
+
+
+def test_the_default_compiles_by_token_count(transformer, step_inputs, monkeypatch) -> None:  # noqa: ANN001
+    """--compile unset where compiling is the default: large inputs compiled, small ones on the plain executor."""
+    from ltx_pipelines.acceleration import executor as executor_module
+    from ltx_pipelines.acceleration import options as options_module
+    from ltx_pipelines.acceleration.executor import TokenCountPasses
+
+    monkeypatch.setitem(options_module.COMPILE_BY_DEFAULT, "cpu", True)  # as on CUDA
+    picked = accelerated_executor(transformer, AccelerationOptions())
+    assert isinstance(picked, TokenCountPasses) and picked.min_tokens == options_module.COMPILE_MIN_VIDEO_TOKENS
+    assert isinstance(picked.compiled, CompiledPasses) and type(picked.plain) is TransformerPasses
+    video = step_inputs[0]
+    assert picked.pick(video) is picked.plain  # the smoke video: a few dozen tokens
+    monkeypatch.setattr(picked, "min_tokens", video.latent.shape[1])
+    assert picked.pick(video) is picked.compiled
+    assert isinstance(accelerated_executor(transformer, AccelerationOptions(compile=True)), CompiledPasses)
+    assert type(accelerated_executor(transformer, AccelerationOptions(compile=False))) is TransformerPasses
+    del executor_module
+
+
+def test_a_process_group_keeps_the_plain_default(smoke_bundle) -> None:  # noqa: ANN001
+    """Several ranks shard one TransformerPasses executor: the token-count default must not hand them another kind."""
+    pipeline = DistilledPipeline(checkpoint_path=smoke_bundle.distilled_checkpoint, gemma_root=smoke_bundle.gemma_root,
+                                 spatial_upsampler_path=smoke_bundle.spatial_upsampler)  # fmt: skip
+    assert pipeline._local_acceleration() is pipeline.acceleration  # no group: as given
+    pipeline.parallel = object()  # as inside a group
+    assert pipeline._local_acceleration().compile is False
+    pipeline.acceleration = AccelerationOptions(compile=True)
+    assert pipeline._local_acceleration().compile is True  # --compile: compiled passes, a TransformerPasses

@@ -50,3 +50,40 @@ def test_split_files_enable_the_pipelines_of_their_model() -> None:
     (missing,) = PIPELINES["ti2vid_one_stage"].missing(only_distilled)
     assert "--transformer-path with --text-encoder-path" in missing
     assert "--checkpoint-path with --gemma-root" in missing
+
+
+def test_compile_flags_reach_the_pipelines_and_warm_up_follows_the_device(smoke_bundle, tmp_path: Path) -> None:
+    from ltx_pipelines.serve.worker import WorkerPool
+
+    served = settings("--smoke", str(smoke_bundle.root), "--data-dir", str(tmp_path))
+    assert (served.files.compile, served.files.compile_cache, served.files.attention, served.warm_up) == \
+        (None, None, "auto", None)  # fmt: skip
+    served = settings("--smoke", str(smoke_bundle.root), "--data-dir", str(tmp_path), "--no-compile",
+                      "--compile-cache", str(tmp_path / "cc"), "--attention", "8bit", "--warm-up")  # fmt: skip
+    kwargs = PIPELINES["distilled"].model_kwargs(served.files)
+    assert (kwargs["compile"], kwargs["compile_cache"], kwargs["attention"]) == (False, str(tmp_path / "cc"), "8bit")
+    assert served.warm_up is True
+    pool = WorkerPool.__new__(WorkerPool)
+    pool.warm_up = None
+    assert pool.warms_up("cuda:0") and not pool.warms_up("cpu")  # off in tests (CPU workers)
+    pool.warm_up = False
+    assert not pool.warms_up("cuda:0")
+
+
+def test_warm_up_runs_the_default_job_and_keeps_its_models(smoke_bundle, tmp_path: Path, monkeypatch) -> None:
+    from types import SimpleNamespace
+
+    from ltx_pipelines.serve import worker as worker_module
+    from ltx_pipelines.serve.requests import JobRequest
+    from ltx_pipelines.serve.storage import DataDir
+
+    served = settings("--smoke", str(smoke_bundle.root), "--data-dir", str(tmp_path))
+    small = lambda spec: JobRequest(pipeline=spec.name, prompt="warm-up", height=64, width=64, num_frames=9,  # noqa: E731
+                                    num_inference_steps=1)  # fmt: skip
+    monkeypatch.setattr(worker_module, "warm_up_request", small)
+    data = DataDir(tmp_path)
+    data.create()
+    worker = worker_module.Worker("cpu", SimpleNamespace(files=served.files, data=data))
+    assert worker.warm_up() is not None
+    assert worker.status()["pipeline"] == "ti2vid_two_stages"  # resident for the first job
+    assert not list(tmp_path.glob(".warm-up-*"))  # nothing kept

@@ -6,6 +6,9 @@ with head dim (128 video, 64 audio) and with the key length (self-attention, 1 0
 126 audio tokens). The chooser times each candidate on random tensors of each shape the block
 meets (a few milliseconds), keeps the fastest, and remembers it, so every later block call, and
 every compiled graph, uses the same choice. On a CPU it leaves PyTorch's choice alone.
+
+With ``eight_bit`` (``--attention 8bit``) the unmasked self-attentions take the 8-bit kernel instead
+(``attention_8bit``), without timing: asked for, not measured against bf16.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from ltx_core.model.transformer.transformer_args import TransformerArgs
 from torch.nn.attention import sdpa_kernel
 from torch.nn.functional import scaled_dot_product_attention
 
-from ltx_pipelines.acceleration.fused_ops import BACKENDS
+from ltx_pipelines.acceleration.fused_ops import BACKENDS, EIGHT_BIT
 
 logger = logging.getLogger(__name__)
 
@@ -95,9 +98,10 @@ def _time_ms(shape: AttentionShape, backend: str, repeats: int) -> float:
 class AttentionChooser:
     """Measures once per shape, then answers from memory; ``timings`` keeps what it measured (ms)."""
 
-    def __init__(self, candidates: tuple[str, ...] = CANDIDATES, repeats: int = 5):
+    def __init__(self, candidates: tuple[str, ...] = CANDIDATES, repeats: int = 5, eight_bit: bool = False):
         self.candidates = candidates
         self.repeats = repeats
+        self.eight_bit = eight_bit
         self.timings: dict[AttentionShape, dict[str, float | str]] = {}
         self.choices: dict[AttentionShape, str | None] = {}
 
@@ -105,7 +109,19 @@ class AttentionChooser:
         self, model: torch.nn.Module, video: TransformerArgs | None, audio: TransformerArgs | None
     ) -> dict[str, str | None]:
         """Backend name (or None: PyTorch's default) per ``Kernels`` attention field."""
-        return {name: self.backend(shape) for name, shape in attention_shapes(model, video, audio).items()}
+        shapes = attention_shapes(model, video, audio)
+        return {name: self.eight_bit_backend(name, shape) or self.backend(shape) for name, shape in shapes.items()}
+
+    def eight_bit_backend(self, name: str, shape: AttentionShape) -> str | None:
+        """``"8bit"`` for a self-attention the 8-bit kernel takes (when asked for), else None."""
+        from ltx_pipelines.acceleration import attention_8bit
+
+        if not self.eight_bit or name not in ("video_self", "audio_self"):
+            return None
+        if not attention_8bit.qualifies(shape.head_dim, shape.masked, shape.device, shape.dtype):
+            return None
+        attention_8bit.attention_op()  # registered before any (compiled) block calls it
+        return EIGHT_BIT
 
     def backend(self, shape: AttentionShape) -> str | None:
         if shape not in self.choices:

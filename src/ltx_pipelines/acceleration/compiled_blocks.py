@@ -6,7 +6,10 @@ is :func:`fused_block_forward`, whose only static inputs are the plan (which att
 the kernel choices, so one compiled graph per distinct plan and token count serves all blocks:
 a guided step needs three (plain, STG-skipped at its block, modality-isolated), or two more when
 its passes are stacked in one batch. Compilation is regional (one block, ``fullgraph=True``,
-static shapes) and happens on first use of each variant; ``compile_stats`` counts it.
+static shapes) and happens on first use of each variant; ``stats`` counts it, and the log says for each
+variant what it cost and whether it came from the compile cache (``compile_cache``: artefacts kept across
+processes). Any failure to compile (a graph break, a compiler error, a missing C++ compiler) warns and runs
+the same function eagerly: never an error.
 
 The engine keeps to the block-engine interface (``prepare`` / ``blocks`` / ``finish``), delegates
 ``prepare`` and ``finish`` to an optional inner engine, and can itself be replayed from CUDA
@@ -18,7 +21,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import torch
 from ltx_core.guidance.perturbations import BatchedPerturbationConfig
@@ -26,7 +29,8 @@ from ltx_core.model.transformer import Modality, X0Model
 from ltx_core.model.transformer.transformer_args import TransformerArgs
 
 from ltx_pipelines.acceleration.attention_choice import AttentionChooser, attention_shapes
-from ltx_pipelines.acceleration.block_plan import BlockPlans
+from ltx_pipelines.acceleration.block_plan import BlockPlan, BlockPlans
+from ltx_pipelines.acceleration.compile_cache import CacheCounters, CompileCache
 from ltx_pipelines.acceleration.fused_block import fused_block_forward, stream_of
 from ltx_pipelines.acceleration.fused_ops import OWN_ATTENTION, Kernels, uses_sdpa
 from ltx_pipelines.models.fp8 import FP8ScaledLinear, fp8_matmul_supported
@@ -46,6 +50,9 @@ class CompileStats:
     graphs: int = 0
     seconds: float = 0.0
     fallback: str | None = None  # why the engine went back to eager, if it did
+    from_cache: int = 0  # variants whose graphs all came from the compile cache
+    fresh: int = 0  # variants that generated code anew
+    variants: list[dict] = field(default_factory=list)  # one record per compiled variant (what, cost, source)
 
 
 def _unique_graphs() -> int:
@@ -77,8 +84,10 @@ class CompiledBlocks(EagerBlocks):
         attention: AttentionChooser | None = None,
         compact: bool | None = None,
         inner: EagerBlocks | None = None,
+        cache: CompileCache | None = None,
     ):
         super().__init__(transformer)
+        self.cache = cache
         self.inner = inner or EagerBlocks(transformer)
         self.compiled = compile
         self.fp8_in_graph = compile if fp8_in_graph is None else fp8_in_graph
@@ -139,11 +148,15 @@ class CompiledBlocks(EagerBlocks):
     def _run(self, *args: object) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         if not self.compiled:
             return fused_block_forward(*args)
-        before = _unique_graphs()
+        if self.cache is not None:
+            self.cache.activate()
+        before, counted = _unique_graphs(), CacheCounters.now()
         started = time.perf_counter()
         try:
             out = self._compiled_call(args)
-        except torch._dynamo.exc.TorchDynamoException as e:
+        except torch.OutOfMemoryError:
+            raise  # not a compiler failure: the eager path would run out of memory too
+        except Exception as e:  # noqa: BLE001 - whatever fails in compilation, the eager block computes the same
             logger.debug("compile failure", exc_info=True)
             kernels = args[-1]
             if _forced_backends(kernels):  # first retry with PyTorch's own attention pick for these shapes
@@ -158,16 +171,40 @@ class CompiledBlocks(EagerBlocks):
             return fused_block_forward(*args)
         built = _unique_graphs() - before
         if built:
-            self.stats.graphs += built
-            self.stats.seconds += time.perf_counter() - started
-            logger.info("Compiled a transformer block variant in %.1f s (%d so far)", time.perf_counter() - started,
-                        self.stats.graphs)  # fmt: skip
+            self._record(built, time.perf_counter() - started, CacheCounters.now().since(counted), args)
         return out
 
+    def _record(self, built: int, seconds: float, cache: CacheCounters, args: tuple) -> None:
+        """Count a newly compiled variant, log what it was, what it cost and where it came from; save the cache."""
+        plan: BlockPlan = args[5]
+        vx, ax = args[1], args[2]
+        what = {"plan": _describe_plan(plan), "video": tuple(vx.shape) if vx is not None else None,
+                "audio": tuple(ax.shape) if ax is not None else None, "seconds": round(seconds, 2),
+                "source": "cache" if cache.from_cache else "compiled"}  # fmt: skip
+        self.stats.graphs += built
+        self.stats.seconds += seconds
+        self.stats.variants.append(what)
+        if cache.from_cache:
+            self.stats.from_cache += 1
+        else:
+            self.stats.fresh += 1
+        logger.info("Transformer block variant %s, video %s, audio %s: %.1f s, %s (%d variants so far: %d from the "
+                    "cache, %.1f s in all)", what["plan"], what["video"], what["audio"], seconds, cache.describe(),
+                    len(self.stats.variants), self.stats.from_cache, self.stats.seconds)  # fmt: skip
+        if self.cache is not None and (not cache.from_cache or not self.cache.has_bundles()):
+            self.cache.save()  # new artefacts, or hits in Inductor's folder that no portable bundle holds yet
 
     def _compiled_call(self, args: tuple) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         with torch._dynamo.config.patch(recompile_limit=RECOMPILE_LIMIT, inline_inbuilt_nn_modules=True):
             return self._forward(*args)
+
+
+def _describe_plan(plan: BlockPlan) -> str:
+    """A short name for a plan: what differs from every attention running."""
+    parts = [f"{name}={getattr(plan, name)}" for name in ("video_self", "audio_self", "a2v", "v2a")
+             if getattr(plan, name) != "run"]  # fmt: skip
+    streams = "+".join(name for name in ("video", "audio") if getattr(plan, name))
+    return f"[{streams}{'; ' + ', '.join(parts) if parts else ''}]"
 
 
 def _forced_backends(kernels: Kernels) -> list[str]:
@@ -177,7 +214,10 @@ def _forced_backends(kernels: Kernels) -> list[str]:
 
 
 def _reason(error: Exception) -> str:
-    return str(error).splitlines()[0][:200] if str(error) else type(error).__name__
+    """One line: the compiler's own error where dynamo wrapped it (``BackendCompilerFailed``), else this one."""
+    inner = getattr(error, "inner_exception", None) or error
+    text = next((line for line in str(inner).splitlines() if line.strip()), "")
+    return f"{type(inner).__name__}: {text}"[:200] if text else type(inner).__name__
 
 
 def _shape(args: TransformerArgs | None) -> tuple:

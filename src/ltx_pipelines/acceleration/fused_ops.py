@@ -18,6 +18,7 @@ from ltx_core.model.transformer.rope import LTXRopeType
 from torch.nn import functional as F  # noqa: N812
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from ltx_pipelines.acceleration import attention_8bit
 from ltx_pipelines.acceleration.fp8_matmul import fp8_project
 from ltx_pipelines.models.fp8 import FP8ScaledLinear
 
@@ -31,6 +32,8 @@ BACKENDS = {
 SDPA_BACKENDS = tuple(BACKENDS)
 #: The block's own attention function rather than SDPA (ltx-core picks xformers where installed).
 OWN_ATTENTION = "own"
+#: The 8-bit attention kernel (``attention_8bit``; unmasked attention only).
+EIGHT_BIT = "8bit"
 
 
 def uses_sdpa(attn: Attention) -> bool:
@@ -139,20 +142,23 @@ def sdpa(attn: Attention, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mas
          backend: str | None) -> torch.Tensor:  # fmt: skip
     """Multi-head attention on ``[B, T, H*d]`` tensors, as ltx-core's PyTorch attention computes it.
 
-    ``backend``: None for PyTorch's own SDPA pick, an SDPA backend name to force one, or ``"own"`` for
-    the block's own attention function (xformers, FlashAttention 3: eager only).
+    ``backend``: None for PyTorch's own SDPA pick, an SDPA backend name to force one, ``"own"`` for the
+    block's own attention function (xformers, FlashAttention 3: eager only), or ``"8bit"`` for the 8-bit kernel.
     """
     if backend == OWN_ATTENTION:
         return attn.attention_function(q, k, v, attn.heads, mask)
     batch, heads = q.shape[0], attn.heads
     head_dim = q.shape[-1] // heads
+    if backend == EIGHT_BIT and mask is None:  # the kernel takes the block's [B, T, H, d] layout as it is
+        q, k, v = (t.reshape(batch, -1, heads, head_dim) for t in (q, k, v))
+        return attention_8bit.attention(q, k, v).reshape(batch, -1, heads * head_dim)
     q, k, v = (t.view(batch, -1, heads, head_dim).transpose(1, 2) for t in (q, k, v))
     if mask is not None:
         if mask.ndim == 2:
             mask = mask.unsqueeze(0)
         if mask.ndim == 3:
             mask = mask.unsqueeze(1)
-    if backend is None:
+    if backend not in BACKENDS:  # None: PyTorch's pick (also for a masked attention given the 8-bit kernel)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
     else:
         with sdpa_kernel([BACKENDS[backend]]):
@@ -213,6 +219,7 @@ def feed_forward(ff: torch.nn.Module, x: torch.Tensor, kernels: Kernels) -> torc
 
 __all__ = [
     "BACKENDS",
+    "EIGHT_BIT",
     "OWN_ATTENTION",
     "SDPA_BACKENDS",
     "Kernels",

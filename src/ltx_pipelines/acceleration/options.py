@@ -1,43 +1,107 @@
-"""The acceleration switches a pipeline takes (``compile=``, ``step_cache=``), checked before any model loads.
+"""The acceleration switches a pipeline takes (``compile=``, ``step_cache=``, ``compile_cache=``, ``attention=``),
+checked before any model loads.
 
 Kept free of torch imports: the command line and the pipeline constructor read it on every run.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import math
 from dataclasses import dataclass
 
 from ltx_pipelines.utils.errors import InputError
 
-#: ``--compile`` left unset: compile on these device types. Off on the CPU: inductor's C++ build takes
-#: about a minute per input size, more than it saves on anything a CPU generates. Off on CUDA until the
-#: GPU run (benchmarks/gpu_run.sh) shows the gain per generation outweighs the one-time compilation of a
-#: first generation (a one-shot command line run pays it; a server pays it once per size).
-COMPILE_BY_DEFAULT = {"cpu": False, "cuda": False}
+#: ``--compile`` left unset: whether these device types may compile at all. Off on the CPU: inductor's C++
+#: build takes about a minute per input size, more than it saves on anything a CPU generates (and the tests must
+#: not start compiling by default). On on CUDA, for passes of at least ``COMPILE_MIN_VIDEO_TOKENS`` video tokens.
+COMPILE_BY_DEFAULT = {"cpu": False, "cuda": True}
+
+#: ``--compile`` left unset on CUDA: compile the passes of at least this many video tokens, run smaller ones
+#: plain. Measured (benchmarks/RESULTS.md, full-size 19B transformer, random bf16 weights): at 6 144 tokens
+#: (512x768x121, stage 1 of the default two-stage generation) the compiled guided step took 1.129 s against the
+#: plain path's 1.418 s on an H100 (1.152 vs 1.386 s on an H200); at 24 576 tokens (stage 2 at 1024x1536) the
+#: compiled pass 1.936 s against 2.217 s (H200). Below that nothing is measured: the 1 536-token steps (stage 1
+#: at 768x512, the distilled stage 1) are latency bound and already stacked in one batch and replayed from CUDA
+#: graphs (0.372 s per guided step on an H100), and between 2 048 and 6 144 tokens no compiled step has been
+#: timed. So the threshold is the smallest measured size where compiling paid, chosen conservatively: sizes in
+#: between stay plain until benchmarks/gpu_run_fast.sh measures them.
+COMPILE_MIN_VIDEO_TOKENS = 6144
+
+#: ``--attention`` choices: ``auto`` is the measured SDPA backend per shape (bf16); ``8bit`` runs the video and
+#: audio self-attentions through an 8-bit attention kernel where one is installed (see ``attention_8bit``).
+ATTENTION_CHOICES = ("auto", "8bit")
+#: The Python packages whose kernels qualify for ``--attention 8bit``, in order of preference.
+ATTENTION_8BIT_PACKAGES = ("sageattention",)
 
 
 @dataclass(frozen=True)
 class AccelerationOptions:
-    """``compile``: True/False, or None for the device's default; ``step_cache``: a threshold, None or 0 = off."""
+    """``compile``: True/False, or None for the device's default (by token count on CUDA); ``step_cache``: a
+    threshold, None or 0 = off; ``compile_cache``: the folder of compiled artefacts kept across processes (None:
+    ``LTX_PIPELINES_COMPILE_CACHE`` or the user's cache folder; ``"off"``: PyTorch's own temporary folder);
+    ``attention``: one of ``ATTENTION_CHOICES``."""
 
     compile: bool | None = None
     step_cache: float | None = None
+    compile_cache: str | None = None
+    attention: str = "auto"
 
     def __post_init__(self) -> None:
         if self.step_cache is not None and not (math.isfinite(self.step_cache) and self.step_cache >= 0):
             raise InputError(
                 f"--step-cache must be a threshold >= 0 (0 or unset: off; try 0.05); got {self.step_cache!r}."
             )
+        if self.attention not in ATTENTION_CHOICES:
+            raise InputError(f"--attention must be one of {', '.join(ATTENTION_CHOICES)}; got {self.attention!r}.")
 
     def compiles(self, device_type: str) -> bool:
+        """Whether any pass on this device may be compiled (the default compiles only large ones on CUDA)."""
         return self.compile if self.compile is not None else COMPILE_BY_DEFAULT.get(device_type, False)
+
+    def compiles_at(self, device_type: str, video_tokens: int) -> bool:
+        """Whether a pass of ``video_tokens`` video tokens runs compiled: the flag, else the measured policy."""
+        if self.compile is not None:
+            return self.compile
+        return COMPILE_BY_DEFAULT.get(device_type, False) and video_tokens >= COMPILE_MIN_VIDEO_TOKENS
+
+    def by_token_count(self) -> bool:
+        """True where the token count decides (``--compile`` unset), False where the flag does."""
+        return self.compile is None
 
     def caches_steps(self) -> bool:
         return bool(self.step_cache)
 
+    def eight_bit_attention(self) -> bool:
+        return self.attention == "8bit"
+
     def enabled(self, device_type: str) -> bool:
-        return self.compiles(device_type) or self.caches_steps()
+        return self.compiles(device_type) or self.caches_steps() or self.eight_bit_attention()
+
+    def check_device(self, device_type: str) -> None:
+        """Refuse, before any model loads, an option this device or environment cannot run."""
+        if not self.eight_bit_attention():
+            return
+        if device_type != "cuda":
+            raise InputError(f"--attention 8bit needs an NVIDIA GPU (this pipeline runs on {device_type}); leave "
+                             "--attention out for the default attention.")  # fmt: skip
+        if attention_8bit_package() is None:
+            raise InputError(
+                "--attention 8bit needs an 8-bit attention kernel, and none is installed: pip install "
+                f"{ATTENTION_8BIT_PACKAGES[0]} (or leave --attention out for the default bf16 attention)."
+            )
 
 
-__all__ = ["COMPILE_BY_DEFAULT", "AccelerationOptions"]
+def attention_8bit_package() -> str | None:
+    """The first installed package of ``ATTENTION_8BIT_PACKAGES`` (found without importing it), or None."""
+    return next((name for name in ATTENTION_8BIT_PACKAGES if importlib.util.find_spec(name) is not None), None)
+
+
+__all__ = [
+    "ATTENTION_8BIT_PACKAGES",
+    "ATTENTION_CHOICES",
+    "COMPILE_BY_DEFAULT",
+    "COMPILE_MIN_VIDEO_TOKENS",
+    "AccelerationOptions",
+    "attention_8bit_package",
+]

@@ -297,6 +297,10 @@ class ModelLedger:
             self._models[key] = self._build_and_log(name, **kwargs)
         return self._models[key]
 
+    def kept(self, name: str) -> torch.nn.Module | None:
+        """The model ``name`` if the ledger holds it now (built with no extra arguments), else None; builds nothing."""
+        return self._models.get((name,))
+
     def release(self, name: str, **kwargs: object) -> None:
         if name == "transformer" and self._streamed is not None:
             self._streamed.park()  # the pinned store stays: building it again would cost more than keeping it

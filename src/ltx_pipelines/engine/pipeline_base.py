@@ -235,6 +235,8 @@ class PipelineBase:
         max_gpu_memory: float | None = None,
         compile: bool | None = None,  # noqa: A002 - the --compile flag
         step_cache: float | None = None,
+        compile_cache: str | None = None,
+        attention: str = "auto",
         **paths: Unpack[ComponentPaths],
     ):
         """The model: a monolithic ``checkpoint_path`` with ``gemma_root`` (LTX-2, 2.3), the split component
@@ -242,7 +244,8 @@ class PipelineBase:
         or ``model_dir``, a downloaded folder to find them in (paths given explicitly win).
         ``prompt_enhancer_gemma_root``: a Gemma-3 folder that rewrites prompts for ``enhance_prompt=True`` in
         place of the text encoder (required for LTX-2.5, whose Gemma 4 only encodes)."""
-        self.acceleration = AccelerationOptions(compile=compile, step_cache=step_cache)
+        self.acceleration = AccelerationOptions(compile=compile, step_cache=step_cache, compile_cache=compile_cache,
+                                                attention=attention)  # fmt: skip
         self.files, self.found = locate_model_files(checkpoint_path, gemma_root, paths,
                                                     distilled=self.runs_distilled_model)  # fmt: skip
         self.checkpoint: CheckpointInfo = inspect_ltx_checkpoint(self.files.transformer.path)
@@ -278,6 +281,7 @@ class PipelineBase:
             duration_head_path=self.files.duration_head.path if self.files.duration_head is not None else None,
             prompt_enhancer_gemma_root=enhancer_root,
         )
+        self.acceleration.check_device(self.device.type)  # before any model loads
         logger.info("%s on %s (%s), %s", type(self).__name__, self.device, str(self.dtype).removeprefix("torch."),
                     self.files.describe())  # fmt: skip
         if notice := self.files.transformer.metadata.get("smoke_model"):
@@ -516,10 +520,18 @@ class PipelineBase:
         elif self.acceleration.enabled(self.device.type):
             from ltx_pipelines.acceleration.executor import accelerated_executor
 
-            local = accelerated_executor(transformer, self.acceleration)
+            local = accelerated_executor(transformer, self._local_acceleration())
         else:
             local = TransformerPasses(transformer)
         return split_guidance(local, self.parallel)
+
+    def _local_acceleration(self) -> AccelerationOptions:
+        """The options this rank's executor runs: under a process group the guidance split shards one
+        ``TransformerPasses`` executor, and compiling by token count is not measured there, so the default stays
+        plain (an explicit ``--compile`` still compiles, as before)."""
+        if self.parallel is not None and self.acceleration.by_token_count():
+            return replace(self.acceleration, compile=False)
+        return self.acceleration
 
     def distilled_stage(
         self,

@@ -82,7 +82,7 @@ def create_app(settings: ServerSettings, *, server_exiting: Callable[[], bool] =
     events = JobEvents()
     pool = WorkerPool(
         store=store, events=events, data=data, files=settings.files, devices=devices,
-        idle_release=settings.idle_release,
+        idle_release=settings.idle_release, warm_up=settings.warm_up,
     )  # fmt: skip
     service = JobService(catalog=catalog, store=store, pool=pool, data=data, max_queue=settings.max_queue)
     guard = ApiKeyGuard(settings.api_key)

@@ -45,6 +45,9 @@ class ServedFiles:
     quantization: str | None = None  # the --quantization choice
     offload: str = "auto"
     max_gpu_memory: float | None = None
+    compile: bool | None = None  # --compile/--no-compile; None: by token count on a GPU
+    compile_cache: str | None = None  # --compile-cache
+    attention: str = "auto"  # --attention
 
     def model_paths(self, distilled: bool) -> dict[str, str] | None:
         """The pipelines' keyword arguments naming the full or distilled model's files (None: not given)."""
@@ -124,6 +127,9 @@ class PipelineSpec:
             "quantization": quantization_from_arg(files.quantization),
             "offload": files.offload,
             "max_gpu_memory": files.max_gpu_memory,
+            "compile": files.compile,
+            "compile_cache": files.compile_cache,
+            "attention": files.attention,
         }
         kwargs["loras"] = list(files.ic_loras if "ic_loras" in self.needs else files.loras)
         if "spatial_upsampler" in self.needs:

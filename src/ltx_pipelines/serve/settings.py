@@ -13,6 +13,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from ltx_pipelines.acceleration.cli_flags import add_compile_args
 from ltx_pipelines.engine import cli
 from ltx_pipelines.engine.model_ledger import comfy_lora
 from ltx_pipelines.serve.catalog import ServedFiles
@@ -38,6 +39,7 @@ class ServerSettings:
     devices: tuple[str, ...] | None = None  # default: every visible GPU, else the CPU
     log_level: str = "INFO"
     allowed_hosts: tuple[str, ...] = ()  # Host names accepted besides loopback ones, when listening on loopback
+    warm_up: bool | None = None  # compile the default job's shapes at start; None: where a worker has a GPU
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -93,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument(
         "--max-gpu-memory", type=float, default=None, metavar="GIB", help="Use at most this much GPU memory."
     )
+    add_compile_args(models)
 
     server = parser.add_argument_group("server")
     server.add_argument("--host", default="127.0.0.1", help="Address to listen on (0.0.0.0: every interface).")
@@ -105,6 +108,12 @@ def build_parser() -> argparse.ArgumentParser:
     server.add_argument(
         "--idle-release", type=float, default=None, metavar="SECONDS",
         help="Free the GPU's models after this long without a job (they load again with the next).",
+    )  # fmt: skip
+    server.add_argument(
+        "--warm-up", action=argparse.BooleanOptionalAction, default=None,
+        help="At start, each worker runs the default job once (the default pipeline, size and frames, 2 steps; "
+        "nothing is stored) so that its compiled shapes are ready before the first request. Default: on for GPU "
+        "workers, off on the CPU.",
     )  # fmt: skip
     server.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
 
@@ -137,6 +146,12 @@ _MODEL_FLAGS = {
 }  # fmt: skip
 
 
+def compile_settings(args: argparse.Namespace) -> dict[str, object]:
+    """The ServedFiles fields of the compile flags (absent from namespaces built before they existed)."""
+    return {"compile": getattr(args, "compile", None), "compile_cache": getattr(args, "compile_cache", None),
+            "attention": getattr(args, "attention", "auto")}  # fmt: skip
+
+
 def settings_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> ServerSettings:
     """Check the flags together and turn them into settings (building the smoke model if asked)."""
     data_dir = Path(args.data_dir)
@@ -166,6 +181,7 @@ def settings_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser
         idle_release=args.idle_release,
         log_level=args.log_level,
         allowed_hosts=tuple(h.lower() for h in args.allowed_hosts),
+        warm_up=args.warm_up,
     )
 
 
@@ -180,6 +196,7 @@ def served_files(args: argparse.Namespace, parser: argparse.ArgumentParser) -> S
     files = ServedFiles(
         **{**found, **named}, distilled_lora=distilled_lora, loras=tuple(args.loras), ic_loras=tuple(args.ic_loras),
         quantization=args.quantization, offload=args.offload, max_gpu_memory=args.max_gpu_memory,
+        **compile_settings(args),
     )  # fmt: skip
     if not (files.has("model") or files.has("distilled_model")):
         parser.error("give a model: --checkpoint-path and/or --distilled-checkpoint-path with --gemma-root, the split "
@@ -239,6 +256,7 @@ def smoke_files(folder: Path, args: argparse.Namespace) -> ServedFiles:
         quantization=args.quantization,
         offload=args.offload,
         max_gpu_memory=args.max_gpu_memory,
+        **compile_settings(args),
     )
 
 

@@ -6,6 +6,11 @@ a job for a different pipeline first releases the previous one's models. With ``
 it also releases them after that long without a job (the next job loads them again), for GPUs shared with
 other services.
 
+With warm-up on (``--warm-up``; the default where the worker has a GPU), a worker first runs the default job
+once (the default pipeline at its default size and frames, two guided steps, the output discarded) so that the
+transformer's compiled variants for those shapes are built, or read from the compile cache, before the first
+request waits on them. A failing warm-up is logged and the worker serves anyway.
+
 Progress events of the generation (``ltx_pipelines.utils.progress``) become the job's stage, step and ETA
 in the store and on the event streams; a cancel request is answered by raising ``GenerationCancelled``
 from the listener, which stops the generation at the next stage or step boundary with nothing written.
@@ -23,7 +28,7 @@ import torch
 
 from ltx_pipelines.engine.model_ledger import cleanup_memory
 from ltx_pipelines.engine.pipeline_base import PipelineBase
-from ltx_pipelines.serve.catalog import PIPELINES, PipelineSpec, ServedFiles
+from ltx_pipelines.serve.catalog import DEFAULT_PIPELINE, PIPELINES, PipelineSpec, ServedFiles
 from ltx_pipelines.serve.events import JobEvents
 from ltx_pipelines.serve.jobs import Job, JobStatus, JobStore
 from ltx_pipelines.serve.requests import JobRequest, call_kwargs, denoise_stages
@@ -33,6 +38,9 @@ from ltx_pipelines.utils import progress
 from ltx_pipelines.utils.errors import InputError
 
 logger = logging.getLogger(__name__)
+
+#: Guided steps of the warm-up job (every compiled variant of a step is built by its first step; two make sure).
+WARM_UP_STEPS = 2
 
 
 def default_devices() -> list[str]:
@@ -102,6 +110,8 @@ class Worker:
         return not self._thread.is_alive()
 
     def _loop(self) -> None:
+        if self.pool.warms_up(self.device):
+            self.warm_up()
         while not self.pool.stopping.is_set():
             seen = self.pool.work_signal()
             try:
@@ -175,6 +185,30 @@ class Worker:
         store = self.pool.store
         return store.finish(job.id, JobStatus.CANCELLED, error="cancelled while running", error_code="cancelled")
 
+    # -- warm-up --------------------------------------------------------------------------------
+
+    def warm_up(self) -> float | None:
+        """Run the default job once, output discarded; returns its seconds (None: skipped or failed)."""
+        spec = _warm_up_spec(self.pool.files)
+        if spec is None:
+            logger.info("Worker %s: no pipeline to warm up", self.device)
+            return None
+        output = self.pool.data.root / f".warm-up-{self.device.replace(':', '-')}.mp4"
+        started = time.perf_counter()
+        try:
+            pipeline = self._pipeline(spec)
+            pipeline(**{**call_kwargs(warm_up_request(spec), spec, pipeline, {}, output), "overwrite": True})
+        except Exception as e:  # noqa: BLE001 - warming up is an optimisation: serve anyway
+            logger.warning("Worker %s: warm-up with %s failed (%s: %s); serving without it", self.device, spec.name,
+                           type(e).__name__, str(e).splitlines()[0][:200] if str(e) else "")  # fmt: skip
+            self._release("the warm-up failed")
+            return None
+        finally:
+            output.unlink(missing_ok=True)
+        seconds = time.perf_counter() - started
+        logger.info("Worker %s warmed up %s in %.1f s%s", self.device, spec.name, seconds, _compile_summary(pipeline))
+        return seconds
+
     # -- residency --------------------------------------------------------------------------------
 
     def _pipeline(self, spec: PipelineSpec) -> PipelineBase:
@@ -199,6 +233,29 @@ class Worker:
             self._release(f"idle for {limit:g} s")
 
 
+def warm_up_request(spec: PipelineSpec) -> JobRequest:
+    """The default job of ``spec`` (its default size and frames), with only a few guided steps."""
+    return JobRequest(pipeline=spec.name, prompt="warm-up", num_inference_steps=WARM_UP_STEPS if spec.guided else None)
+
+
+def _warm_up_spec(files: ServedFiles) -> PipelineSpec | None:
+    """The pipeline a warm-up runs: the default one if its files are there, else the first available."""
+    specs = [PIPELINES[DEFAULT_PIPELINE], *PIPELINES.values()]
+    return next((spec for spec in specs if not spec.missing(files) and spec.takes_images and not spec.media), None)
+
+
+def _compile_summary(pipeline: PipelineBase) -> str:
+    """What the warm-up compiled and read from the compile cache (empty when nothing compiled)."""
+    from ltx_pipelines.acceleration.executor import engine_stats
+
+    transformer = pipeline.ledger.kept("transformer")
+    stats = engine_stats(transformer) if transformer is not None else {}
+    if not stats.get("graphs"):
+        return ""
+    return (f": {stats['variants_compiled']} transformer variants compiled, {stats['variants_from_cache']} from the "
+            f"compile cache, {stats['compile_s']} s")  # fmt: skip
+
+
 class WorkerPool:
     """The workers, and what they share: the store, the event hub, the data folder and the model files."""
 
@@ -211,9 +268,12 @@ class WorkerPool:
         files: ServedFiles,
         devices: list[str],
         idle_release: float | None = None,
+        warm_up: bool | None = None,
     ):
+        """``warm_up``: run the default job at each worker's start (None: on for GPU workers, off on the CPU)."""
         self.store, self.events, self.data, self.files = store, events, data, files
         self.idle_release = idle_release
+        self.warm_up = warm_up
         self.stopping = threading.Event()
         self._work = threading.Condition()
         self._signal = 0
@@ -233,6 +293,9 @@ class WorkerPool:
                 logger.warning(
                     "Worker %s did not stop in %g s; its job will be failed at the next start", worker.device, timeout
                 )
+
+    def warms_up(self, device: str) -> bool:
+        return self.warm_up if self.warm_up is not None else device.startswith("cuda")
 
     def publish(self, job: Job) -> None:
         self.events.publish(job_view(job))
@@ -259,4 +322,4 @@ class WorkerPool:
                 self._work.wait(timeout)
 
 
-__all__ = ["ProgressTracker", "Worker", "WorkerPool", "default_devices"]
+__all__ = ["WARM_UP_STEPS", "ProgressTracker", "Worker", "WorkerPool", "default_devices", "warm_up_request"]
