@@ -140,7 +140,9 @@ def from_tiles(x: torch.Tensor, dims: tuple[int, int, int], tile: Kernel) -> tor
 def build_block_mask(dims: tuple[int, int, int], kernel: Kernel, device: torch.device, tile: Kernel | None = None):
     """The ``BlockMask`` of NATTEN's windows over a volume (``tile``: token tile, one block).
 
-    Cached: every block of a stage attends over the same volume (the tables are ~24 bytes per token)."""
+    Cached: every block of a stage attends over the same volume (the tables are ~24 bytes per token). Only the
+    key side is built (``compute_q_blocks=False``): the query side serves the backward pass, and FlexAttention
+    builds it through a dense query-tile x key-tile table, quadratic in the tokens."""
     from torch.nn.attention.flex_attention import BlockMask
 
     tile = tile or choose_tile(dims)
@@ -150,9 +152,11 @@ def build_block_mask(dims: tuple[int, int, int], kernel: Kernel, device: torch.d
     table = torch.stack([_tile_order(a.query_starts(device), i, tiles, tile) for i, a in enumerate(axes)]  # type: ignore[arg-type]
                         + [_tile_order(a.key_positions(device), i, tiles, tile) for i, a in enumerate(axes)])  # type: ignore[arg-type]
     tokens = math.prod(tiles) * BLOCK
+    if device.type != "cuda":  # inductor's CPU lowering wants a row per key tile (quadratic: small volumes only)
+        indices = F.pad(indices, (0, math.prod(tiles) - indices.shape[1]))
     return BlockMask.from_kv_blocks(counts[None, None], indices[None, None], BLOCK_SIZE=BLOCK,
                                     mask_mod=_window_mask(table.to(torch.int32), kernel),
-                                    seq_lengths=(tokens, tokens))  # fmt: skip
+                                    seq_lengths=(tokens, tokens), compute_q_blocks=False)  # fmt: skip
 
 
 @functools.cache
