@@ -50,3 +50,17 @@ def test_split_files_enable_the_pipelines_of_their_model() -> None:
     (missing,) = PIPELINES["ti2vid_one_stage"].missing(only_distilled)
     assert "--transformer-path with --text-encoder-path" in missing
     assert "--checkpoint-path with --gemma-root" in missing
+
+
+@pytest.mark.parametrize(("choice", "expected"), [("auto", None), ("conv", "conv"), ("diffusion", "diffusion")])
+def test_vae_decoder_reaches_the_pipelines_keyword_arguments(smoke_bundle, tmp_path: Path, choice: str,
+                                                             expected: str | None) -> None:  # fmt: skip
+    files = settings("--checkpoint-path", str(smoke_bundle.checkpoint), "--gemma-root", str(smoke_bundle.gemma_root),
+                     "--vae-decoder", choice, "--data-dir", str(tmp_path)).files  # fmt: skip
+    assert files.vae_decoder == choice
+    assert files.model_paths(distilled=False).get("vae_decoder") == expected
+
+
+def test_an_unknown_vae_decoder_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit):
+        settings("--vae-decoder", "natten", "--data-dir", str(tmp_path))

@@ -45,6 +45,7 @@ class ServedFiles:
     quantization: str | None = None  # the --quantization choice
     offload: str = "auto"
     max_gpu_memory: float | None = None
+    vae_decoder: str = "auto"  # the --vae-decoder choice (auto: what the video VAE file carries)
 
     def model_paths(self, distilled: bool) -> dict[str, str] | None:
         """The pipelines' keyword arguments naming the full or distilled model's files (None: not given)."""
@@ -59,6 +60,8 @@ class ServedFiles:
             return None
         paths["duration_head_path"] = self.duration_head
         paths["prompt_enhancer_gemma_root"] = self.prompt_enhancer_gemma_root
+        if self.vae_decoder != "auto":
+            paths["vae_decoder"] = self.vae_decoder
         return {name: value for name, value in paths.items() if value is not None}
 
     def has(self, need: str) -> bool:
