@@ -213,6 +213,8 @@ class ModelLedger:
         self.plan: MemoryPlan | None = None
         self.peaks: dict[str, dict[str, float]] = {}  # stage -> measured peak memory (GiB) of the last generation
         self._streamed: StreamedTransformer | None = None
+        #: Compile the diffusion video decoder's blocks when it is built (the pipeline's --compile).
+        self.compile_video_decoder = False
 
     @contextmanager
     def checks_only(self) -> Iterator[None]:
@@ -497,7 +499,10 @@ class ModelLedger:
     def _build_video_decoder(self) -> torch.nn.Module:
         if self.diffusion_video_decoder:
             self.files_loaded.append(self.video_vae_path)
-            return load_diffusion_decoder(self.video_vae_path, device=self.device, dtype=self.dtype)
+            decoder = load_diffusion_decoder(self.video_vae_path, device=self.device, dtype=self.dtype)
+            if self.compile_video_decoder:
+                decoder.compile_blocks()
+            return decoder
         builder = self._file_builder(self.video_vae_path, VideoDecoderConfigurator, VIDEO_DECODER_KEYS)
         return self._build(builder, [self.video_vae_path])
 

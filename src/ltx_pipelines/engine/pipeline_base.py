@@ -278,6 +278,8 @@ class PipelineBase:
             duration_head_path=self.files.duration_head.path if self.files.duration_head is not None else None,
             prompt_enhancer_gemma_root=enhancer_root,
         )
+        # --compile also compiles LTX-2.5's diffusion decoder's blocks (static shapes, one graph per tile shape).
+        self.ledger.compile_video_decoder = self.acceleration.compiles(self.ledger.device.type)
         logger.info("%s on %s (%s), %s", type(self).__name__, self.device, str(self.dtype).removeprefix("torch."),
                     self.files.describe())  # fmt: skip
         if notice := self.files.transformer.metadata.get("smoke_model"):
