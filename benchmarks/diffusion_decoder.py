@@ -29,9 +29,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from ltx_pipelines.models.ltx25.diffusion_decoder import DiffusionDecoderConfig, DiffusionVideoDecoder
-from ltx_pipelines.models.ltx25.diffusion_tiling import tiles_for_budget
+from ltx_pipelines.models.ltx25.diffusion_tiling import TileGeometry, tiles_for_budget, working_set_bytes
+from ltx_pipelines.models.ltx25.neighborhood_attention import force_backend, natten_usable
 
 GIB = 1 << 30
+GPU_RESERVE = int(0.75 * GIB)  # memory.budget.GPU_RESERVE (not imported: it pulls in ltx_core 1.0.0)
 SIZES = ((1536, 1024, 121), (3840, 2176, 121))
 TINY_CONFIG = DiffusionDecoderConfig(
     latent_channels=16, head_dim=16, t_emb_dim=32, stage_channels=(64, 32, 16, 16, 16), stage_depths=(1, 1, 1, 1, 2),
@@ -149,6 +151,25 @@ class Run:
         return record
 
 
+def attention_paths(args: argparse.Namespace, device: torch.device, first: bool) -> list[str]:
+    """The attention paths to time: the fast one first; natten only where it imports; masked on the first size."""
+    if args.attention:
+        return [a for a in args.attention.split(",") if a]
+    if device.type != "cuda":
+        return ["blocked"]
+    probe = torch.empty(1, device=device)
+    return ["flex", *(["natten"] if natten_usable(probe) else []), *(["blocked"] if first else [])]
+
+
+def estimated_bytes(config: DiffusionDecoderConfig, size: tuple[int, int, int], tiles) -> int:
+    """The pre-flight's estimate of a decode beyond the weights (logged beside the measured peak: calibration)."""
+    width, height, frames = size
+    whole = (frames, height, width)
+    axes = (tiles.frames, tiles.height, tiles.width) if tiles is not None else (None, None, None)
+    tile = tuple(axis[0] if axis else n for axis, n in zip(axes, whole, strict=True))
+    return working_set_bytes(TileGeometry.of(config), config, frames, height, width, tile)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tiny", action="store_true", help="CPU self-check: tiny decoder, small video")
@@ -160,6 +181,9 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=500.0, help="seconds for the whole run")
     parser.add_argument("--min-case-s", type=float, default=20.0, help="do not start a case with less time left")
     parser.add_argument("--no-compile", action="store_true")
+    parser.add_argument("--attention", help="attention paths timed for ours, in order (default: flex,natten,blocked "
+                        "on a GPU -- natten where it imports, blocked (masked) on the first size only --; blocked on "
+                        "the CPU)")  # fmt: skip
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     if args.reference_path:
@@ -190,9 +214,12 @@ def main() -> None:
         size = (width, height, frames)
         latent = latent_for(config, width, height, frames, device, dtype)
         own_tiles = tiles_for_budget(config, frames, height, width, int(free - weights - 2 * GIB))
-        plain = run.case(
-            "ours", size, lambda lat=latent, t=own_tiles: run_ours(decoder, lat, t), device, {"tiles": str(own_tiles)}
-        )
+        plain: dict = {}
+        for backend in attention_paths(args, device, first=size == sizes[0]):
+            with force_backend(backend):
+                got = run.case(f"ours {backend}", size, lambda lat=latent, t=own_tiles: run_ours(decoder, lat, t),
+                               device, {"tiles": str(own_tiles), "attention": backend})  # fmt: skip
+            plain = plain if "_out" in plain else got
         for mode in [m for m in args.reference_modes.split(",") if m]:
             try:
                 ref = reference_decoder(decoder, mode, device, dtype)
@@ -220,14 +247,15 @@ def main() -> None:
             compiled = None
         for cap in [float(c) for c in args.caps.split(",") if c] if device.type == "cuda" else []:
             torch.cuda.set_per_process_memory_fraction(min(1.0, cap * GIB / total), device)
-            try:
-                tiles = tiles_for_budget(config, frames, height, width, int(cap * GIB - weights - GIB))
+            try:  # the pre-flight's choice: what the cap leaves after the reserve and the weights
+                tiles = tiles_for_budget(config, frames, height, width, int(cap * GIB - GPU_RESERVE - weights))
             except ValueError as error:
                 run.results.append({"case": f"ours {cap:g} GiB", "size": "x".join(map(str, size)), "error": str(error)})
                 print(json.dumps(run.results[-1]), flush=True)
                 continue
+            estimate = weights + estimated_bytes(config, size, tiles)
             run.case(f"ours {cap:g} GiB", size, lambda lat=latent, t=tiles: run_ours(decoder, lat, t), device,
-                     {"tiles": str(tiles)})  # fmt: skip
+                     {"tiles": str(tiles), "estimated_gib": round(estimate / GIB, 2)})  # fmt: skip
             torch.cuda.set_per_process_memory_fraction(1.0, device)
     results = [{k: v for k, v in r.items() if k != "_out"} for r in run.results]
     if args.json:

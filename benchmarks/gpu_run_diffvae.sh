@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # LTX-2.5's diffusion video decoder on one GPU in one command (BUDGET_S caps it; default 520 s, inside the device's
 # 600 s per command and the 9-minute target), logs and JSON under $OUT (timeline.txt, install.log, diffvae.log,
-# diffvae.json): ours plain, ours compiled, the reference 1.2.0's best Hopper mode (combined_compile where natten
+# diffvae.json): ours per attention path (flex = FlexAttention, natten where it imports, blocked = the masked PyTorch
+# path, on the first size only), ours compiled, the reference 1.2.0's best Hopper mode (combined_compile where natten
 # imports, else chunked_compile, which then runs the reference's Triton/eager fallback uncompiled), ours under 16
-# and 6 GiB caps; 1536x1024x121 first, then 3840x2176x121 while time lasts (benchmarks/diffusion_decoder.py).
+# and 6 GiB caps with the pre-flight's tile choice (estimated_gib beside peak_gib: the calibration of
+# diffusion_tiling's constants); 1536x1024x121 first, then 3840x2176x121 while time lasts.
 #
 # The reference needs only its ltx_core 1.2.0 (pure Python) from the carried wheels (bash
 # benchmarks/fetch_wheels_25.sh; carry [".whl25"]); it goes to $REF_SITE alone. Our decoder imports no ltx_core,

@@ -15,6 +15,7 @@ from ltx_pipelines.memory.budget import (
     TransformerSizes,
     pass_state_bytes,
     stage_activation_bytes,
+    diffusion_decoder_bytes,
     text_encoder_sizes,
     transformer_sizes,
     vae_decode_bytes,
@@ -22,6 +23,8 @@ from ltx_pipelines.memory.budget import (
 from ltx_pipelines.memory.host import GIB, HostMemory
 from ltx_pipelines.memory.offload import OffloadMode
 from ltx_pipelines.memory.preflight import MemoryRequest, plan_memory, plan_with_policy
+from ltx_pipelines.models.ltx25.diffusion_decoder import DiffusionDecoderConfig
+from ltx_pipelines.models.ltx25.diffusion_tiling import TileGeometry, TileSizes, working_set_bytes
 from ltx_pipelines.utils.errors import InputError
 
 
@@ -294,3 +297,48 @@ def test_per_token_cross_adaln_rows_add_four_widths_unless_compact(compact) -> N
     after = pass_state_bytes(6144, 126, own, 2, compact=compact)
     width = 2 * (6144 * own.video_width + 126 * own.audio_width)
     assert after - before == (0 if compact else OWN_CROSS_ADALN_WIDTHS * width)
+
+
+# -- LTX-2.5's diffusion video decoder ------------------------------------------------------------------------
+
+DIFFUSION = replace(SIZES, diffusion_decoder=DiffusionDecoderConfig())  # the published layout's defaults
+SHORT_STAGES = (StageLoad("stage 1", 1536, 126, 1),)
+
+
+def diffusion_plan(free_gib: float, height: int = 1024, width: int = 1536, frames: int = 121):  # noqa: ANN201
+    request = MemoryRequest(stages=SHORT_STAGES, height=height, width=width, num_frames=frames)
+    return plan_memory(sizes=DIFFUSION, request=request, requested=OffloadMode.AUTO, free_gpu=int(free_gib * GIB),
+                       host=PLENTY)  # fmt: skip
+
+
+def test_a_large_card_decodes_the_diffusion_decoder_whole() -> None:
+    assert diffusion_plan(200).vae_tiling is None
+
+
+@pytest.mark.parametrize("free_gib", [16, 6])
+def test_diffusion_decoder_tiles_fit_what_is_left_after_its_weights(free_gib: float) -> None:
+    p = diffusion_plan(free_gib)
+    tiles = p.vae_tiling
+    assert isinstance(tiles, TileSizes)
+    config = DIFFUSION.diffusion_decoder
+    size = tuple(axis[0] if axis else whole for axis, whole in zip((tiles.frames, tiles.height, tiles.width),
+                                                                     (121, 1024, 1536), strict=True))  # fmt: skip
+    used = working_set_bytes(TileGeometry.of(config), config, 121, 1024, 1536, size)
+    assert used + DIFFUSION.components.video_decoder <= p.gpu_budget
+    assert "diffusion decoder tiles" in p.describe()
+
+
+def test_4k_under_6_gib_is_refused_before_loading_with_what_to_change() -> None:
+    with pytest.raises(InputError, match=r"whole video.*--vae-decoder conv.*--max-gpu-memory"):
+        diffusion_plan(6, height=2176, width=3840)
+    assert isinstance(diffusion_plan(16, height=2176, width=3840).vae_tiling, TileSizes)
+
+
+def test_diffusion_decoder_weights_count_what_the_decoder_keeps() -> None:
+    header = {
+        "decoder.conv_in.weight": ("BF16", (1024, 128)),
+        "decoder.coarse_head.weight": ("BF16", (512, 512)),  # the preview head: dropped at load
+        "encoder.conv_in.conv.weight": ("BF16", (128, 48, 3, 3, 3)),
+        "per_channel_statistics.std-of-means": ("F32", (128,)),
+    }
+    assert diffusion_decoder_bytes(header, 2) == 2 * 1024 * 128 + 2 * 128

@@ -35,3 +35,15 @@ def test_tiles_are_split_when_every_rank_can_replay_the_noise(report) -> None:  
     # Noise injected inside the blocks cannot be replayed tile by tile: rank 0 decodes alone.
     assert not any(report[f"block noise / {tiling}"]["split"] for tiling in ("spatial+temporal", "temporal"))
     assert report["block noise / temporal"]["seed_matters"]
+
+
+def test_the_diffusion_decoder_decodes_on_rank_0_alone() -> None:
+    """LTX-2.5's diffusion decoder has no ltx-core tile list: not split across ranks (yet), never an error."""
+    import torch
+    from ltx_core.model.video_vae import TilingConfig
+
+    from ltx_pipelines.models.ltx25.diffusion_decoder import DiffusionDecoderConfig, DiffusionVideoDecoder
+    from ltx_pipelines.parallel.decode import splits_across_ranks
+
+    decoder = DiffusionVideoDecoder(DiffusionDecoderConfig(stage_depths=(0, 0, 0, 0, 0)))
+    assert not splits_across_ranks(decoder, torch.zeros(1, 128, 3, 8, 8), TilingConfig.default())

@@ -87,3 +87,17 @@ def test_warm_up_runs_the_default_job_and_keeps_its_models(smoke_bundle, tmp_pat
     assert worker.warm_up() is not None
     assert worker.status()["pipeline"] == "ti2vid_two_stages"  # resident for the first job
     assert not list(tmp_path.glob(".warm-up-*"))  # nothing kept
+
+
+@pytest.mark.parametrize(("choice", "expected"), [("auto", None), ("conv", "conv"), ("diffusion", "diffusion")])
+def test_vae_decoder_reaches_the_pipelines_keyword_arguments(smoke_bundle, tmp_path: Path, choice: str,
+                                                             expected: str | None) -> None:  # fmt: skip
+    files = settings("--checkpoint-path", str(smoke_bundle.checkpoint), "--gemma-root", str(smoke_bundle.gemma_root),
+                     "--vae-decoder", choice, "--data-dir", str(tmp_path)).files  # fmt: skip
+    assert files.vae_decoder == choice
+    assert files.model_paths(distilled=False).get("vae_decoder") == expected
+
+
+def test_an_unknown_vae_decoder_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit):
+        settings("--vae-decoder", "natten", "--data-dir", str(tmp_path))

@@ -61,6 +61,7 @@ from ltx_pipelines.models.gemma import (
     gemma_text_encoder_ops,
 )
 from ltx_pipelines.models.key_layouts import VIDEO_DECODER_KEYS, VIDEO_ENCODER_KEYS
+from ltx_pipelines.models.ltx25.diffusion_decoder import DiffusionDecoderConfig
 from ltx_pipelines.models.ltx25.diffusion_vae_file import (
     FlatVideoEncoderConfigurator,
     flat_encoder_config,
@@ -195,6 +196,10 @@ class ModelLedger:
         video_vae = sections[0].get("vae", self.config.get("vae", {}))
         #: LTX-2.5's diffusion video decoder (``CausalDiffusionVAE`` file) rather than the convolutional one.
         self.diffusion_video_decoder = is_diffusion_vae(video_vae)
+        #: Its architecture, for the pre-flight's tiles (read from the header: nothing is loaded).
+        self.diffusion_decoder_config = (
+            DiffusionDecoderConfig.from_vae_config(video_vae) if self.diffusion_video_decoder else None
+        )
         if self.diffusion_video_decoder:  # its encoder's settings are nested: give ltx-core the flat form
             sections[0] = {**sections[0], "vae": flat_encoder_config(video_vae)}
         self.latent_format = LatentFormat.from_config({**self.config, **sections[0], **sections[1]})
@@ -208,6 +213,8 @@ class ModelLedger:
         self.plan: MemoryPlan | None = None
         self.peaks: dict[str, dict[str, float]] = {}  # stage -> measured peak memory (GiB) of the last generation
         self._streamed: StreamedTransformer | None = None
+        #: Compile the diffusion video decoder's blocks when it is built (the pipeline's --compile).
+        self.compile_video_decoder = False
 
     @contextmanager
     def checks_only(self) -> Iterator[None]:
@@ -357,7 +364,8 @@ class ModelLedger:
             upsampler = tensors_bytes(upsampler_tensors, self.dtype.itemsize)
         fp8 = self.quantization is not None
         return model_sizes(tensors, self.config, gemma_headers, layers, upsampler, self.dtype.itemsize, fp8,
-                           per_token_cross_adaln=self.per_token_cross_adaln)
+                           per_token_cross_adaln=self.per_token_cross_adaln,
+                           diffusion_decoder=self.diffusion_decoder_config)
 
     def _text_encoder_headers(self, tensors: dict) -> tuple[list[dict], int]:
         """(Gemma's weight headers, its layer count); a packed file's projections join ``tensors`` (the processor's)."""
@@ -495,7 +503,10 @@ class ModelLedger:
     def _build_video_decoder(self) -> torch.nn.Module:
         if self.diffusion_video_decoder:
             self.files_loaded.append(self.video_vae_path)
-            return load_diffusion_decoder(self.video_vae_path, device=self.device, dtype=self.dtype)
+            decoder = load_diffusion_decoder(self.video_vae_path, device=self.device, dtype=self.dtype)
+            if self.compile_video_decoder:
+                decoder.compile_blocks()
+            return decoder
         builder = self._file_builder(self.video_vae_path, VideoDecoderConfigurator, VIDEO_DECODER_KEYS)
         return self._build(builder, [self.video_vae_path])
 

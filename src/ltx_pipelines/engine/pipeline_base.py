@@ -282,6 +282,8 @@ class PipelineBase:
             prompt_enhancer_gemma_root=enhancer_root,
         )
         self.acceleration.check_device(self.device.type)  # before any model loads
+        # Compiling (the default on CUDA, or --compile) covers LTX-2.5's diffusion decoder's blocks too (one graph per tile shape).
+        self.ledger.compile_video_decoder = self.acceleration.compiles(self.ledger.device.type)
         logger.info("%s on %s (%s), %s", type(self).__name__, self.device, str(self.dtype).removeprefix("torch."),
                     self.files.describe())  # fmt: skip
         if notice := self.files.transformer.metadata.get("smoke_model"):

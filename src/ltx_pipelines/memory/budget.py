@@ -25,13 +25,15 @@ coefficients are most of it; the rest is the hidden states, RoPE tables and the 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ltx_core.loader import SDOps
 from ltx_core.model.audio_vae import AUDIO_VAE_DECODER_COMFY_KEYS_FILTER, VOCODER_COMFY_KEYS_FILTER
 
 from ltx_pipelines.memory.host import GIB
 from ltx_pipelines.models.key_layouts import VIDEO_DECODER_KEYS, VIDEO_ENCODER_KEYS
+from ltx_pipelines.models.ltx25.diffusion_decoder import DiffusionDecoderConfig
+from ltx_pipelines.models.ltx25.diffusion_vae_file import decoder_key
 
 TRANSFORMER_PREFIX = "model.diffusion_model."
 BLOCKS_PREFIX = TRANSFORMER_PREFIX + "transformer_blocks."
@@ -228,6 +230,14 @@ class ModelSizes:
     transformer: TransformerSizes
     components: ComponentSizes
     text_encoder: TextEncoderSizes
+    #: LTX-2.5's diffusion video decoder's architecture (None: the convolutional decoder): its tiles are planned
+    #: from it (``diffusion_tiling.tiles_for_budget``) rather than from ``VAE_BYTES_PER_VOXEL``.
+    diffusion_decoder: DiffusionDecoderConfig | None = None
+
+
+def diffusion_decoder_bytes(tensors: dict[str, tuple[str, tuple[int, ...]]], compute_bytes: int) -> int:
+    """The diffusion decoder's weights once loaded: what it keeps of the file (no ``coarse_*``, no encoder)."""
+    return bytes_where(tensors, lambda name: decoder_key(name) is not None, compute_bytes)
 
 
 def pass_state_bytes(video_tokens: int, audio_tokens: int, sizes: TransformerSizes, compute_bytes: int,
@@ -287,6 +297,7 @@ __all__ = [
     "bytes_where",
     "component_bytes",
     "device_bytes",
+    "diffusion_decoder_bytes",
     "model_sizes",
     "pass_state_bytes",
     "stage_activation_bytes",
@@ -306,11 +317,17 @@ def model_sizes(
     compute_bytes: int,
     fp8: bool,
     per_token_cross_adaln: bool = False,
+    diffusion_decoder: DiffusionDecoderConfig | None = None,
 ) -> "ModelSizes":
-    """Every size the pre-flight needs, from headers already read."""
+    """Every size the pre-flight needs, from headers already read (``diffusion_decoder``: the video VAE file's
+    diffusion decoder config, whose weights then replace the convolutional decoder's count)."""
+    components = ComponentSizes.from_header(checkpoint_tensors, compute_bytes, upsampler_bytes)
+    if diffusion_decoder is not None:
+        components = replace(components, video_decoder=diffusion_decoder_bytes(checkpoint_tensors, compute_bytes))
     return ModelSizes(
         transformer=transformer_sizes(checkpoint_tensors, config, compute_bytes, fp8=fp8,
                                       per_token_cross_adaln=per_token_cross_adaln),
-        components=ComponentSizes.from_header(checkpoint_tensors, compute_bytes, upsampler_bytes),
+        components=components,
         text_encoder=text_encoder_sizes(gemma_headers, gemma_layers, compute_bytes),
+        diffusion_decoder=diffusion_decoder,
     )

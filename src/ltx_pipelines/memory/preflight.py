@@ -12,7 +12,9 @@ first that fits:
 A request that fits none is refused with the figures and what to change. Independently, the Gemma
 text encoder is streamed by layer when it does not fit whole (the device then holds two layers,
 the vision tower and the norms; the token embedding stays in host memory), and the VAE decodes in
-tiles sized to what is left.
+tiles sized to what is left: the convolutional decoder's from ``VAE_BYTES_PER_VOXEL``, LTX-2.5's diffusion
+decoder's from its architecture (``diffusion_tiling.tiles_for_budget``: the whole-video stage-4 input, the blend
+buffers and one tile's stage-5 working set).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from ltx_pipelines.memory.budget import (
 )
 from ltx_pipelines.memory.host import GIB, HostMemory
 from ltx_pipelines.memory.offload import OffloadMode
+from ltx_pipelines.models.ltx25.diffusion_tiling import TileSizes, stage4_input_bytes, tiles_for_budget
 from ltx_pipelines.utils.errors import InputError
 
 #: Activation savings tried in order: feed-forward chunk in video tokens (None: the whole sequence at
@@ -73,7 +76,7 @@ class MemoryPlan:
     host_peak: int  # estimated, for the weights we hold
     ff_chunk: int | None
     stream_text_encoder: bool
-    vae_tiling: TilingConfig | None
+    vae_tiling: TilingConfig | TileSizes | None  # TileSizes: the diffusion decoder's
     slots: int = STREAM_SLOTS
     compact_timesteps: bool = False
     stage_embeddings: bool = False  # embeddings processor on the GPU one part at a time (kept on the host)
@@ -95,10 +98,17 @@ class MemoryPlan:
             parts.append("Gemma streamed by layer")
         if self.stage_embeddings:
             parts.append("embeddings processor one part at a time")
-        if self.vae_tiling is not None and self.vae_tiling.spatial_config is not None:
+        if isinstance(self.vae_tiling, TileSizes):
+            parts.append("diffusion decoder tiles " + _describe_tiles(self.vae_tiling))
+        elif self.vae_tiling is not None and self.vae_tiling.spatial_config is not None:
             s, t = self.vae_tiling.spatial_config, self.vae_tiling.temporal_config
             parts.append(f"VAE tiles {s.tile_size_in_pixels}px x {t.tile_size_in_frames} frames")
         return "; ".join(parts)
+
+
+def _describe_tiles(sizes: TileSizes) -> str:
+    """``frames x height x width`` of a tile ("whole" where an axis is not cut)."""
+    return " x ".join(str(axis[0]) if axis else "whole" for axis in (sizes.frames, sizes.height, sizes.width))
 
 
 def _gib(n: int) -> str:
@@ -133,9 +143,12 @@ def _transformer_need(sizes: ModelSizes, request: MemoryRequest, offload: Offloa
     return _Need(weights + worst, weights, worst, stage_name)
 
 
-def _vae_tiling(budget: int, sizes: ModelSizes, request: MemoryRequest) -> TilingConfig | None:
+def _vae_tiling(budget: int, sizes: ModelSizes, request: MemoryRequest, compute_bytes: int = 2,
+                ) -> TilingConfig | TileSizes | None:  # fmt: skip
     """None when the whole video decodes at once within the budget, else the largest tiling that fits."""
     free = budget - sizes.components.video_decoder
+    if sizes.diffusion_decoder is not None:
+        return _diffusion_tiling(free, budget, sizes, request, compute_bytes)
     if vae_decode_bytes(request.num_frames, request.height, request.width) <= free:
         return None
     for pixels, pixel_overlap, frames, frame_overlap in VAE_TILES:
@@ -151,6 +164,28 @@ def _vae_tiling(budget: int, sizes: ModelSizes, request: MemoryRequest) -> Tilin
         f"Decoding {request.width}x{request.height} video needs more GPU memory than the {_gib(budget)} left, "
         "even in the smallest tiles. Free GPU memory, raise --max-gpu-memory or lower the size."
     )
+
+
+def _diffusion_tiling(free: int, budget: int, sizes: ModelSizes, request: MemoryRequest,
+                      compute_bytes: int) -> TileSizes | None:  # fmt: skip
+    """The diffusion decoder's tiles for what is left after its weights, or a refusal that says what to change.
+
+    Its stages 1-3 run on the whole video and their output stays on the device, so no tiling gets below that:
+    a video whose stage-4 input does not fit (4K under a 6 GiB cap) is refused before anything loads.
+    """
+    config = sizes.diffusion_decoder
+    frames, height, width = request.num_frames, request.height, request.width
+    try:
+        return tiles_for_budget(config, frames, height, width, max(0, free), element=compute_bytes)
+    except ValueError:
+        features = stage4_input_bytes(config, frames, height, width, compute_bytes)
+        raise InputError(
+            f"LTX-2.5's diffusion decoder cannot decode {width}x{height}x{frames} in the {_gib(budget)} left: its "
+            f"first three stages run on the whole video and keep {_gib(features)} (about twice that while the "
+            f"last one upsamples) besides its {_gib(sizes.components.video_decoder)} of weights, whatever the "
+            "tiles. Use --vae-decoder conv (the convolutional decoder file, which tiles everything), raise "
+            "--max-gpu-memory, or lower --height/--width/--num-frames."
+        ) from None
 
 
 def _host_need(sizes: ModelSizes, request: MemoryRequest, fp8: bool) -> int:
@@ -207,7 +242,7 @@ def plan_memory(
             text_fits = not keep_resident or held + max(EMBEDDINGS_ACTIVATIONS, TEXT_ENCODER_ACTIVATIONS) <= budget
             if need.total + others <= budget and text_fits:
                 plan = _finish_plan(mode, ff_chunk, compact, need, budget, sizes, request, requested, host, host_need,
-                                    held if keep_resident else 0)  # fmt: skip
+                                    held if keep_resident else 0, compute_bytes)  # fmt: skip
                 return replace(plan, keep_models=keep_resident)
     raise _refusal(smallest, budget, free_gpu, max_gpu_memory, modes[-1])
 
@@ -249,7 +284,7 @@ def _kept_components(sizes: ModelSizes, request: MemoryRequest, fp8: bool) -> in
 
 def _finish_plan(mode: OffloadMode, ff_chunk: int | None, compact: bool, need: _Need, budget: int, sizes: ModelSizes,
                  request: MemoryRequest, requested: OffloadMode, host: HostMemory, host_need: int,
-                 held: int = 0) -> MemoryPlan:  # fmt: skip
+                 held: int = 0, compute_bytes: int = 2) -> MemoryPlan:  # fmt: skip
     """``held``: bytes every model kept loaded holds (``keep``), which the VAE's tiles must leave room for."""
     te = sizes.text_encoder
     stream_te = te.total + TEXT_ENCODER_ACTIVATIONS > budget
@@ -260,7 +295,8 @@ def _finish_plan(mode: OffloadMode, ff_chunk: int | None, compact: bool, need: _
             f"only {_gib(budget)} can be used. Free GPU memory or raise --max-gpu-memory."
         )
     stage_embeddings = _stage_embeddings(budget, sizes)
-    tiling = _vae_tiling(budget - max(0, held - sizes.components.video_decoder), sizes, request)
+    tiling = _vae_tiling(budget - max(0, held - sizes.components.video_decoder), sizes, request,
+                         compute_bytes)
     if requested is not OffloadMode.AUTO:
         reason = "asked for"
     elif mode is OffloadMode.NONE:

@@ -124,8 +124,11 @@ def decode_tiles_across_ranks(
 
 
 def splits_across_ranks(decoder: VideoDecoder, latent: torch.Tensor, tiling: TilingConfig | None) -> bool:
-    """Whether the decode has several tiles whose noise every rank can replay."""
-    return tiling is not None and _replayable(decoder) and len(decoder._prepare_tiles(latent, tiling)) > 1
+    """Whether the decode has several tiles whose noise every rank can replay (ltx-core's decoders only: LTX-2.5's
+    diffusion decoder has no ``_prepare_tiles`` and decodes on rank 0 alone, not yet split across ranks)."""
+    if tiling is None or not hasattr(decoder, "_prepare_tiles"):
+        return False
+    return _replayable(decoder) and len(decoder._prepare_tiles(latent, tiling)) > 1
 
 
 def _my_share(

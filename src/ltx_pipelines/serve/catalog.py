@@ -45,9 +45,13 @@ class ServedFiles:
     quantization: str | None = None  # the --quantization choice
     offload: str = "auto"
     max_gpu_memory: float | None = None
+<<<<<<< HEAD
     compile: bool | None = None  # --compile/--no-compile; None: by token count on a GPU
     compile_cache: str | None = None  # --compile-cache
     attention: str = "auto"  # --attention
+=======
+    vae_decoder: str = "auto"  # the --vae-decoder choice (auto: what the video VAE file carries)
+>>>>>>> diffvae2
 
     def model_paths(self, distilled: bool) -> dict[str, str] | None:
         """The pipelines' keyword arguments naming the full or distilled model's files (None: not given)."""
@@ -62,6 +66,8 @@ class ServedFiles:
             return None
         paths["duration_head_path"] = self.duration_head
         paths["prompt_enhancer_gemma_root"] = self.prompt_enhancer_gemma_root
+        if self.vae_decoder != "auto":
+            paths["vae_decoder"] = self.vae_decoder
         return {name: value for name, value in paths.items() if value is not None}
 
     def has(self, need: str) -> bool:

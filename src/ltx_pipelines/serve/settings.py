@@ -16,6 +16,7 @@ from pathlib import Path
 from ltx_pipelines.acceleration.cli_flags import add_compile_args
 from ltx_pipelines.engine import cli
 from ltx_pipelines.engine.model_ledger import comfy_lora
+from ltx_pipelines.models.files import VAE_DECODERS
 from ltx_pipelines.serve.catalog import ServedFiles
 from ltx_pipelines.utils import constants as C
 from ltx_pipelines.utils.errors import InputError
@@ -66,6 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     models.add_argument("--text-encoder-path", type=cli.resolve_path, help="Packed text encoder (LTX-2.5).")
     models.add_argument("--video-vae-path", type=cli.resolve_path, help="Video VAE file (LTX-2.5).")
+    models.add_argument(
+        "--vae-decoder", choices=VAE_DECODERS, default="auto",
+        help="Video decoder: auto (what the video VAE file carries; with --model-dir, LTX-2.5's diffusion decoder "
+        "where both files are there), diffusion, or conv (LTX-2.5's lighter convolutional decoder file).",
+    )  # fmt: skip
     models.add_argument("--audio-vae-path", type=cli.resolve_path, help="Audio VAE and vocoder file (LTX-2.5).")
     models.add_argument("--duration-head-path", type=cli.resolve_path, help="Duration head file (LTX-2.5).")
     models.add_argument(
@@ -188,7 +194,7 @@ def settings_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser
 def served_files(args: argparse.Namespace, parser: argparse.ArgumentParser) -> ServedFiles:
     """The model flags (and what --model-dir finds for the ones not given) as the server's files."""
     named = {field: str(getattr(args, flag)) for flag, field in _MODEL_FLAGS.items() if getattr(args, flag)}
-    found = _found_in_model_dir(args.model_dir, parser) if args.model_dir else {}
+    found = _found_in_model_dir(args.model_dir, parser, args.vae_decoder) if args.model_dir else {}
     distilled_lora = tuple(args.distilled_lora)
     if not distilled_lora and found.get("distilled_lora"):
         distilled_lora = (comfy_lora(found.pop("distilled_lora"), C.DEFAULT_DISTILLED_LORA_STRENGTH),)
@@ -196,7 +202,11 @@ def served_files(args: argparse.Namespace, parser: argparse.ArgumentParser) -> S
     files = ServedFiles(
         **{**found, **named}, distilled_lora=distilled_lora, loras=tuple(args.loras), ic_loras=tuple(args.ic_loras),
         quantization=args.quantization, offload=args.offload, max_gpu_memory=args.max_gpu_memory,
+<<<<<<< HEAD
         **compile_settings(args),
+=======
+        vae_decoder=args.vae_decoder,
+>>>>>>> diffvae2
     )  # fmt: skip
     if not (files.has("model") or files.has("distilled_model")):
         parser.error("give a model: --checkpoint-path and/or --distilled-checkpoint-path with --gemma-root, the split "
@@ -205,7 +215,7 @@ def served_files(args: argparse.Namespace, parser: argparse.ArgumentParser) -> S
     return files
 
 
-def _found_in_model_dir(model_dir: str, parser: argparse.ArgumentParser) -> dict[str, str]:
+def _found_in_model_dir(model_dir: str, parser: argparse.ArgumentParser, vae_decoder: str = "auto") -> dict[str, str]:
     """ServedFiles fields for what --model-dir holds: its full and its distilled model, each where present."""
     from ltx_pipelines.models import discovery
 
@@ -217,7 +227,7 @@ def _found_in_model_dir(model_dir: str, parser: argparse.ArgumentParser) -> dict
     fields: dict[str, str] = {}
     for distilled in (False, True):
         try:
-            picked = discovery.pick(scanned, distilled=distilled)
+            picked = discovery.pick(scanned, distilled=distilled, vae_decoder=vae_decoder)
         except InputError as e:
             logging.getLogger(__name__).info("--model-dir: no %s model (%s)", "distilled" if distilled else "full", e)
             continue

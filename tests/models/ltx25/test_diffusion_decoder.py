@@ -105,3 +105,32 @@ def test_blocked_attention_equals_dense_masked_attention(shape: tuple, kernel: t
     q, k, v = (torch.randn(shape, generator=torch.Generator().manual_seed(i)) for i in range(3))
     ours = neighborhood_attention(q, k, v, kernel)
     assert torch.allclose(ours, reference_neighborhood_attention(q, k, v, kernel), atol=1e-6)
+
+
+def test_a_failed_compile_falls_back_to_eager_with_a_warning(monkeypatch, caplog) -> None:  # noqa: ANN001
+    """``compile_blocks`` under a compiler that fails on first use: same frames as eager, one warning per block."""
+    from ltx_pipelines.models.ltx25.diffusion_decoder import DiffusionVideoDecoder
+
+    config = DiffusionDecoderConfig(
+        latent_channels=8, head_dim=8, t_emb_dim=16, stage_channels=(32, 16, 16, 16, 16), stage_depths=(1, 1, 1, 1, 1),
+        upsamples=(((1, 2, 2), 2), ((2, 1, 1), 1), ((2, 2, 2), 1), ((2, 2, 2), 1)), stage5_channels=16,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    decoder = DiffusionVideoDecoder(config).eval()
+    latent = torch.randn(1, 8, 2, 3, 3)
+    with torch.no_grad():
+        eager = decoder(latent, generator=torch.Generator().manual_seed(1))
+
+    def failing_compile(fn, **kwargs):  # noqa: ANN001, ANN003, ANN202
+        def run(*args, **kw):  # noqa: ANN002, ANN003, ANN202
+            raise RuntimeError("no compiler here")
+
+        return run
+
+    monkeypatch.setattr(torch, "compile", failing_compile)
+    decoder.compile_blocks()
+    with torch.no_grad(), caplog.at_level("WARNING"):
+        compiled = decoder(latent, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(compiled, eager)
+    warnings = [r for r in caplog.records if "torch.compile failed" in r.getMessage()]
+    assert len(warnings) == len(decoder.diff_blocks) + sum(len(s) for s in decoder.det_stages)

@@ -17,8 +17,9 @@ edge-padded and the padding cropped from the pixels.
 
 from __future__ import annotations
 
+import logging
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import torch
@@ -27,6 +28,8 @@ from torch import nn
 
 from ltx_pipelines.models.ltx25 import diffusion_tiling as tiling
 from ltx_pipelines.models.ltx25.neighborhood_attention import Kernel, neighborhood_attention
+
+logger = logging.getLogger(__name__)
 
 Upsample = tuple[Kernel, int]  # (stride (t, h, w), channel reduction)
 
@@ -286,6 +289,23 @@ class DiffusionBlock(nn.Module):
         return _residual_mlp(x, self.norm2, self.mlp, scale_mlp, shift_mlp)
 
 
+def _eager_on_failure(compiled: Callable, eager: Callable) -> Callable:
+    """``compiled``, until it raises: then a warning, and ``eager`` for this and every later call."""
+    state = {"failed": False}
+
+    def forward(*args: object, **kwargs: object) -> object:
+        if not state["failed"]:
+            try:
+                return compiled(*args, **kwargs)
+            except Exception as error:  # noqa: BLE001 -- any compile failure: the eager block gives the same result
+                state["failed"] = True
+                logger.warning("diffusion decoder: torch.compile failed (%s: %s); this block runs eager",
+                               type(error).__name__, str(error).splitlines()[0] if str(error) else "")  # fmt: skip
+        return eager(*args, **kwargs)
+
+    return forward
+
+
 class AdaLN(nn.Module):
     """Timestep embedding -> seven per-channel vectors; stage-5 blocks use (scale, shift) of attention and MLP."""
 
@@ -421,12 +441,14 @@ class DiffusionVideoDecoder(nn.Module):
         """``torch.compile`` each block's forward, one graph per tile shape (a tiled decode has a handful).
 
         Static shapes: inductor's dynamic-shape lowering of the blocked attention fails on torch 2.11 (CPU check).
+        A block whose compilation fails (no compiler, a lowering error) warns once and runs eager from then on.
         """
         import torch._dynamo
 
         torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
         for block in (*self.diff_blocks, *(b for stage in self.det_stages for b in stage)):
-            block.forward = torch.compile(block.forward, dynamic=False, **options)  # type: ignore[method-assign]
+            compiled = torch.compile(block.forward, dynamic=False, **options)
+            block.forward = _eager_on_failure(compiled, block.forward)  # type: ignore[method-assign]
 
     # -- the stages --------------------------------------------------------------------------------
 

@@ -330,26 +330,35 @@ def _partition_of_unity(spec: list[tuple[tuple[int, int], slice, torch.Tensor]])
     return bool(torch.allclose(total, torch.ones(length), atol=1e-5, rtol=0.0))
 
 
-__all__ = ["Pads", "PixelBox", "Schedule", "Tile", "TileGeometry", "TileSizes", "ramp_mask", "resize", "split_axis"]
+# -- memory -----------------------------------------------------------------------------------------
+# The constants below are the pre-flight's model of a tiled decode's device memory; benchmarks/diffusion_decoder.py
+# logs the measured peak beside this estimate for every GPU case, which is what calibrates them.
 
-
-#: Bytes per stage-5 token and channel held at once, in units of the activation's size (x, its norm, Q/K/V, the
-#: attention output, the gathered keys and values of one temporal block, the MLP chunk): a measured-constant stand-in
-#: until the GPU runs calibrate it.
+#: Stage-5 activations held at once per token, in units of one token's widest activation (x, its norm, Q/K/V,
+#: the attention output, the context projection, the MLP chunk): a stand-in until a GPU run calibrates it.
 STAGE5_WORKING_COPIES = 12
+#: Copies of the stage-4 input the last whole-video upsampling holds (its projection and the depth-to-space copy).
+UPSAMPLE_COPIES = 2
+
+
+def stage4_input_bytes(config: DiffusionDecoderConfig, frames: int, height: int, width: int, element: int = 2) -> int:
+    """The stage-4 input: stages 1-3 run on the whole video and it stays on the device through the decode."""
+    geometry = TileGeometry.of(config)
+    latent_t = (frames - 1) // config.scale[0] + 1 + config.trailing_frames
+    s4 = geometry.stage4_shape((latent_t, max(1, height // config.scale[1]), max(1, width // config.scale[2])))
+    return math.prod(s4) * config.stage_channels[3] * element
 
 
 def working_set_bytes(geometry: TileGeometry, config: DiffusionDecoderConfig, frames: int, height: int, width: int,
                       tile: tuple[int, int, int], element: int = 2) -> int:  # fmt: skip
-    """Device bytes of a tiled decode: the stage-4 input (whole video, resident), one temporal group's blend buffer
-    (and the next one's overlap), and one tile's stage-5 working set."""
-    latent_t = (frames - 1) // config.scale[0] + 1 + config.trailing_frames
-    s4 = geometry.stage4_shape((latent_t, height // config.scale[1], width // config.scale[2]))
-    features = math.prod(s4) * config.stage_channels[3] * element
+    """Device bytes of a tiled decode beyond the weights: the larger of the whole-video stages 1-3 (their last
+    upsampling) and the tile loop (the resident stage-4 input, one temporal group's blend buffer and weights
+    and the next group's overlap, one tile's stage-5 working set)."""
+    features = stage4_input_bytes(config, frames, height, width, element)
     accum = 2 * tile[0] * height * width * config.out_channels * element
     tokens = tile[0] * (tile[1] // config.patch_size) * (tile[2] // config.patch_size)
     stage5 = tokens * max(config.stage5_width, config.context_width) * element * STAGE5_WORKING_COPIES
-    return features + accum + stage5
+    return max(UPSAMPLE_COPIES * features, features + accum + stage5)
 
 
 def tiles_for_budget(config: DiffusionDecoderConfig, frames: int, height: int, width: int, budget: int,
@@ -372,7 +381,8 @@ def tiles_for_budget(config: DiffusionDecoderConfig, frames: int, height: int, w
                     best = (waste, (t, h, w))
     if best is None:
         raise ValueError(f"the diffusion decoder's smallest tile does not fit in {budget / 2**30:.1f} GiB at "
-                         f"{width}x{height}x{frames}")  # fmt: skip
+                         f"{width}x{height}x{frames} (its whole-video stage-4 input alone is "
+                         f"{stage4_input_bytes(config, frames, height, width, element) / 2**30:.1f} GiB)")  # fmt: skip
     t, h, w = best[1]
     return TileSizes(frames=(t, lap_t) if t < frames else None, height=(h, lap_px) if h < height else None,
                      width=(w, lap_px) if w < width else None)  # fmt: skip
@@ -389,3 +399,7 @@ def _waste(length: int, size: int, overlap: int) -> float:
         return 1.0
     count = (length + size - 2 * overlap - 1) // (size - overlap)
     return count * size / length
+
+
+__all__ = ["Pads", "PixelBox", "Schedule", "Tile", "TileGeometry", "TileSizes", "ramp_mask", "resize", "split_axis",
+           "stage4_input_bytes", "tiles_for_budget", "working_set_bytes"]

@@ -1,4 +1,4 @@
-"""3D neighborhood attention with NATTEN's windows, in PyTorch (any device) or through ``natten`` where it serves.
+"""3D neighborhood attention with NATTEN's windows: through ``natten``, FlexAttention, or plain PyTorch.
 
 Each query attends to the ``kt x kh x kw`` box around it. Near a border the box is shifted inward rather than
 clipped (NATTEN's rule: along each axis the window starts at ``clamp(i - k // 2, 0, L - k)``), so every query
@@ -6,20 +6,29 @@ sees exactly ``kt * kh * kw`` keys. LTX-2.5's diffusion decoder was trained with
 the decoder pads the last latent frame before its neighbourhood stages (the shifted windows of the last frames
 would otherwise look at fewer real frames).
 
-The PyTorch path cuts the query volume into blocks; each block attends, with one SDPA call for many blocks, to
-the union of its queries' windows under a mask. It needs no compiler or extension, runs on the CPU (CI, the
-golden tests) and on a GPU, and keeps its working set bounded by processing a few temporal blocks at a time.
-``natten.na3d`` is used instead when the package imports and the tensors are on a CUDA device.
+Three implementations, the same numbers (float32: within 1e-6 of each other):
+
+* ``natten``: ``natten.na3d``, when the package imports and the tensors are on a CUDA device;
+* ``flex``: FlexAttention with a block-sparse mask of the windows
+  (:mod:`~ltx_pipelines.models.ltx25.flex_neighborhood`), compiled; the fast path on CUDA without natten;
+* ``blocked``: query blocks against the union of their windows under a mask, one SDPA call for many blocks.
+  Needs no compiler, so it is the CPU's (CI, golden tests) and the fallback when FlexAttention cannot compile.
+
+``auto`` picks natten, then flex on CUDA, then blocked; :func:`force_backend` pins one (tests, benchmarks).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import math
+from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
+
+from ltx_pipelines.models.ltx25.flex_neighborhood import flex_neighborhood_attention, window_starts
 
 logger = logging.getLogger(__name__)
 
@@ -27,12 +36,6 @@ Kernel = tuple[int, int, int]
 
 #: Gathered key/value elements (per tensor) one SDPA call may hold; bounds the PyTorch path's working set.
 GATHER_BUDGET = 1 << 26
-
-
-def window_starts(length: int, kernel: int, device: torch.device | None = None) -> torch.Tensor:
-    """First key of each query's window along one axis (NATTEN's border shift)."""
-    positions = torch.arange(length, device=device)
-    return (positions - kernel // 2).clamp(0, length - kernel)
 
 
 @functools.cache
@@ -45,21 +48,69 @@ def _natten():
     return natten
 
 
+BACKENDS = ("auto", "natten", "flex", "blocked")
+_forced: str = "auto"
+#: FlexAttention failed to compile once in this process: auto stops trying it.
+_flex_broken: bool = False
+
+
 def natten_usable(q: torch.Tensor) -> bool:
     """natten is importable and the tensors are on CUDA (natten has no CPU kernels worth using)."""
     return q.is_cuda and _natten() is not None
 
 
-def neighborhood_attention(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, kernel: Kernel, *, use_natten: bool = True
-) -> torch.Tensor:
+@contextlib.contextmanager
+def force_backend(name: str) -> Iterator[None]:
+    """Use one implementation inside the block (``auto``: the automatic choice); for tests and benchmarks."""
+    global _forced
+    if name not in BACKENDS:
+        raise ValueError(f"neighborhood attention backend {name!r}: choose one of {', '.join(BACKENDS)}")
+    previous, _forced = _forced, name
+    try:
+        yield
+    finally:
+        _forced = previous
+
+
+def choose_backend(q: torch.Tensor) -> str:
+    """The forced backend, else natten -> flex (CUDA) -> blocked."""
+    if _forced != "auto":
+        return _forced
+    if natten_usable(q):
+        return "natten"
+    if q.is_cuda and not _flex_broken:
+        return "flex"
+    return "blocked"
+
+
+def neighborhood_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, kernel: Kernel) -> torch.Tensor:
     """``[B, T, H, W, heads, head_dim]`` q/k/v (q already scaled) -> ``[B, T, H, W, heads * head_dim]``."""
     batch, t, h, w, heads, head_dim = q.shape
     kernel = _fit_kernel(kernel, (t, h, w))
-    if use_natten and natten_usable(q):
+    backend = choose_backend(q)
+    if backend == "natten":
         out = _natten().na3d(q.contiguous(), k.contiguous(), v.contiguous(), kernel_size=kernel, scale=1.0)
-        return out.reshape(batch, t, h, w, heads * head_dim)
-    return blocked_neighborhood_attention(q, k, v, kernel).reshape(batch, t, h, w, heads * head_dim)
+    elif backend == "flex":
+        out = _flex_or_blocked(q, k, v, kernel)
+    else:
+        out = blocked_neighborhood_attention(q, k, v, kernel)
+    return out.reshape(batch, t, h, w, heads * head_dim)
+
+
+def _flex_or_blocked(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, kernel: Kernel) -> torch.Tensor:
+    """FlexAttention; if it cannot compile here (no Triton, no compiler), warn once and use the blocked path."""
+    global _flex_broken
+    if _flex_broken and _forced != "flex":
+        return blocked_neighborhood_attention(q, k, v, kernel)
+    try:
+        return flex_neighborhood_attention(q, k, v, kernel)
+    except Exception as error:  # noqa: BLE001 -- any compile/lowering failure means "use the other path"
+        if _forced == "flex":
+            raise
+        _flex_broken = True
+        logger.warning("Neighborhood attention: FlexAttention failed (%s: %s); using the blocked PyTorch path",
+                       type(error).__name__, str(error).splitlines()[0] if str(error) else "")  # fmt: skip
+        return blocked_neighborhood_attention(q, k, v, kernel)
 
 
 def _fit_kernel(kernel: Kernel, dims: tuple[int, int, int]) -> Kernel:
@@ -170,5 +221,5 @@ def reference_neighborhood_attention(q: torch.Tensor, k: torch.Tensor, v: torch.
     return out.transpose(1, 2).reshape(batch, t, h, w, heads * head_dim)
 
 
-__all__ = ["Kernel", "blocked_neighborhood_attention", "natten_usable", "neighborhood_attention",
-           "reference_neighborhood_attention", "window_starts"]  # fmt: skip
+__all__ = ["BACKENDS", "Kernel", "blocked_neighborhood_attention", "choose_backend", "force_backend", "natten_usable",
+           "neighborhood_attention", "reference_neighborhood_attention", "window_starts"]  # fmt: skip

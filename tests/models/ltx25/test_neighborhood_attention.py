@@ -1,0 +1,97 @@
+"""The three neighborhood-attention paths give the same numbers as dense attention under the window mask.
+
+The FlexAttention path is compiled here on the CPU (inductor's C++ backend), which is what makes it honour the
+block table: uncompiled, FlexAttention evaluates every pair and only the element mask would be tested.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from ltx_pipelines.models.ltx25 import flex_neighborhood as flex
+from ltx_pipelines.models.ltx25.neighborhood_attention import (
+    choose_backend,
+    force_backend,
+    neighborhood_attention,
+    reference_neighborhood_attention,
+)
+
+TOLERANCE = 1e-6  # float32, relative to the largest output
+SHAPES = [((1, 5, 11, 13, 2, 16), (3, 7, 7)), ((2, 3, 9, 20, 1, 8), (3, 5, 5)), ((1, 1, 10, 17, 2, 8), (1, 3, 3))]
+
+
+def qkv(shape: tuple[int, ...]) -> tuple[torch.Tensor, ...]:
+    generator = torch.Generator().manual_seed(sum(shape))
+    return tuple(torch.randn(shape, generator=generator) for _ in range(3))
+
+
+def relative_error(ours: torch.Tensor, expected: torch.Tensor) -> float:
+    return float((ours - expected).abs().max() / expected.abs().max())
+
+
+@pytest.mark.parametrize("backend", ["blocked", "flex"])
+@pytest.mark.parametrize(("shape", "kernel"), SHAPES[:2])
+def test_backend_equals_dense_masked_attention(backend: str, shape: tuple, kernel: tuple) -> None:
+    q, k, v = qkv(shape)
+    with force_backend(backend):
+        ours = neighborhood_attention(q, k, v, kernel)
+    assert relative_error(ours, reference_neighborhood_attention(q, k, v, kernel)) <= TOLERANCE
+
+
+@pytest.mark.parametrize(("shape", "kernel"), SHAPES)
+def test_flex_element_mask_uncompiled(shape: tuple, kernel: tuple) -> None:
+    q, k, v = qkv(shape)
+    ours = flex.flex_neighborhood_attention(q, k, v, kernel, compiled=False).reshape(q.shape[:4] + (-1,))
+    assert relative_error(ours, reference_neighborhood_attention(q, k, v, kernel)) <= TOLERANCE
+
+
+@pytest.mark.parametrize("dims", [(5, 11, 13), (4, 16, 16), (1, 10, 17), (7, 9, 33)])
+@pytest.mark.parametrize("kernel", [(3, 7, 7), (3, 3, 3)])
+def test_block_table_covers_every_window(dims: tuple, kernel: tuple) -> None:
+    """Every (query, key) pair inside a window lies in a key tile listed for the query's tile."""
+    kernel = tuple(min(k, n) for k, n in zip(kernel, dims, strict=True))
+    tile = flex.choose_tile(dims)
+    axes = tuple(flex._Axis(n, s, k) for n, s, k in zip(dims, tile, kernel, strict=True))
+    counts, indices = flex.block_table(axes, torch.device("cpu"))
+    listed = torch.zeros(len(counts), len(counts), dtype=torch.bool)
+    for row, (count, index) in enumerate(zip(counts.tolist(), indices, strict=True)):
+        listed[row, index[:count].long()] = True
+    dense = reference_mask(dims, kernel)  # [N, N] in raster order
+    order = flex.to_tiles(torch.arange(1, dense.shape[0] + 1).view(1, *dims, 1, 1), tile).flatten()
+    real = order > 0  # padding is zero
+    position = order - 1  # tile-order index -> raster token
+    tiled = torch.zeros(order.shape[0], order.shape[0], dtype=torch.bool)
+    idx = torch.nonzero(real).flatten()
+    tiled[idx[:, None], idx[None, :]] = dense[position[idx][:, None], position[idx][None, :]]
+    needed = tiled.view(len(counts), flex.BLOCK, len(counts), flex.BLOCK).any(dim=(1, 3))
+    assert not (needed & ~listed).any()
+    assert int(counts.max()) <= 27  # a tile's windows reach at most one neighbouring tile per side and axis
+
+
+def reference_mask(dims: tuple[int, int, int], kernel: tuple[int, int, int]) -> torch.Tensor:
+    masks = []
+    for length, size in zip(dims, kernel, strict=True):
+        starts = flex.window_starts(length, size)
+        keys = torch.arange(length)
+        masks.append((keys[None, :] >= starts[:, None]) & (keys[None, :] < starts[:, None] + size))
+    t, h, w = masks
+    n = dims[0] * dims[1] * dims[2]
+    return (t[:, None, None, :, None, None] & h[None, :, None, None, :, None]
+            & w[None, None, :, None, None, :]).reshape(n, n)  # fmt: skip
+
+
+def test_tile_order_round_trips() -> None:
+    x = torch.randn(2, 3, 9, 20, 2, 4)
+    tile = flex.choose_tile((3, 9, 20))
+    assert torch.equal(flex.from_tiles(flex.to_tiles(x, tile), (3, 9, 20), tile), x)
+
+
+def test_auto_is_blocked_on_the_cpu_and_forcing_is_scoped() -> None:
+    q = torch.zeros(1, 2, 2, 2, 1, 4)
+    assert choose_backend(q) == "blocked"
+    with force_backend("flex"):
+        assert choose_backend(q) == "flex"
+    assert choose_backend(q) == "blocked"
+    with pytest.raises(ValueError, match="choose one of"), force_backend("dense"):
+        pass
