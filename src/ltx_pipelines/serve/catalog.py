@@ -45,13 +45,10 @@ class ServedFiles:
     quantization: str | None = None  # the --quantization choice
     offload: str = "auto"
     max_gpu_memory: float | None = None
-<<<<<<< HEAD
     compile: bool | None = None  # --compile/--no-compile; None: by token count on a GPU
     compile_cache: str | None = None  # --compile-cache
     attention: str = "auto"  # --attention
-=======
     vae_decoder: str = "auto"  # the --vae-decoder choice (auto: what the video VAE file carries)
->>>>>>> diffvae2
 
     def model_paths(self, distilled: bool) -> dict[str, str] | None:
         """The pipelines' keyword arguments naming the full or distilled model's files (None: not given)."""

@@ -202,11 +202,8 @@ def served_files(args: argparse.Namespace, parser: argparse.ArgumentParser) -> S
     files = ServedFiles(
         **{**found, **named}, distilled_lora=distilled_lora, loras=tuple(args.loras), ic_loras=tuple(args.ic_loras),
         quantization=args.quantization, offload=args.offload, max_gpu_memory=args.max_gpu_memory,
-<<<<<<< HEAD
         **compile_settings(args),
-=======
         vae_decoder=args.vae_decoder,
->>>>>>> diffvae2
     )  # fmt: skip
     if not (files.has("model") or files.has("distilled_model")):
         parser.error("give a model: --checkpoint-path and/or --distilled-checkpoint-path with --gemma-root, the split "
