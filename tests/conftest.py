@@ -1,7 +1,7 @@
 """Shared fixtures: the smoke bundles (built once per session) and small helpers.
 
-Set LTX_SMOKE_BUNDLE=/some/dir (LTX-2), LTX25_SMOKE_BUNDLE=/some/dir (LTX-2.5) or LTX25_REAL_SMOKE_BUNDLE=/some/dir
-(LTX-2.5 with the real channel counts) to reuse a bundle between runs.
+Set LTX_SMOKE_BUNDLE=/some/dir (LTX-2), LTX23_SMOKE_BUNDLE=/some/dir (LTX-2.3), LTX25_SMOKE_BUNDLE=/some/dir
+(LTX-2.5) or LTX25_REAL_SMOKE_BUNDLE=/some/dir (LTX-2.5 with the real channel counts) to reuse a bundle between runs.
 """
 
 from __future__ import annotations
@@ -38,6 +38,14 @@ torch.set_num_threads(1)
 def smoke_bundle(tmp_path_factory: pytest.TempPathFactory) -> SmokeBundle:
     root = os.environ.get("LTX_SMOKE_BUNDLE")
     return ensure_smoke_bundle(Path(root) if root else tmp_path_factory.mktemp("smoke") / "bundle")
+
+
+@pytest.fixture(scope="session")
+def ltx23_bundle(tmp_path_factory: pytest.TempPathFactory) -> SmokeBundle:
+    """The smoke bundle in LTX-2.3's layout (monolithic checkpoint with 2.3's switches, Gemma-3 folder)."""
+    root = os.environ.get("LTX23_SMOKE_BUNDLE")
+    folder = Path(root) if root else tmp_path_factory.mktemp("smoke23") / "ltx-2.3"
+    return ensure_smoke_bundle(folder, model_version="2.3.0")
 
 
 @pytest.fixture(scope="session")

@@ -132,10 +132,20 @@ class ParityFiles:
     audio: Path  # 1 s of stereo 44.1 kHz wav: audio-to-video soundtrack
 
 
-def parity_bundle(cache: Path) -> ParityFiles:
+#: The bundles the parity test runs, by model version: LTX-2's layout and LTX-2.3's (``smoke_model.ltx23``).
+BUNDLE_FOLDERS = {"2.0.0": "bundle-real-channels", "2.3.0": "bundle-real-channels-2.3"}
+
+
+def parity_bundle(cache: Path, model_version: str = "2.0.0") -> ParityFiles:
+    """The real-channel smoke bundle of ``model_version`` (built once under ``cache``) and the requests' media."""
     from ltx_pipelines.smoke_model import REAL_CHANNEL_SIZES, ensure_smoke_bundle
 
-    bundle = ensure_smoke_bundle(cache / "bundle-real-channels", sizes=REAL_CHANNEL_SIZES)
+    folder = cache / BUNDLE_FOLDERS[model_version]
+    return media_files(ensure_smoke_bundle(folder, sizes=REAL_CHANNEL_SIZES, model_version=model_version), cache)
+
+
+def media_files(bundle: object, cache: Path) -> ParityFiles:
+    """The requests' images, clip and soundtrack (written under ``cache/media`` once), with ``bundle``."""
     media = cache / "media"
     media.mkdir(parents=True, exist_ok=True)
     files = ParityFiles(bundle, media / "image.png", media / "image2.png", media / "clip.mov", media / "audio.wav")
