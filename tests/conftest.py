@@ -63,6 +63,14 @@ def ltx25_real_bundle(tmp_path_factory: pytest.TempPathFactory) -> Ltx25SmokeBun
     return ensure_ltx25_smoke_bundle(folder, sizes=REAL_CHANNEL_SIZES)
 
 
+@pytest.fixture(scope="session")
+def dense_gemma4(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random dense Gemma 4 instruct folder (a prompt enhancer; see helpers.write_dense_gemma4)."""
+    from helpers import write_dense_gemma4
+
+    return write_dense_gemma4(tmp_path_factory.mktemp("gemma4") / "gemma-4-tiny-it")
+
+
 @pytest.fixture(scope="module")
 def one_thread():
     """Tiny tensors: one thread is fastest, and avoids OpenMP spin-waits when other jobs share the cores.
