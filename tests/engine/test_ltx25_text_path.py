@@ -139,12 +139,14 @@ def test_split_text_path_is_checked_before_anything_loads(tmp_path: Path) -> Non
         check_text_encoder(split_files(narrow))
 
 
-def test_prompt_enhancer_root_is_a_gemma3_or_dense_gemma4_folder(smoke_bundle, dense_gemma4, tmp_path: Path) -> None:  # noqa: ANN001
+def test_prompt_enhancer_root_is_a_gemma3_or_dense_gemma4_folder(
+    smoke_bundle, dense_gemma4: Path, tmp_path: Path  # noqa: ANN001
+) -> None:
     files = split_files()
     assert check_prompt_enhancer(files, None) is None
     assert check_prompt_enhancer(files, smoke_bundle.gemma_root).root == Path(smoke_bundle.gemma_root)
     assert check_prompt_enhancer(files, dense_gemma4).family == "gemma4"
-    with pytest.raises(InputError, match="--prompt-enhancer-gemma-root .* generative Gemma 3 folder or a dense Gemma 4"):
+    with pytest.raises(InputError, match="--prompt-enhancer-gemma-root .* Gemma 3 folder or a dense Gemma 4"):
         check_prompt_enhancer(files, tmp_path)
     assert check_prompt_enhancer(files, TEXT_ENCODER) is None  # the encoder itself: it enhances or is refused then
     copy = tmp_path / "gemma4.safetensors"
