@@ -115,7 +115,9 @@ def maybe_enhance_prompt(
 def _generation_positions(enhancer: torch.nn.Module) -> object:
     """Gemma 3 (ltx-core's encoder, padded at the end): positions as transformers 4.57 made them. Gemma 4 pads on
     the left, which transformers 5 numbers right by itself."""
-    return nullcontext() if isinstance(enhancer, Gemma4PromptEnhancer) else generation_positions_from_mask(enhancer.model)
+    if isinstance(enhancer, Gemma4PromptEnhancer):
+        return nullcontext()
+    return generation_positions_from_mask(enhancer.model)
 
 
 @contextmanager
