@@ -216,3 +216,10 @@ def test_ltx23_checkpoint_is_what_ltx_core_builds_for_2_3(ltx23_bundle, monkeypa
         if module is transformer:
             loaded = {k: shape for k, shape in loaded.items() if not k.startswith(connectors)}
         assert loaded == {k: tuple(v.shape) for k, v in module.state_dict().items()}
+
+
+@pytest.mark.parametrize(("given", "written"), [("2.3", "2.3.0"), ("2.3.1", "2.3.1"), ("2.3-rc1", "2.3-rc1")])
+def test_a_two_part_version_is_written_with_three_parts(given: str, written: str) -> None:
+    from ltx_pipelines.smoke_model import full_version
+
+    assert full_version(given) == written

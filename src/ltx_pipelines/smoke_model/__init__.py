@@ -866,7 +866,13 @@ def main(argv: list[str] | None = None) -> None:
 
         report(build_ltx25_smoke_bundle(args.output_dir, args.seed, sizes))
         return
-    report(build_smoke_bundle(args.output_dir, args.seed, args.model_version, sizes))
+    report(build_smoke_bundle(args.output_dir, args.seed, full_version(args.model_version), sizes))
+
+
+def full_version(model_version: str) -> str:
+    """"2.3" -> "2.3.0": released checkpoints carry three parts; anything else is written as given."""
+    parts = model_version.split(".")
+    return f"{model_version}.0" if len(parts) == 2 and all(p.isdigit() for p in parts) else model_version
 
 
 def report(bundle: object) -> None:
