@@ -870,7 +870,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def full_version(model_version: str) -> str:
-    """"2.3" -> "2.3.0": released checkpoints carry three parts; anything else is written as given."""
+    """A two-part version gets ".0" ("2.3" -> "2.3.0"), as released checkpoints carry it; others stay as given."""
     parts = model_version.split(".")
     return f"{model_version}.0" if len(parts) == 2 and all(p.isdigit() for p in parts) else model_version
 
