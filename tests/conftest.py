@@ -1,7 +1,7 @@
 """Shared fixtures: the smoke bundles (built once per session) and small helpers.
 
-Set LTX_SMOKE_BUNDLE=/some/dir (LTX-2), LTX25_SMOKE_BUNDLE=/some/dir (LTX-2.5) or LTX25_REAL_SMOKE_BUNDLE=/some/dir
-(LTX-2.5 with the real channel counts) to reuse a bundle between runs.
+Set LTX_SMOKE_BUNDLE=/some/dir (LTX-2), LTX23_SMOKE_BUNDLE=/some/dir (LTX-2.3), LTX25_SMOKE_BUNDLE=/some/dir
+(LTX-2.5) or LTX25_REAL_SMOKE_BUNDLE=/some/dir (LTX-2.5 with the real channel counts) to reuse a bundle between runs.
 """
 
 from __future__ import annotations
@@ -54,6 +54,14 @@ def smoke_bundle(tmp_path_factory: pytest.TempPathFactory) -> SmokeBundle:
 
 
 @pytest.fixture(scope="session")
+def ltx23_bundle(tmp_path_factory: pytest.TempPathFactory) -> SmokeBundle:
+    """The smoke bundle in LTX-2.3's layout (monolithic checkpoint with 2.3's switches, Gemma-3 folder)."""
+    root = os.environ.get("LTX23_SMOKE_BUNDLE")
+    folder = Path(root) if root else tmp_path_factory.mktemp("smoke23") / "ltx-2.3"
+    return ensure_smoke_bundle(folder, model_version="2.3.0")
+
+
+@pytest.fixture(scope="session")
 def ltx25_bundle(tmp_path_factory: pytest.TempPathFactory) -> Ltx25SmokeBundle:
     """The LTX-2.5 smoke bundle: one file per component, in the download's folders."""
     root = os.environ.get("LTX25_SMOKE_BUNDLE")
@@ -66,6 +74,14 @@ def ltx25_real_bundle(tmp_path_factory: pytest.TempPathFactory) -> Ltx25SmokeBun
     root = os.environ.get("LTX25_REAL_SMOKE_BUNDLE")
     folder = Path(root) if root else tmp_path_factory.mktemp("smoke25-real") / "ltx-2.5-real"
     return ensure_ltx25_smoke_bundle(folder, sizes=REAL_CHANNEL_SIZES)
+
+
+@pytest.fixture(scope="session")
+def dense_gemma4(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random dense Gemma 4 instruct folder (a prompt enhancer; see helpers.write_dense_gemma4)."""
+    from helpers import write_dense_gemma4
+
+    return write_dense_gemma4(tmp_path_factory.mktemp("gemma4") / "gemma-4-tiny-it")
 
 
 @pytest.fixture(scope="module")

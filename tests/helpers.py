@@ -157,3 +157,39 @@ def two_stage_files(bundle, distilled_lora_strength: float) -> dict:  # noqa: AN
         spatial_upsampler_path=bundle.spatial_upsampler,
         gemma_root=bundle.gemma_root,
     )
+
+
+#: A chat template in Gemma's turn markup, written out with the tiny tokenizer's words (it has no turn tokens).
+GEMMA4_CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for message in messages %}{{ message['role'] }} : {{ message['content'] }} . "
+    "{% endfor %}{% if add_generation_prompt %}model : {% endif %}"
+)
+
+
+def write_dense_gemma4(folder: Path, seed: int = 0, **text_config: object) -> Path:
+    """A tiny random dense Gemma 4 instruct folder (``model_type`` gemma4): config, weights, tokenizer, chat template.
+
+    The tokenizer and text sizes are the LTX-2.5 smoke encoder's; ``text_config`` overrides (e.g. MoE switches).
+    """
+    import json
+
+    from transformers import Gemma4Config, Gemma4ForConditionalGeneration
+
+    from ltx_pipelines.smoke_model import ltx25_text_encoder as smoke
+
+    vocab = smoke.VOCAB
+    text = {**smoke.gemma4_config()["text_config"], "model_type": "gemma4_text", "hidden_size_per_layer_input": 0,
+            "use_bidirectional_attention": None, **text_config}  # fmt: skip
+    media = {f"{name}_id": vocab.index(token) for name, token in smoke.MEDIA_TOKENS.items() if name.startswith(("boi",
+             "eoi", "image"))}  # fmt: skip
+    config = {"model_type": "gemma4", "architectures": ["Gemma4ForConditionalGeneration"], "text_config": text,
+              "vision_config": {"model_type": "gemma4_vision", "hidden_size": 16, "intermediate_size": 32,
+                                "num_hidden_layers": 1, "num_attention_heads": 2, "num_key_value_heads": 2,
+                                "head_dim": 8, "patch_size": 4, "pooling_kernel_size": 2},
+              "audio_config": None, "tie_word_embeddings": True, **media}  # fmt: skip
+    torch.manual_seed(seed)
+    Gemma4ForConditionalGeneration(Gemma4Config.from_dict(config)).save_pretrained(str(folder))
+    (folder / "tokenizer.json").write_text(smoke.tokenizer_json())
+    tokenizer_config = {**smoke.tokenizer_config(), "chat_template": GEMMA4_CHAT_TEMPLATE}
+    (folder / "tokenizer_config.json").write_text(json.dumps(tokenizer_config, indent=2))
+    return folder

@@ -6,6 +6,7 @@ import hashlib
 import json
 from dataclasses import asdict
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from safetensors import safe_open
@@ -169,3 +170,56 @@ def test_ensure_rebuilds_a_bundle_of_other_sizes(tmp_path) -> None:  # noqa: ANN
     assert bundle_sizes(bundle) == REAL_CHANNEL_SIZES
     rebuilt = ensure_smoke_bundle(bundle.root, seed=1)  # asked for the default sizes: built again
     assert bundle_sizes(rebuilt) == SMOKE_SIZES
+
+
+# --------------------------------------------------------------------------- the LTX-2.3 layout (--model-version 2.3)
+
+
+def test_ltx23_checkpoint_declares_2_3_and_its_switches(ltx23_bundle) -> None:  # noqa: ANN001
+    from ltx_pipelines.models.checkpoints import inspect_ltx_checkpoint
+    from ltx_pipelines.smoke_model.ltx23 import V2_TEXT_PATH
+
+    metadata, keys = metadata_and_keys(ltx23_bundle.checkpoint)
+    transformer = json.loads(metadata["config"])["transformer"]
+    assert inspect_ltx_checkpoint(ltx23_bundle.checkpoint).is_ltx_2_3 and metadata["model_version"] == "2.3.0"
+    assert V2_TEXT_PATH.items() <= transformer.items()
+    assert transformer["apply_gated_attention"] and transformer["cross_attention_adaln"]
+    assert transformer["connector_apply_gated_attention"]
+    projection = sorted(k for k in keys if k.startswith("text_embedding_projection."))
+    assert projection == [f"text_embedding_projection.{m}_aggregate_embed.{p}" for m in ("audio", "video")
+                          for p in ("bias", "weight")]  # fmt: skip
+    assert not [k for k in keys if ".caption_projection." in k]  # projected in the text encoder instead
+    assert json.loads((ltx23_bundle.gemma_root / "config.json").read_text())["model_type"] == "gemma3"
+
+
+def test_ltx23_checkpoint_is_what_ltx_core_builds_for_2_3(ltx23_bundle, monkeypatch) -> None:  # noqa: ANN001
+    """Each transformer, connector and text-projection tensor lands, with its shape, on ltx-core 1.0.0's own 2.3
+    build (its configurators and key maps; its Gemma-3-12B constant given the smoke Gemma's sizes), and each
+    parameter of that build has its tensor."""
+    import torch
+    from ltx_core.model.transformer.model_configurator import LTXV_MODEL_COMFY_RENAMING_MAP, LTXModelConfigurator
+    from ltx_core.text_encoders.gemma.encoders import encoder_configurator
+
+    text = json.loads((ltx23_bundle.gemma_root / "config.json").read_text())["text_config"]
+    sizes = SimpleNamespace(hidden_size=text["hidden_size"], num_hidden_layers=text["num_hidden_layers"])
+    monkeypatch.setattr(encoder_configurator, "GEMMA3_CONFIG_FOR_LTX", SimpleNamespace(text_config=sizes))
+    with safe_open(str(ltx23_bundle.checkpoint), framework="pt") as f:
+        config = json.loads(f.metadata()["config"])
+        shapes = {key: tuple(f.get_slice(key).get_shape()) for key in f.keys()}  # noqa: SIM118
+    with torch.device("meta"):
+        transformer = LTXModelConfigurator.from_config(config)
+        processor = encoder_configurator.EmbeddingsProcessorConfigurator.from_config(config)
+    connectors = ("video_embeddings_connector.", "audio_embeddings_connector.")
+    for module, ops in ((transformer, LTXV_MODEL_COMFY_RENAMING_MAP),
+                        (processor, encoder_configurator.EMBEDDINGS_PROCESSOR_KEY_OPS)):  # fmt: skip
+        loaded = {ops.apply_to_key(k): shape for k, shape in shapes.items() if ops.apply_to_key(k) is not None}
+        if module is transformer:
+            loaded = {k: shape for k, shape in loaded.items() if not k.startswith(connectors)}
+        assert loaded == {k: tuple(v.shape) for k, v in module.state_dict().items()}
+
+
+@pytest.mark.parametrize(("given", "written"), [("2.3", "2.3.0"), ("2.3.1", "2.3.1"), ("2.3-rc1", "2.3-rc1")])
+def test_a_two_part_version_is_written_with_three_parts(given: str, written: str) -> None:
+    from ltx_pipelines.smoke_model import full_version
+
+    assert full_version(given) == written

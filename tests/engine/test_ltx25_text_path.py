@@ -3,7 +3,7 @@
 The files are the reference fixtures of ``tests/golden/ltx25``: the packed text encoder and the transformer-side
 ``text_connectors.safetensors`` (a transformer file whose only tensors are the connectors: all the ledger's text
 path reads). The contexts must be the reference's (LTX-2 1.2.0) through ``encode_prompts`` too, Gemma streamed by
-layer must equal Gemma resident, and prompt enhancement needs a separate Gemma 3.
+layer must equal Gemma resident, and prompt enhancement needs a separate Gemma 3 or dense Gemma 4.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from ltx_pipelines.engine.prompts import _hidden_states, encode_prompts, process
 from ltx_pipelines.memory.streamed_text_encoder import StreamedTextEncoder
 from ltx_pipelines.memory.streaming import MixedLayout
 from ltx_pipelines.models.files import ModelFiles, inspect_file
+from ltx_pipelines.models.prompt_enhancer import Gemma4PromptEnhancer, inspect_prompt_enhancer
 from ltx_pipelines.smoke_model.ltx25_text_encoder import write_packed_text_encoder
 from ltx_pipelines.utils.errors import InputError
 
@@ -109,6 +110,20 @@ def test_gemma4_only_encodes_and_a_separate_gemma3_enhances(smoke_bundle) -> Non
     assert str(TEXT_ENCODER) not in enhancing.files_loaded  # Gemma 4 never loaded to enhance
 
 
+def test_a_separate_dense_gemma4_enhances_text_prompts(dense_gemma4: Path, make_image) -> None:  # noqa: ANN001
+    ledger = ledger_for(prompt_enhancer_gemma_root=dense_gemma4, memory_policy="keep")
+    fake = SimpleNamespace(ledger=ledger, files=SimpleNamespace(transformer=SimpleNamespace(path=TRANSFORMER)),
+                           parallel=None, prompt_enhancer=inspect_prompt_enhancer(dense_gemma4))  # fmt: skip
+    image = SimpleNamespace(path=make_image(), frame_idx=0)
+    with pytest.raises(InputError, match="Gemma 4 prompt enhancer .* text prompts only"):
+        PipelineBase.enhance_prompt(fake, "a cat", enabled=True, images=[image])
+    assert ledger.files_loaded == []  # refused before anything loaded
+    text, metadata = PipelineBase.enhance_prompt(fake, "a fox crosses a snowy road", enabled=True, seed=3)
+    assert text != "a fox crosses a snowy road" and metadata == {"enhanced_prompt": text}
+    assert ledger.files_loaded == [str(dense_gemma4 / "model.safetensors")]  # Gemma 4 unified never loaded
+    assert isinstance(ledger.get("prompt_enhancer"), Gemma4PromptEnhancer)
+
+
 def split_files(text_encoder: Path = TEXT_ENCODER) -> ModelFiles:
     transformer = inspect_file(TRANSFORMER, "transformer")
     return ModelFiles(transformer=transformer, video_vae=transformer, audio_vae=transformer, text_encoder=text_encoder)
@@ -124,11 +139,14 @@ def test_split_text_path_is_checked_before_anything_loads(tmp_path: Path) -> Non
         check_text_encoder(split_files(narrow))
 
 
-def test_prompt_enhancer_root_is_a_gemma3_folder(smoke_bundle, tmp_path: Path) -> None:
+def test_prompt_enhancer_root_is_a_gemma3_or_dense_gemma4_folder(
+    smoke_bundle, dense_gemma4: Path, tmp_path: Path  # noqa: ANN001
+) -> None:
     files = split_files()
     assert check_prompt_enhancer(files, None) is None
-    assert check_prompt_enhancer(files, smoke_bundle.gemma_root) == Path(smoke_bundle.gemma_root)
-    with pytest.raises(InputError, match="--prompt-enhancer-gemma-root .* generative Gemma-3 folder"):
+    assert check_prompt_enhancer(files, smoke_bundle.gemma_root).root == Path(smoke_bundle.gemma_root)
+    assert check_prompt_enhancer(files, dense_gemma4).family == "gemma4"
+    with pytest.raises(InputError, match="--prompt-enhancer-gemma-root .* Gemma 3 folder or a dense Gemma 4"):
         check_prompt_enhancer(files, tmp_path)
     assert check_prompt_enhancer(files, TEXT_ENCODER) is None  # the encoder itself: it enhances or is refused then
     copy = tmp_path / "gemma4.safetensors"

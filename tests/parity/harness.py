@@ -7,15 +7,16 @@ The pieces the parity test (and a person chasing a difference) needs:
   together with the transformers 4.57 it was built for (and that version's tokenizers and
   huggingface-hub): ours runs on transformers 5. It shares the venv's ltx-core, torch and PyAV.
 * :func:`parity_bundle`: the smoke model with the real latent channel counts (the reference
-  hard-codes 128 video / 8 audio channels), plus the input files the requests use.
+  hard-codes 128 video / 8 audio channels), in LTX-2's or LTX-2.3's layout, plus the input files the requests use.
 * :func:`cases`: one request per pipeline, in the reference's own argument names, with tiny
   sizes and explicit settings.
 * :func:`run_reference` (a subprocess, see ``reference_runner.py``) and :func:`run_ours`
   (in-process, the same arguments, bfloat16 as the reference hard-codes) and :func:`differences`.
 
-Run by hand to see the differences of some pipelines::
+Run by hand to see the differences of some pipelines (on the LTX-2.3 bundle with ``--model-version 2.3.0``)::
 
     PYTHONPATH=src:tests python -m parity.harness retake ti2vid_two_stages_hq
+    PYTHONPATH=src:tests python -m parity.harness --model-version 2.3.0 keyframe_interpolation
 """
 
 from __future__ import annotations
@@ -132,10 +133,20 @@ class ParityFiles:
     audio: Path  # 1 s of stereo 44.1 kHz wav: audio-to-video soundtrack
 
 
-def parity_bundle(cache: Path) -> ParityFiles:
+#: The bundles the parity test runs, by model version: LTX-2's layout and LTX-2.3's (``smoke_model.ltx23``).
+BUNDLE_FOLDERS = {"2.0.0": "bundle-real-channels", "2.3.0": "bundle-real-channels-2.3"}
+
+
+def parity_bundle(cache: Path, model_version: str = "2.0.0") -> ParityFiles:
+    """The real-channel smoke bundle of ``model_version`` (built once under ``cache``) and the requests' media."""
     from ltx_pipelines.smoke_model import REAL_CHANNEL_SIZES, ensure_smoke_bundle
 
-    bundle = ensure_smoke_bundle(cache / "bundle-real-channels", sizes=REAL_CHANNEL_SIZES)
+    folder = cache / BUNDLE_FOLDERS[model_version]
+    return media_files(ensure_smoke_bundle(folder, sizes=REAL_CHANNEL_SIZES, model_version=model_version), cache)
+
+
+def media_files(bundle: object, cache: Path) -> ParityFiles:
+    """The requests' images, clip and soundtrack (written under ``cache/media`` once), with ``bundle``."""
     media = cache / "media"
     media.mkdir(parents=True, exist_ok=True)
     files = ParityFiles(bundle, media / "image.png", media / "image2.png", media / "clip.mov", media / "audio.wav")
@@ -387,11 +398,14 @@ def differences(ours: Output, reference: Output) -> Difference:
 
 
 def main(argv: list[str]) -> None:
+    version = "2.0.0"
+    if argv[:1] == ["--model-version"]:
+        version, argv = argv[1], argv[2:]
     names = argv or list(PIPELINES)
     torch.set_num_threads(1)
     cache = default_cache()
     reference = install_reference(cache)
-    files = parity_bundle(cache)
+    files = parity_bundle(cache, version)
     with tempfile.TemporaryDirectory() as tmp:
         theirs, _ = run_reference(reference, files, names, Path(tmp))
     for name in names:

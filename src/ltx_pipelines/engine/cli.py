@@ -140,8 +140,8 @@ def base_parser(description: str, *, height: int, width: int, size_multiple: int
     )  # fmt: skip
     parser.add_argument(
         "--prompt-enhancer-gemma-root", type=resolve_path, metavar="DIR",
-        help="A generative Gemma-3 folder that rewrites the prompt for --enhance-prompt instead of the text encoder "
-        "(needed for LTX-2.5, whose Gemma-4 text encoder only encodes).",
+        help="A generative Gemma 3 folder, or a dense Gemma 4 instruct one (text prompts only), that rewrites the "
+        "prompt for --enhance-prompt instead of the text encoder (needed for LTX-2.5, whose Gemma 4 only encodes).",
     )  # fmt: skip
     return parser
 

@@ -72,6 +72,7 @@ from ltx_pipelines.models.ltx25.duration_head import load_duration_head
 from ltx_pipelines.models.ltx25.text_embeddings import PROJECTION_PREFIX, embeddings_processor_builder
 from ltx_pipelines.models.ltx25.text_encoder import PackedTextEncoder, gemma4_builder, inspect_packed_text_encoder
 from ltx_pipelines.models.ltx25.transformer import configurator_for, is_ltx_2_5_transformer
+from ltx_pipelines.models.prompt_enhancer import GEMMA4, build_gemma4_enhancer, inspect_prompt_enhancer
 from ltx_pipelines.utils import progress
 
 logger = logging.getLogger(__name__)
@@ -566,10 +567,15 @@ class ModelLedger:
         return self._build(builder, weights)
 
     def _build_prompt_enhancer(self) -> torch.nn.Module:
-        """The separate Gemma-3 that rewrites prompts (--prompt-enhancer-gemma-root), loaded whole."""
+        """The separate Gemma that rewrites prompts (--prompt-enhancer-gemma-root), loaded whole: Gemma 3 as the
+        text encoder is built, a dense Gemma 4 by transformers."""
         if self.prompt_enhancer_gemma_root is None:
             raise ValueError("This pipeline was created without a prompt enhancer (prompt_enhancer_gemma_root).")
-        files = find_gemma_files(self.prompt_enhancer_gemma_root)
+        folder = inspect_prompt_enhancer(self.prompt_enhancer_gemma_root)
+        if folder.family == GEMMA4:
+            self.files_loaded.extend(sorted(str(p) for p in folder.root.glob("*.safetensors")))
+            return build_gemma4_enhancer(folder.root, self.device, self.dtype)
+        files = find_gemma_files(folder.root)
         return self._build(_gemma3_builder(files), list(files.weights))
 
     def _streams_text_encoder(self) -> bool:

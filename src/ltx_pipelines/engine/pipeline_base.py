@@ -69,6 +69,7 @@ from ltx_pipelines.models.files import ComponentPaths, ModelFiles, check_vae_dec
 from ltx_pipelines.models.gemma import find_gemma_files
 from ltx_pipelines.models.ltx25.text_embeddings import check_embeddings_files
 from ltx_pipelines.models.ltx25.text_encoder import inspect_packed_text_encoder
+from ltx_pipelines.models.prompt_enhancer import EnhancerFolder, inspect_prompt_enhancer
 from ltx_pipelines.models.ltx25.duration_head import check_duration_head_file
 from ltx_pipelines.models.transformer_blocks import EagerBlocks
 from ltx_pipelines.models.transformer_passes import PassExecutor, TransformerPasses
@@ -170,19 +171,14 @@ def check_text_encoder(files: ModelFiles) -> None:
     find_gemma_files(files.text_encoder)
 
 
-def check_prompt_enhancer(files: ModelFiles, enhancer_root: str | Path | None) -> Path | None:
-    """The Gemma that rewrites prompts when one is given apart from the encoder (a Gemma-3 folder)."""
+def check_prompt_enhancer(files: ModelFiles, enhancer_root: str | Path | None) -> EnhancerFolder | None:
+    """The Gemma that rewrites prompts when one is given apart from the encoder (Gemma 3, or dense Gemma 4)."""
     if enhancer_root is None:
         return None
     root = Path(enhancer_root).expanduser()
     if files.text_encoder is not None and root.resolve() == Path(files.text_encoder).resolve():
         return None  # the encoder itself (the reference uses a separate one only when it differs)
-    try:
-        find_gemma_files(root)
-    except InputError as e:
-        raise InputError(f"--prompt-enhancer-gemma-root {root}: {e} The prompt enhancer must be a generative "
-                         "Gemma-3 folder (with config.json, tokenizer.model and weights).") from e  # fmt: skip
-    return root
+    return inspect_prompt_enhancer(root)
 
 
 def text_context_widths(config: dict) -> tuple[int, int]:
@@ -242,8 +238,9 @@ class PipelineBase:
         """The model: a monolithic ``checkpoint_path`` with ``gemma_root`` (LTX-2, 2.3), the split component
         files (``transformer_path``, ``text_encoder_path``, ``video_vae_path``, ``audio_vae_path``; LTX-2.5),
         or ``model_dir``, a downloaded folder to find them in (paths given explicitly win).
-        ``prompt_enhancer_gemma_root``: a Gemma-3 folder that rewrites prompts for ``enhance_prompt=True`` in
-        place of the text encoder (required for LTX-2.5, whose Gemma 4 only encodes)."""
+        ``prompt_enhancer_gemma_root``: a Gemma 3 or dense Gemma 4 instruct folder that rewrites prompts for
+        ``enhance_prompt=True`` in place of the text encoder (required for LTX-2.5, whose Gemma 4 only encodes;
+        Gemma 4 rewrites text prompts only)."""
         self.acceleration = AccelerationOptions(compile=compile, step_cache=step_cache, compile_cache=compile_cache,
                                                 attention=attention)  # fmt: skip
         self.files, self.found = locate_model_files(checkpoint_path, gemma_root, paths,
@@ -253,7 +250,7 @@ class PipelineBase:
         # Inside a process group of several ranks (torchrun, or the caller's): this rank's share of the work.
         self.parallel, device = join_group(self.files.config, device)
         check_text_encoder(self.files)
-        enhancer_root = check_prompt_enhancer(self.files, paths.get("prompt_enhancer_gemma_root"))
+        self.prompt_enhancer = check_prompt_enhancer(self.files, paths.get("prompt_enhancer_gemma_root"))
         if self.files.duration_head is not None:
             check_duration_head(self.files)
         spatial_upsampler_path = spatial_upsampler_path or self.found.spatial_upsampler_path
@@ -279,7 +276,7 @@ class PipelineBase:
             video_vae_path=self.files.video_vae.path,
             audio_vae_path=self.files.audio_vae.path,
             duration_head_path=self.files.duration_head.path if self.files.duration_head is not None else None,
-            prompt_enhancer_gemma_root=enhancer_root,
+            prompt_enhancer_gemma_root=self.prompt_enhancer.root if self.prompt_enhancer else None,
         )
         self.acceleration.check_device(self.device.type)  # before any model loads
         # Compiling (the default on CUDA, or --compile) covers LTX-2.5's diffusion decoder's blocks too (one graph per tile shape).
@@ -433,8 +430,14 @@ class PipelineBase:
         if enabled and not self.ledger.can_enhance_prompts():
             raise InputError(
                 f"--enhance-prompt: the text encoder of {self.files.transformer.path.name} (Gemma 4 unified) only "
-                "encodes prompts; give a generative Gemma-3 folder to rewrite them with --prompt-enhancer-gemma-root "
-                "(prompt_enhancer_gemma_root=)."
+                "encodes prompts; give a generative Gemma 3 or dense Gemma 4 folder to rewrite them with "
+                "--prompt-enhancer-gemma-root (prompt_enhancer_gemma_root=)."
+            )
+        if enabled and images and self.prompt_enhancer is not None and not self.prompt_enhancer.rewrites_images:
+            raise InputError(
+                f"--enhance-prompt with images: the Gemma 4 prompt enhancer {self.prompt_enhancer.root} rewrites text "
+                "prompts only (its image processor needs torchvision); give a Gemma 3 folder to "
+                "--prompt-enhancer-gemma-root, or leave out --enhance-prompt."
             )
         if self.parallel is None or not enabled:
             return maybe_enhance_prompt(self.ledger, prompt, enabled, images, seed)

@@ -6,8 +6,10 @@ the prompt -- expands it with ltx-core's ``enhance_t2v`` (text only) or ``enhanc
 (text + the first conditioning image), guided by the system prompts below (ours).
 Sampling is seeded, so the same seed gives the same rewrite.
 
-A separate Gemma-3 folder (``--prompt-enhancer-gemma-root``) rewrites instead when given: LTX-2.5's
-Gemma 4 unified text encoder only encodes, so it is the only way to enhance with a 2.5 model.
+A separate folder (``--prompt-enhancer-gemma-root``) rewrites instead when given: LTX-2.5's Gemma 4
+unified text encoder only encodes, so it is the only way to enhance with a 2.5 model. A Gemma 3 folder
+rewrites as above; a dense Gemma 4 instruct folder (``models.prompt_enhancer``) as the reference 1.2.0 runs
+one: greedy, up to 600 new tokens, text prompts only.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from unittest import mock
 
@@ -23,6 +25,7 @@ import torch
 
 from ltx_pipelines.engine.model_ledger import ModelLedger
 from ltx_pipelines.models.gemma3 import generation_positions_from_mask
+from ltx_pipelines.models.prompt_enhancer import Gemma4PromptEnhancer
 from ltx_pipelines.utils.constants import DEFAULT_SEED
 from ltx_pipelines.utils.media_io import load_image
 
@@ -58,19 +61,20 @@ def enhance_prompt(
     prompt: str,
     image_path: str | Path | None = None,
     seed: int = DEFAULT_SEED,
-    max_new_tokens: int = DEFAULT_ENHANCE_MAX_NEW_TOKENS,
+    max_new_tokens: int | None = None,
 ) -> str:
-    """Return Gemma's rewrite of ``prompt`` (seeded); the original prompt if Gemma returns nothing."""
-    if max_new_tokens < 1:
+    """Return Gemma's rewrite of ``prompt`` (seeded); the original prompt if Gemma returns nothing.
+
+    ``max_new_tokens`` None: the enhancer's own bound (Gemma 3: ``DEFAULT_ENHANCE_MAX_NEW_TOKENS``; Gemma 4: 600).
+    """
+    if max_new_tokens is not None and max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be at least 1; got {max_new_tokens}.")
     image = load_image(image_path) if image_path is not None else None
     started = time.perf_counter()
     name = ledger.prompt_enhancer_name()
-    with (
-        ledger.use(name) as text_encoder,
-        _rng_fork_safe_on(ledger.device),
-        generation_positions_from_mask(text_encoder.model),
-    ):
+    with ledger.use(name) as text_encoder, _rng_fork_safe_on(ledger.device), _generation_positions(text_encoder):
+        if not isinstance(text_encoder, Gemma4PromptEnhancer):
+            max_new_tokens = max_new_tokens or DEFAULT_ENHANCE_MAX_NEW_TOKENS
         if image is None:
             text = text_encoder.enhance_t2v(
                 prompt, max_new_tokens=max_new_tokens, system_prompt=T2V_SYSTEM_PROMPT, seed=seed
@@ -104,10 +108,16 @@ def maybe_enhance_prompt(
     if not enabled:
         return prompt, {}
     first = min(images, key=lambda image: image.frame_idx, default=None)
-    enhanced = enhance_prompt(
-        ledger, prompt, first.path if first is not None else None, seed, max_new_tokens=DEFAULT_ENHANCE_MAX_NEW_TOKENS
-    )
+    enhanced = enhance_prompt(ledger, prompt, first.path if first is not None else None, seed, max_new_tokens=None)
     return enhanced, {"enhanced_prompt": enhanced}
+
+
+def _generation_positions(enhancer: torch.nn.Module) -> object:
+    """Gemma 3 (ltx-core's encoder, padded at the end): positions as transformers 4.57 made them. Gemma 4 pads on
+    the left, which transformers 5 numbers right by itself."""
+    if isinstance(enhancer, Gemma4PromptEnhancer):
+        return nullcontext()
+    return generation_positions_from_mask(enhancer.model)
 
 
 @contextmanager

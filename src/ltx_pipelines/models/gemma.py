@@ -114,12 +114,13 @@ class EmbeddingsProcessorFromConfig:
         )
 
         return EmbeddingsProcessor(
-            feature_extractor=self._feature_extractor(config.get("transformer", {})),
+            feature_extractor=self.feature_extractor(config.get("transformer", {})),
             video_connector=Embeddings1DConnectorConfigurator.from_config(config),
             audio_connector=AudioEmbeddings1DConnectorConfigurator.from_config(config),
         )
 
-    def _feature_extractor(self, transformer_config: dict) -> torch.nn.Module:
+    def feature_extractor(self, transformer_config: dict) -> torch.nn.Module:
+        """The text projection the checkpoint's config asks for: V1 (LTX-2) or V2 (LTX-2.3: before the connectors)."""
         from ltx_core.text_encoders.gemma.feature_extractor import FeatureExtractorV1, FeatureExtractorV2
 
         flat_dim = self.gemma_hidden_size * self.gemma_hidden_states

@@ -37,7 +37,7 @@ class ServedFiles:
     video_vae: str | None = None
     audio_vae: str | None = None
     duration_head: str | None = None
-    prompt_enhancer_gemma_root: str | None = None  # a generative Gemma 3 for --enhance-prompt on LTX-2.5
+    prompt_enhancer_gemma_root: str | None = None  # a generative Gemma 3 or dense Gemma 4 for enhance_prompt
     distilled_lora: tuple[LoraPathStrengthAndSDOps, ...] = ()
     spatial_upsampler: str | None = None
     loras: tuple[LoraPathStrengthAndSDOps, ...] = ()

@@ -76,7 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--duration-head-path", type=cli.resolve_path, help="Duration head file (LTX-2.5).")
     models.add_argument(
         "--prompt-enhancer-gemma-root", type=cli.resolve_path,
-        help="A Gemma 3 folder that rewrites prompts for enhance_prompt on LTX-2.5 (Gemma 4 only encodes).",
+        help="A Gemma 3 or dense Gemma 4 folder that rewrites prompts for enhance_prompt on LTX-2.5 (its Gemma 4 "
+        "only encodes; a Gemma 4 enhancer rewrites text prompts only).",
     )  # fmt: skip
     models.add_argument(
         "--model-dir", type=cli.resolve_path, metavar="DIR",

@@ -19,6 +19,8 @@ Usage::
 those counts (the reference ltx-pipelines 1.0.0, run by the parity test) can then run on it.
 ``--attention-heads 4`` gives video and audio 4 heads (2 by default): torchrun needs the number of
 ranks to divide them, so this is the smoke model 4 ranks can run.
+``--model-version 2.3`` writes the same files with an LTX-2.3 checkpoint (``smoke_model.ltx23``);
+``--model-version 2.5`` the LTX-2.5 download's split files (``smoke_model.ltx25``).
 """
 
 from __future__ import annotations
@@ -257,9 +259,13 @@ def vocoder_config() -> dict:
     }
 
 
-def ltx_config(sizes: SmokeSizes = SMOKE_SIZES) -> dict:
+def ltx_config(sizes: SmokeSizes = SMOKE_SIZES, model_version: str = "2.0.0") -> dict:
+    """The checkpoint's ``config``: LTX-2's sections, with 2.3's transformer switches from version 2.3 on."""
+    from ltx_pipelines.smoke_model.ltx23 import is_ltx23_layout, ltx23_transformer_config
+
+    transformer = ltx23_transformer_config(sizes) if is_ltx23_layout(model_version) else transformer_config(sizes)
     return {
-        "transformer": transformer_config(sizes),
+        "transformer": transformer,
         "vae": video_vae_config(sizes),
         "audio_vae": audio_vae_config(sizes),
         "vocoder": vocoder_config(),
@@ -368,8 +374,7 @@ def checkpoint_layout(config: dict, gemma_hidden: int, gemma_layers: int) -> lis
     add(_meta_build(LTXModelConfigurator, config), "model.diffusion_model.")
     add(_meta_build(Embeddings1DConnectorConfigurator, config), "model.diffusion_model.video_embeddings_connector.")
     add(_meta_build(AudioEmbeddings1DConnectorConfigurator, config), "model.diffusion_model.audio_embeddings_connector.")
-    layout.append(("text_embedding_projection.aggregate_embed.weight",
-                   torch.Size([gemma_hidden, gemma_hidden * (gemma_layers + 1)]), True))  # fmt: skip
+    add(_text_projection(config, gemma_hidden, gemma_layers), "text_embedding_projection.")
     add(_meta_build(VideoEncoderConfigurator, config), "vae.encoder.", "vae.")
     add(_meta_build(VideoDecoderConfigurator, config), "vae.decoder.", None)  # statistics shared with the encoder
     add(_meta_build(AudioEncoderConfigurator, config), "audio_vae.encoder.", "audio_vae.")
@@ -378,17 +383,28 @@ def checkpoint_layout(config: dict, gemma_hidden: int, gemma_layers: int) -> lis
     return layout
 
 
-def ltx_checkpoint_tensors(seed: int, sizes: SmokeSizes = SMOKE_SIZES) -> dict[str, torch.Tensor]:
-    """All tensors of an LTX-2 checkpoint, under the real key prefixes."""
-    return random_tensors(checkpoint_layout(ltx_config(sizes), GEMMA_HIDDEN, GEMMA_LAYERS), seed)
+def _text_projection(config: dict, gemma_hidden: int, gemma_layers: int) -> torch.nn.Module:
+    """The checkpoint's text projection, as the loader builds it from the config: one ``aggregate_embed`` (LTX-2)
+    or a video and an audio ``*_aggregate_embed`` with biases (LTX-2.3's V2 text path)."""
+    from ltx_pipelines.models.gemma import EmbeddingsProcessorFromConfig
+
+    with torch.device("meta"):
+        return EmbeddingsProcessorFromConfig(gemma_hidden, gemma_layers + 1).feature_extractor(config["transformer"])
+
+
+def ltx_checkpoint_tensors(
+    seed: int, sizes: SmokeSizes = SMOKE_SIZES, model_version: str = "2.0.0"
+) -> dict[str, torch.Tensor]:
+    """All tensors of an LTX-2 (or, from 2.3 on, LTX-2.3) checkpoint, under the real key prefixes."""
+    return random_tensors(checkpoint_layout(ltx_config(sizes, model_version), GEMMA_HIDDEN, GEMMA_LAYERS), seed)
 
 
 def write_ltx_checkpoint(
     path: Path, seed: int, model_version: str, distilled: bool, sizes: SmokeSizes = SMOKE_SIZES
 ) -> None:
-    tensors = ltx_checkpoint_tensors(seed, sizes)
+    tensors = ltx_checkpoint_tensors(seed, sizes, model_version)
     metadata = {
-        "config": json.dumps(ltx_config(sizes), sort_keys=True),
+        "config": json.dumps(ltx_config(sizes, model_version), sort_keys=True),
         "model_version": model_version,
         "distilled": "true" if distilled else "false",
         "smoke_model": SMOKE_NOTICE,
@@ -414,12 +430,13 @@ def write_lora(
     scale: float,
     extra_metadata: dict[str, str] | None = None,
     sizes: SmokeSizes = SMOKE_SIZES,
+    model_version: str = "2.0.0",
 ) -> None:
     """A LoRA for the smoke transformer, in ComfyUI naming (``diffusion_model.`` prefix)."""
     from ltx_core.model.transformer import LTXModelConfigurator
 
     generator = torch.Generator().manual_seed(seed)
-    model = _meta_build(LTXModelConfigurator, ltx_config(sizes))
+    model = _meta_build(LTXModelConfigurator, ltx_config(sizes, model_version))
     tensors: dict[str, torch.Tensor] = {}
     for name, module in sorted(model.named_modules()):
         if not isinstance(module, torch.nn.Linear) or not name.startswith("transformer_blocks."):
@@ -771,10 +788,9 @@ def build_smoke_bundle(
         write_ltx_checkpoint(staged.checkpoint, seed, model_version, distilled=False, sizes=sizes)
         write_ltx_checkpoint(staged.distilled_checkpoint, seed + 1, model_version, distilled=True, sizes=sizes)
         write_upsampler(staged.spatial_upsampler, seed + 2, sizes)
-        write_lora(staged.distilled_lora, seed + 3, scale=0.05, sizes=sizes)
-        write_lora(
-            staged.ic_lora, seed + 4, scale=0.05, extra_metadata={"reference_downscale_factor": "1"}, sizes=sizes
-        )
+        write_lora(staged.distilled_lora, seed + 3, scale=0.05, sizes=sizes, model_version=model_version)
+        write_lora(staged.ic_lora, seed + 4, scale=0.05, extra_metadata={"reference_downscale_factor": "1"},
+                   sizes=sizes, model_version=model_version)  # fmt: skip
         write_gemma(staged.gemma_root, seed + 5)
         manifest = {
             "notice": SMOKE_NOTICE,
@@ -805,12 +821,19 @@ def bundle_sizes(bundle: SmokeBundle) -> SmokeSizes:
     return SmokeSizes(**manifest.get("sizes", {}))
 
 
-def ensure_smoke_bundle(root: Path | str, seed: int = 0, sizes: SmokeSizes = SMOKE_SIZES) -> SmokeBundle:
-    """Return the bundle at `root`, building it first if it is missing, incomplete or of other sizes."""
+def bundle_model_version(bundle: SmokeBundle) -> str:
+    """The model_version a written bundle was built with."""
+    return json.loads((bundle.root / "bundle.json").read_text()).get("model_version", "2.0.0")
+
+
+def ensure_smoke_bundle(
+    root: Path | str, seed: int = 0, sizes: SmokeSizes = SMOKE_SIZES, model_version: str = "2.0.0"
+) -> SmokeBundle:
+    """Return the bundle at `root`, building it first if it is missing, incomplete or of other sizes or version."""
     bundle = SmokeBundle.at(Path(root))
-    if bundle.exists() and bundle_sizes(bundle) == sizes:
+    if bundle.exists() and bundle_sizes(bundle) == sizes and bundle_model_version(bundle) == model_version:
         return bundle
-    return build_smoke_bundle(root, seed, sizes=sizes)
+    return build_smoke_bundle(root, seed, model_version=model_version, sizes=sizes)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -822,8 +845,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0, help="Seed of the random weights (default: 0).")
     parser.add_argument(
         "--model-version", default="2.0.0",
-        help="model_version of the bundle (default: 2.0.0). 2.5 or later writes the LTX-2.5 layout: one file per "
-        "component in the download's folders (diffusion_models/, text_encoders/, vae/, ...).",
+        help="model_version of the bundle (default: 2.0.0). 2.3 or 2.4 writes LTX-2.3's monolithic checkpoint "
+        "(gated attention, text cross-attention AdaLN, the text projection before the connectors); 2.5 or later "
+        "writes the LTX-2.5 layout: one file per component in the download's folders (diffusion_models/, ...).",
     )  # fmt: skip
     parser.add_argument(
         "--attention-heads", type=int, default=2, choices=(2, 4),
@@ -852,7 +876,13 @@ def main(argv: list[str] | None = None) -> None:
         if args.diffusion_vae:
             print(f"  diffusion_video_vae: {bundle.root / ltx25.DIFFUSION_VAE_NAME}")
         return
-    report(build_smoke_bundle(args.output_dir, args.seed, args.model_version, sizes))
+    report(build_smoke_bundle(args.output_dir, args.seed, full_version(args.model_version), sizes))
+
+
+def full_version(model_version: str) -> str:
+    """A two-part version gets ".0" ("2.3" -> "2.3.0"), as released checkpoints carry it; others stay as given."""
+    parts = model_version.split(".")
+    return f"{model_version}.0" if len(parts) == 2 and all(p.isdigit() for p in parts) else model_version
 
 
 def report(bundle: object) -> None:

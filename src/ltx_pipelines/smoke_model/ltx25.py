@@ -34,12 +34,12 @@ from ltx_pipelines.smoke_model import (
     module_layout,
     random_tensors,
     save_file,
-    transformer_config,
     video_vae_config,
     vocoder_config,
     write_lora,
     write_upsampler,
 )
+from ltx_pipelines.smoke_model.ltx23 import ltx23_transformer_config
 
 logger = logging.getLogger(__name__)
 
@@ -87,29 +87,14 @@ class Ltx25SmokeBundle:
 
 
 def ltx25_transformer_config(sizes: SmokeSizes = SMOKE_SIZES) -> dict:
-    """The ``transformer`` section: the LTX-2 layout with LTX-2.5's switches, miniature sizes.
+    """The ``transformer`` section: LTX-2.3's (``smoke_model.ltx23``) with LTX-2.5's own switches, miniature sizes.
 
-    The text encoder projects (the 2.3/2.5 "V2" text path), so the connectors run at the transformer's own
-    widths; feed-forwards have no biases; the keyframe embedding marks the first latent frame.
+    Feed-forwards have no biases and the keyframe embedding marks the first latent frame. Left as the golden
+    fixtures were made: no ``caption_channels`` (unread on the V2 text path) and ungated connectors.
     """
-    heads = sizes.attention_heads
-    config = transformer_config(sizes)
+    config = ltx23_transformer_config(sizes, gated_connectors=False)
     config.pop("caption_channels")
-    config.update({
-        "caption_proj_before_connector": True,
-        "caption_projection_first_linear": False,
-        "caption_proj_input_norm": False,
-        "caption_projection_second_linear": False,
-        "cross_attention_adaln": True,
-        "apply_gated_attention": True,
-        "ff_bias": False,
-        "use_keyframes_abs_pos_embedding": True,
-        "connector_num_attention_heads": heads,
-        "connector_attention_head_dim": VIDEO_INNER_DIM // heads,
-        "audio_connector_num_attention_heads": heads,
-        "audio_connector_attention_head_dim": AUDIO_INNER_DIM // heads,
-        "audio_connector_num_layers": 1,
-    })  # fmt: skip
+    config.update({"ff_bias": False, "use_keyframes_abs_pos_embedding": True})
     return config
 
 

@@ -171,7 +171,7 @@ class Ltx25EmbeddingsProcessorFromConfig(EmbeddingsProcessorFromConfig):
     def from_config(self, config: dict) -> torch.nn.Module:
         transformer = config.get("transformer", {})
         return RightPaddingEmbeddingsProcessor(
-            feature_extractor=self._feature_extractor(transformer),
+            feature_extractor=self.feature_extractor(transformer),
             video_connector=RightPaddedConnector(ConnectorSettings.from_config(transformer, audio=False)),
             audio_connector=RightPaddedConnector(ConnectorSettings.from_config(transformer, audio=True)),
         )
