@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 import torch
 
 if TYPE_CHECKING:
-    from ltx_pipelines.models.ltx25.diffusion_decoder import DiffusionDecoderConfig
+    from ltx_pipelines.models.ltx25.diffusion_config import DiffusionDecoderConfig
 
 logger = logging.getLogger(__name__)
 
