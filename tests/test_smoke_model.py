@@ -218,6 +218,36 @@ def test_ltx23_checkpoint_is_what_ltx_core_builds_for_2_3(ltx23_bundle, monkeypa
         assert loaded == {k: tuple(v.shape) for k, v in module.state_dict().items()}
 
 
+def test_ltx23_vocoder_is_ltx_core_s_bandwidth_extension(ltx23_bundle, smoke_bundle) -> None:  # noqa: ANN001
+    """ltx-core 1.0.0 builds the 2.3 checkpoint's vocoder as VocoderWithBWE (the LTX-2 one as a plain Vocoder), loads
+    every ``vocoder.*`` tensor into it, and it turns a mel spectrogram into 48 kHz stereo; the filters and the STFT
+    bases hold their true values, not random ones."""
+    import torch
+    from ltx_core.loader.single_gpu_model_builder import SingleGPUModelBuilder
+    from ltx_core.model.audio_vae import VOCODER_COMFY_KEYS_FILTER, Vocoder, VocoderConfigurator
+    from ltx_core.model.audio_vae.vocoder import VocoderWithBWE
+
+    def build(path: Path) -> torch.nn.Module:
+        builder = SingleGPUModelBuilder(
+            model_class_configurator=VocoderConfigurator, model_path=str(path), model_sd_ops=VOCODER_COMFY_KEYS_FILTER
+        )
+        return builder.build(device=torch.device("cpu"), dtype=torch.float32)
+
+    assert type(build(smoke_bundle.checkpoint)) is Vocoder
+    vocoder = build(ltx23_bundle.checkpoint)
+    assert isinstance(vocoder, VocoderWithBWE)
+    assert (vocoder.input_sampling_rate, vocoder.output_sampling_rate) == (16000, 48000)
+    _, keys = metadata_and_keys(ltx23_bundle.checkpoint)
+    stored = {k.removeprefix("vocoder.") for k in keys if k.startswith("vocoder.")}
+    assert stored == set(vocoder.state_dict())  # nothing missing, nothing left over
+    stft = vocoder.mel_stft.stft_fn.forward_basis[:, 0]  # (2 x 129 frequencies, 256): Hann x cosine, Hann x sine
+    assert torch.allclose(stft[0], torch.hann_window(256), atol=4e-3) and stft[129].abs().max() == 0
+    assert (vocoder.mel_stft.mel_basis >= 0).all() and (vocoder.mel_stft.mel_basis.sum(1) > 0).all()
+    with torch.no_grad():
+        wave = vocoder(torch.randn(1, 2, 10, 64, generator=torch.Generator().manual_seed(0)) - 4)
+    assert wave.shape == (1, 2, 10 * 480) and wave.abs().max() <= 1  # 10 mel frames: 0.1 s at 48 kHz
+
+
 @pytest.mark.parametrize(("given", "written"), [("2.3", "2.3.0"), ("2.3.1", "2.3.1"), ("2.3-rc1", "2.3-rc1")])
 def test_a_two_part_version_is_written_with_three_parts(given: str, written: str) -> None:
     from ltx_pipelines.smoke_model import full_version

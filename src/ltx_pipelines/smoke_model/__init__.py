@@ -260,15 +260,16 @@ def vocoder_config() -> dict:
 
 
 def ltx_config(sizes: SmokeSizes = SMOKE_SIZES, model_version: str = "2.0.0") -> dict:
-    """The checkpoint's ``config``: LTX-2's sections, with 2.3's transformer switches from version 2.3 on."""
-    from ltx_pipelines.smoke_model.ltx23 import is_ltx23_layout, ltx23_transformer_config
+    """The checkpoint's ``config``: LTX-2's sections; from version 2.3 on, 2.3's transformer switches and its vocoder
+    with bandwidth extension."""
+    from ltx_pipelines.smoke_model.ltx23 import is_ltx23_layout, ltx23_transformer_config, ltx23_vocoder_config
 
-    transformer = ltx23_transformer_config(sizes) if is_ltx23_layout(model_version) else transformer_config(sizes)
+    ltx23 = is_ltx23_layout(model_version)
     return {
-        "transformer": transformer,
+        "transformer": ltx23_transformer_config(sizes) if ltx23 else transformer_config(sizes),
         "vae": video_vae_config(sizes),
         "audio_vae": audio_vae_config(sizes),
-        "vocoder": vocoder_config(),
+        "vocoder": ltx23_vocoder_config() if ltx23 else vocoder_config(),
     }
 
 
@@ -395,8 +396,17 @@ def _text_projection(config: dict, gemma_hidden: int, gemma_layers: int) -> torc
 def ltx_checkpoint_tensors(
     seed: int, sizes: SmokeSizes = SMOKE_SIZES, model_version: str = "2.0.0"
 ) -> dict[str, torch.Tensor]:
-    """All tensors of an LTX-2 (or, from 2.3 on, LTX-2.3) checkpoint, under the real key prefixes."""
-    return random_tensors(checkpoint_layout(ltx_config(sizes, model_version), GEMMA_HIDDEN, GEMMA_LAYERS), seed)
+    """All tensors of an LTX-2 (or, from 2.3 on, LTX-2.3) checkpoint, under the real key prefixes.
+
+    Random values; a few of the 2.3 vocoder's are then replaced (``ltx23.bwe_vocoder_values``), after the draws, so
+    that every other tensor keeps the value it is drawn with."""
+    from ltx_pipelines.smoke_model.ltx23 import bwe_vocoder_values, is_ltx23_layout
+
+    config = ltx_config(sizes, model_version)
+    tensors = random_tensors(checkpoint_layout(config, GEMMA_HIDDEN, GEMMA_LAYERS), seed)
+    if is_ltx23_layout(model_version):
+        tensors.update(bwe_vocoder_values(config, tensors))
+    return tensors
 
 
 def write_ltx_checkpoint(
