@@ -134,7 +134,9 @@ class ParityFiles:
 
 
 #: The bundles the parity test runs, by model version: LTX-2's layout and LTX-2.3's (``smoke_model.ltx23``).
-BUNDLE_FOLDERS = {"2.0.0": "bundle-real-channels", "2.3.0": "bundle-real-channels-2.3"}
+#: One folder per layout: a new name whenever the smoke writer changes a version's files (the 2.3 bundle gained
+#: LTX-2.3's bandwidth-extension vocoder), so an older bundle in the cache is never compared against.
+BUNDLE_FOLDERS = {"2.0.0": "bundle-real-channels", "2.3.0": "bundle-real-channels-2.3-bwe"}
 
 
 def parity_bundle(cache: Path, model_version: str = "2.0.0") -> ParityFiles:
