@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 import torch
@@ -284,6 +284,30 @@ class _Stream:
     pending: list[torch.Tensor] = field(default_factory=list)
 
 
+@dataclass
+class DecodePlan:
+    """What every tile of one decode needs, computed once per video: its schedule, the whole-video stage-4 input
+    and noise, and the boxes that crop the blended pixels. Several processes holding the same plan decode the same
+    tiles bit for bit, which is what lets the tiles be shared across ranks."""
+
+    schedule: tiling.Schedule
+    features: torch.Tensor  # channels-last stage-4 input (stages 1-3 of the whole padded latent)
+    stage4_shape: tuple[int, int, int]
+    noise: torch.Tensor  # pixel noise over the whole padded video
+    full: tiling.PixelBox  # the padded video
+    content: tiling.PixelBox  # the video asked for
+    pads: tiling.Pads
+    dtype: torch.dtype  # of the frames handed out
+
+    @property
+    def tiles(self) -> list[tiling.Tile]:
+        return self.schedule.tiles
+
+    def tile_shape(self, tile: tiling.Tile) -> tuple[int, ...]:
+        """The shape of a decoded tile's pixels (what a receiver allocates)."""
+        return (self.full.batch, self.full.channels, *tile.pixel_extent)
+
+
 class DiffusionVideoDecoder(nn.Module):
     """The decoder; ``forward`` and ``tiled_decode`` behave as ltx-core's ``VideoDecoder`` (``[B, 3, F, H, W]`` in
     [-1, 1]), so ltx-core's ``decode_video`` and the pipelines' streaming to the mp4 writer use it unchanged."""
@@ -411,18 +435,46 @@ class DiffusionVideoDecoder(nn.Module):
     def decode_chunks(self, latent: torch.Tensor, tiling_config: object, generator: torch.Generator | None,
                       ) -> Iterator[torch.Tensor]:  # fmt: skip
         """Stages 1-3 once, stages 4-5 per tile, blended; yields each temporal group's finished frames."""
+        plan = self.plan_decode(latent, tiling_config, generator)
+        yield from self.blend(plan, (self.decode_planned_tile(plan, tile) for tile in plan.tiles))
+
+    def schedule(self, latent_shape: torch.Size, tiling_config: object) -> tiling.Schedule:
+        """The tiles a decode of a latent of this shape cuts (from the shape alone: no stage runs)."""
         geometry = self.geometry
-        content = tiling.PixelBox.of_latent(latent.shape, self.config.scale)
+        t, h, w = latent_shape[2:]
+        mt, mh, mw = geometry.minimum_latent
+        return geometry.schedule(geometry.stage4_shape((max(t, mt), max(h, mh), max(w, mw))), tiling_config)
+
+    def plan_decode(self, latent: torch.Tensor, tiling_config: object, generator: torch.Generator | None,
+                    ) -> DecodePlan:  # fmt: skip
+        """What every tile needs, computed once: the noise over the whole video (drawn from ``generator`` before
+        anything else, so any process holding the same generator state draws the same), then stages 1-3."""
+        geometry = self.geometry
         work, pads = geometry.pad_to_minimum(latent)
         s4_shape = geometry.stage4_shape(work.shape[2:])
-        plan = geometry.schedule(s4_shape, tiling_config)
         noise = self._noise(work, generator)
-        features = self.stages_1_to_3(geometry.repeat_last_frame(work))
-        full = tiling.PixelBox.of_latent(work.shape, self.config.scale)
-        stream = _Stream()
-        for index, group in enumerate(plan.groups):
-            buffer, weights = self._decode_group(group, features, s4_shape, noise, full, plan.complementary)
-            yield from self._emit(stream, plan, index, buffer, weights, content, pads, latent.dtype)
+        return DecodePlan(
+            schedule=geometry.schedule(s4_shape, tiling_config),
+            features=self.stages_1_to_3(geometry.repeat_last_frame(work)),
+            stage4_shape=s4_shape,
+            noise=noise,
+            full=tiling.PixelBox.of_latent(work.shape, self.config.scale, self.config.out_channels),
+            content=tiling.PixelBox.of_latent(latent.shape, self.config.scale, self.config.out_channels),
+            pads=pads,
+            dtype=latent.dtype,
+        )
+
+    def decode_planned_tile(self, plan: DecodePlan, tile: tiling.Tile) -> torch.Tensor:
+        """One tile's pixels ``[B, C, f, h, w]`` (:meth:`DecodePlan.tile_shape`), as the blend takes them."""
+        return self.decode_tile(tile, plan.features, plan.stage4_shape, plan.noise)
+
+    def blend(self, plan: DecodePlan, pixels: Iterable[torch.Tensor]) -> Iterator[torch.Tensor]:
+        """Blend the tiles' pixels, given in ``plan.tiles`` order and taken one at a time (so they can be decoded,
+        or received, as the blend asks for them); yields each temporal group's finished frames."""
+        stream, pending = _Stream(), iter(pixels)
+        for index, group in enumerate(plan.schedule.groups):
+            buffer, weights = self._blend_group(group, pending, plan)
+            yield from self._emit(stream, plan.schedule, index, buffer, weights, plan.content, plan.pads, plan.dtype)
 
     def _noise(self, work: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         """Pixel noise over the whole (padded) video, drawn once from the pipeline's generator."""
@@ -430,20 +482,20 @@ class DiffusionVideoDecoder(nn.Module):
         device = generator.device if generator is not None else work.device
         return torch.randn(shape, dtype=work.dtype, generator=generator, device=device).to(work.device)
 
-    def _decode_group(self, group: list[tiling.Tile], features: torch.Tensor, s4_shape: tuple[int, int, int],
-                      noise: torch.Tensor, full: tiling.PixelBox, complementary: bool,
-                      ) -> tuple[torch.Tensor, torch.Tensor | None]:  # fmt: skip
+    def _blend_group(self, group: list[tiling.Tile], pixels: Iterator[torch.Tensor], plan: DecodePlan,
+                     ) -> tuple[torch.Tensor, torch.Tensor | None]:  # fmt: skip
         frames = group[0].pixels[0]
-        shape = (noise.shape[0], self.config.out_channels, frames.stop - frames.start, full.height, full.width)
-        accum = torch.float16 if features.dtype == torch.bfloat16 else features.dtype
-        buffer = torch.zeros(shape, dtype=accum, device=features.device)
-        weights = None if complementary else torch.zeros_like(buffer)
+        full = plan.full
+        shape = (full.batch, full.channels, frames.stop - frames.start, full.height, full.width)
+        accum = torch.float16 if plan.features.dtype == torch.bfloat16 else plan.features.dtype
+        buffer = torch.zeros(shape, dtype=accum, device=plan.features.device)
+        weights = None if plan.schedule.complementary else torch.zeros_like(buffer)
         for tile in group:
-            pixels = self.decode_tile(tile, features, s4_shape, noise).to(accum)
+            decoded = next(pixels).to(accum)
             region = (slice(None), slice(None), slice(0, shape[2]), tile.pixels[1], tile.pixels[2])
-            buffer[region] += tile.weigh(pixels)
+            buffer[region] += tile.weigh(decoded)
             if weights is not None:
-                weights[region] += tile.weigh(torch.ones_like(pixels))
+                weights[region] += tile.weigh(torch.ones_like(decoded))
         return buffer, weights
 
     def decode_tile(self, tile: tiling.Tile, features: torch.Tensor, s4_shape: tuple[int, int, int],
@@ -484,4 +536,4 @@ class DiffusionVideoDecoder(nn.Module):
         yield pads.crop_pixels(chunk, content, self.config.scale).to(dtype)
 
 
-__all__ = ["DiffusionDecoderConfig", "DiffusionVideoDecoder", "patchify", "rope_split", "unpatchify"]
+__all__ = ["DecodePlan", "DiffusionDecoderConfig", "DiffusionVideoDecoder", "patchify", "rope_split", "unpatchify"]
