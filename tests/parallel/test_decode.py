@@ -37,13 +37,22 @@ def test_tiles_are_split_when_every_rank_can_replay_the_noise(report) -> None:  
     assert report["block noise / temporal"]["seed_matters"]
 
 
-def test_the_diffusion_decoder_decodes_on_rank_0_alone() -> None:
-    """LTX-2.5's diffusion decoder has no ltx-core tile list: not split across ranks (yet), never an error."""
-    import torch
-    from ltx_core.model.video_vae import TilingConfig
+@pytest.fixture(scope="module")
+def diffusion_report(torchrun, tmp_path_factory) -> dict:  # noqa: ANN001
+    out = tmp_path_factory.mktemp("diffusion_decode") / "report.json"
+    done = torchrun(2, "tests/parallel/diffusion_decode_check.py", out, timeout=400)
+    assert done.returncode == 0, done.stderr[-4000:]
+    return json.loads(out.read_text())
 
-    from ltx_pipelines.models.ltx25.diffusion_decoder import DiffusionDecoderConfig, DiffusionVideoDecoder
-    from ltx_pipelines.parallel.decode import splits_across_ranks
 
-    decoder = DiffusionVideoDecoder(DiffusionDecoderConfig(stage_depths=(0, 0, 0, 0, 0)))
-    assert not splits_across_ranks(decoder, torch.zeros(1, 128, 3, 8, 8), TilingConfig.default())
+def test_the_diffusion_decoder_splits_its_tiles_and_gives_the_single_process_frames(diffusion_report) -> None:  # noqa: ANN001
+    """LTX-2.5's diffusion decoder on 2 ranks: float chunks and uint8 frames equal to one process's, bit for bit."""
+    assert len(diffusion_report) == 5
+    for case, result in diffusion_report.items():
+        assert result["exact"], case
+        assert result["shape"][-2:] == [128, 160] or result["shape"][-3:-1] == [128, 160], case
+        assert result["generator_state"][0], case  # rank 0's generator ends where one process leaves it
+        if case != "uint8 / no tiling":
+            assert result["split"] and all(result["generator_state"]), case  # every rank drew the same noise
+    assert [r["tiles"] for r in diffusion_report.values()] == [8, 3, 5, 3, 1]
+    assert not diffusion_report["uint8 / no tiling"]["split"]  # one tile: rank 0 decodes alone

@@ -12,6 +12,9 @@ same numbers and drops them, so each tile sees the generator state it has in one
 decoder that also injects noise inside its blocks cannot be replayed that way: rank 0 decodes it
 alone. Without a tiling config (one tile) rank 0 decodes alone too. The frames are broadcast so
 every rank returns the same result.
+
+LTX-2.5's diffusion decoder has its own tiles and blend: :mod:`ltx_pipelines.parallel.diffusion_decode` splits
+them the same way (tile ``i`` on rank ``i % N``, blended on rank 0, bit for bit).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from contextlib import AbstractContextManager
 import torch
 from ltx_core.model.video_vae import TilingConfig, VideoDecoder, decode_video
 
+from ltx_pipelines.parallel import diffusion_decode
 from ltx_pipelines.parallel.collectives import broadcast, broadcast_object, recv, send
 from ltx_pipelines.parallel.process_group import ParallelContext
 
@@ -124,11 +128,30 @@ def decode_tiles_across_ranks(
 
 
 def splits_across_ranks(decoder: VideoDecoder, latent: torch.Tensor, tiling: TilingConfig | None) -> bool:
-    """Whether the decode has several tiles whose noise every rank can replay (ltx-core's decoders only: LTX-2.5's
-    diffusion decoder has no ``_prepare_tiles`` and decodes on rank 0 alone, not yet split across ranks)."""
-    if tiling is None or not hasattr(decoder, "_prepare_tiles"):
-        return False
-    return _replayable(decoder) and len(decoder._prepare_tiles(latent, tiling)) > 1
+    """Whether the decode has several tiles whose noise every rank can reproduce (ltx-core's decoders: replayed
+    tile by tile; LTX-2.5's diffusion decoder: drawn once over the whole video on every rank)."""
+    return tiling is not None and _tile_count(decoder, latent, tiling) > 1 and _replayable(decoder)
+
+
+def _tile_count(decoder: VideoDecoder, latent: torch.Tensor, tiling: TilingConfig) -> int:
+    if diffusion_decode.is_diffusion_decoder(decoder):
+        return diffusion_decode.tile_count(decoder, latent, tiling)
+    return len(decoder._prepare_tiles(latent, tiling))
+
+
+def _split_decode(
+    ctx: ParallelContext, decoder: VideoDecoder, latent: torch.Tensor, generator: torch.Generator | None,
+    tiling: TilingConfig,
+) -> torch.Tensor | None:  # fmt: skip
+    """The tiles decoded by every rank: the frames on rank 0, None elsewhere."""
+    if not diffusion_decode.is_diffusion_decoder(decoder):
+        return decode_tiles_across_ranks(ctx, decoder, latent, generator, tiling)
+    if ctx.rank != 0:
+        for _ in diffusion_decode.diffusion_chunks_across_ranks(ctx, decoder, latent, generator, tiling):
+            pass  # other ranks yield nothing: iterating decodes and sends their tiles
+        return None
+    source = diffusion_decode.BlendedOnRank0(ctx, decoder)
+    return torch.cat([chunk.cpu() for chunk in decode_video(latent, source, tiling, generator=generator)], dim=0)
 
 
 def _my_share(
@@ -141,10 +164,9 @@ def _my_share(
     """This rank's part of the decode: the frames on rank 0, None elsewhere."""
     if splits_across_ranks(decoder, latent, tiling):
         if ctx.rank == 0:
-            count = len(decoder._prepare_tiles(latent, tiling))
-            world = ctx.world_size
+            count, world = _tile_count(decoder, latent, tiling), ctx.world_size
             logger.info("Decoding %d tiles on %d ranks (tile i on rank i mod %d)", count, world, world)
-        return decode_tiles_across_ranks(ctx, decoder, latent, generator, tiling)
+        return _split_decode(ctx, decoder, latent, generator, tiling)
     if ctx.rank != 0:
         return None
     return torch.cat([chunk.cpu() for chunk in decode_video(latent, decoder, tiling, generator=generator)], dim=0)
