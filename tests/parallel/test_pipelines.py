@@ -137,3 +137,30 @@ def test_torchrun_command_line_gives_the_single_process_frames(
         assert line in log, line
     assert log.count("Loaded text encoder") == 1  # rank 0 encodes, the others never load Gemma
     assert log.count("Loaded transformer") == 1  # every rank loads it; only rank 0 logs progress
+
+
+@pytest.fixture(scope="module")
+def ltx25_diffusion_runs(ltx25_bundle, tmp_path_factory, python, torchrun):  # noqa: ANN001, ANN201
+    """LTX-2.5's distilled pipeline with the diffusion video VAE, 8 decode tiles: (one process, 2 ranks)."""
+    from ltx_pipelines.smoke_model.ltx25 import DIFFUSION_VAE_NAME, write_diffusion_video_vae
+
+    folder = tmp_path_factory.mktemp("ltx25_diffusion_vae")
+    shutil.copytree(ltx25_bundle.root, folder / "ltx-2.5")  # what `smoke_model --model-version 2.5 --diffusion-vae`
+    write_diffusion_video_vae(folder / "ltx-2.5" / DIFFUSION_VAE_NAME, seed=9)  # writes
+    driver = "tests/parallel/ltx25_diffusion_driver.py"
+    done = python(driver, folder / "ltx-2.5", folder / "one.pt", timeout=300)
+    assert done.returncode == 0, done.stderr[-4000:]
+    done = torchrun(2, driver, folder / "ltx-2.5", folder / "two.pt", timeout=300)
+    assert done.returncode == 0, done.stderr[-4000:]
+    return torch.load(folder / "one.pt"), torch.load(folder / "two.pt")
+
+
+def test_ltx25_diffusion_vae_decodes_across_two_ranks(ltx25_diffusion_runs) -> None:  # noqa: ANN001
+    """The decode's tiles split over 2 ranks inside a 2.5 pipeline: the same frames as one process decoding the same
+    latent, bit for bit; against a one-process generation, the sharded transformer's rounding only."""
+    single, ranks = ltx25_diffusion_runs
+    assert ranks["ranks_agree"] and ranks["decode_exact"]
+    assert "Decoding 8 tiles on 2 ranks (tile i on rank i mod 2)" in ranks["log"]
+    assert ranks["frames"].shape == single["frames"].shape == (17, 128, 128, 3)
+    moved = (ranks["frames"].int() - single["frames"].int()).abs()
+    assert moved.max() <= 1 and (moved > 0).float().mean() <= MAX_MOVED, (moved.max(), (moved > 0).sum())
