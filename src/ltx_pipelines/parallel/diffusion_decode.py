@@ -5,7 +5,7 @@ over the whole video from its generator, as one process does, and runs stages 1-
 generators are in the same state (same seed, same draws before the decode), so every rank holds the noise one
 process would, and leaves its generator where one process would. Running stages 1-3 everywhere rather than on
 rank 0 alone costs no wall time (the other ranks would wait for them anyway) and sends nothing: broadcasting
-their output (the whole-video stage-4 input, ~0.8 GB at 1536x1024x121 in bfloat16) would only add the transfer.
+their output (the whole-video stage-4 input, 0.8 GiB at 1536x1024x121 in bfloat16) would only add the transfer.
 
 Rank 0 runs the decoder's own blend, which takes the tiles' pixels one at a time in schedule order: its own
 tiles decoded when their turn comes, the others received from the rank that decoded them. The blend's sums
