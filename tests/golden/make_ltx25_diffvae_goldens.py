@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import importlib.metadata
 import json
 import sys
 import tempfile
@@ -66,12 +65,10 @@ from safetensors.torch import save_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from make_ltx25_goldens import (
-    UPSTREAM_VERSION,
-    pip_freeze,
+    provenance,
     require_reference,
     save_deterministic,
     sha256_of,
-    upstream_commit,
 )
 
 SEED = 2026
@@ -256,12 +253,10 @@ def main() -> None:
     save_deterministic(golden, golden_path, {"generator": "tests/golden/make_ltx25_diffvae_goldens.py"})
 
     manifest = {
-        "what": "tiny random LTX-2.5 diffusion video decoder, latents and the reference's decoded videos (float32, CPU)",
-        "generator": "tests/golden/make_ltx25_diffvae_goldens.py",
-        "upstream": {"repository": "Lightricks/LTX-2", "release": UPSTREAM_VERSION, "commit": upstream_commit()},
-        "python": sys.version.split()[0],
-        "versions": {name: importlib.metadata.version(name) for name in ("ltx-core", "ltx-pipelines", "torch")},
-        "packages": pip_freeze(),
+        **provenance(
+            "tiny random LTX-2.5 diffusion video decoder, latents and the reference's decoded videos (float32, CPU)",
+            "tests/golden/make_ltx25_diffvae_goldens.py",
+        ),
         "seed": SEED,
         "model_version": MODEL_VERSION,
         "config": {"vae": VAE_CONFIG},

@@ -28,18 +28,20 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import importlib.metadata
 import json
 import logging
 import math
-import sys
 from pathlib import Path
 
 import torch
 from ltx_core.duration_head.model_configurator import DurationHeadConfigurator
 from ltx_pipelines.utils.blocks import DurationPredictor
-from make_ltx25_goldens import UPSTREAM_VERSION, pip_freeze, require_reference, save_deterministic, sha256_of
-from make_ltx25_goldens import upstream_commit
+from make_ltx25_goldens import (
+    provenance,
+    require_reference,
+    save_deterministic,
+    sha256_of,
+)
 
 SEED = 2505
 PREFIX = "duration_head."
@@ -222,13 +224,11 @@ def main() -> None:
     torch.use_deterministic_algorithms(True)
     heads = {name: write_head(out_dir, name, config, SEED + i) for i, (name, config) in enumerate(HEADS.items())}
     manifest = {
-        "what": "tiny random LTX-2.5 duration heads, their inputs and the reference's seconds and frames "
-        "(float32, CPU), and the reference's seconds -> frames rule on edge cases",
-        "generator": "tests/golden/make_ltx25_duration_goldens.py",
-        "upstream": {"repository": "Lightricks/LTX-2", "release": UPSTREAM_VERSION, "commit": upstream_commit()},
-        "python": sys.version.split()[0],
-        "versions": {name: importlib.metadata.version(name) for name in ("ltx-core", "ltx-pipelines", "torch")},
-        "packages": pip_freeze(),
+        **provenance(
+            "tiny random LTX-2.5 duration heads, their inputs and the reference's seconds and frames "
+            "(float32, CPU), and the reference's seconds -> frames rule on edge cases",
+            "tests/golden/make_ltx25_duration_goldens.py",
+        ),
         "model_version": MODEL_VERSION,
         "heads": heads,
         "frame_rule": frame_rule_cases(),

@@ -302,6 +302,18 @@ def upstream_commit() -> str:
     return "unknown (no versions.txt beside the environment)"
 
 
+def provenance(what: str, generator: str, packages: tuple[str, ...] = ("ltx-core", "ltx-pipelines", "torch")) -> dict:
+    """The head of every golden manifest: what it holds, the script, the reference's release and the environment."""
+    return {
+        "what": what,
+        "generator": generator,
+        "upstream": {"repository": "Lightricks/LTX-2", "release": UPSTREAM_VERSION, "commit": upstream_commit()},
+        "python": sys.version.split()[0],
+        "versions": {name: importlib.metadata.version(name) for name in packages},
+        "packages": pip_freeze(),
+    }
+
+
 def pip_freeze() -> list[str]:
     run = subprocess.run([sys.executable, "-m", "pip", "freeze"], capture_output=True, text=True, check=True)
     return run.stdout.splitlines()
@@ -346,12 +358,10 @@ def main() -> None:
     path = out_dir / "transformer.safetensors"
     save_deterministic(tensors, path, {"config": json.dumps(CONFIG), "model_version": MODEL_VERSION})
     manifest = {
-        "what": "tiny random LTX-2.5 transformer, its inputs and the reference's outputs (float32, CPU)",
-        "generator": "tests/golden/make_ltx25_goldens.py",
-        "upstream": {"repository": "Lightricks/LTX-2", "release": UPSTREAM_VERSION, "commit": upstream_commit()},
-        "python": sys.version.split()[0],
-        "versions": {name: importlib.metadata.version(name) for name in ("ltx-core", "ltx-pipelines", "torch")},
-        "packages": pip_freeze(),
+        **provenance(
+            "tiny random LTX-2.5 transformer, its inputs and the reference's outputs (float32, CPU)",
+            "tests/golden/make_ltx25_goldens.py",
+        ),
         "seed": SEED,
         "model_version": MODEL_VERSION,
         "config": CONFIG,

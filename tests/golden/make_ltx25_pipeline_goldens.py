@@ -81,7 +81,6 @@ import hashlib
 import importlib
 import importlib.metadata
 import json
-import sys
 import time
 import types
 from collections.abc import Callable, Iterator
@@ -94,12 +93,12 @@ from unittest import mock
 import av
 import numpy as np
 import torch
+from ltx25_requests import CLASSES, decode_arguments, resolve
 from ltx_core.loader.fuse_loras import FuseRule
 from ltx_core.loader.primitives import StateDict
 from ltx_core.loader.single_gpu_model_builder import SingleGPUModelBuilder
 from ltx_core.quantization import QuantizationPolicy
-from ltx25_requests import CLASSES, decode_arguments, resolve
-from make_ltx25_goldens import UPSTREAM_VERSION, pip_freeze, require_reference, upstream_commit
+from make_ltx25_goldens import provenance, require_reference
 from safetensors.torch import save
 
 GENERATOR = "tests/golden/make_ltx25_pipeline_goldens.py"
@@ -371,9 +370,10 @@ def float32_reference(module: types.ModuleType) -> Iterator[list[str]]:
 
 def run_case(case: dict, bundle: Path, inputs: Path) -> dict[str, object]:
     """One request through the reference pipeline (float32, CPU): frames, audio, frame count, models built."""
-    from ltx_pipelines.utils.args import ImageConditioningInput
     from ltx_pipelines.utils.model_paths import ModelPaths
     from ltx_pipelines.utils.types import AutoDuration
+
+    from ltx_pipelines.utils.args import ImageConditioningInput
 
     module = importlib.import_module(f"ltx_pipelines.{case['pipeline']}")
     cls = getattr(module, CLASSES[case["pipeline"]])
@@ -492,12 +492,7 @@ def main() -> None:
     path = args.out_dir / FIXTURE
     save_deterministic(tensors, path)
     manifest = {
-        "what": "outputs of the reference 1.2.0's pipelines on the real-channel LTX-2.5 smoke bundle (float32, CPU)",
-        "generator": GENERATOR,
-        "upstream": {"repository": "Lightricks/LTX-2", "release": UPSTREAM_VERSION, "commit": upstream_commit()},
-        "python": sys.version.split()[0],
-        "versions": {n: importlib.metadata.version(n) for n in ("ltx-core", "ltx-pipelines", "torch", "av")},
-        "packages": pip_freeze(),
+        **provenance("outputs of the reference 1.2.0's pipelines on the real-channel LTX-2.5 smoke bundle (float32, CPU)", GENERATOR, ("ltx-core", "ltx-pipelines", "torch", "av")),
         "threads": 1,
         "float32_patches": PATCHES,
         "bundle": record,
