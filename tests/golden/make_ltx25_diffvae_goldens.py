@@ -38,7 +38,6 @@ reference edge-pads and crops back).
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import sys
@@ -65,8 +64,8 @@ from safetensors.torch import save_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from make_ltx25_goldens import (
+    output_folder,
     provenance,
-    require_reference,
     save_deterministic,
     sha256_of,
 )
@@ -219,13 +218,8 @@ def summary(name: str, latent: torch.Tensor, video: torch.Tensor) -> dict[str, t
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("out_dir", type=Path)
-    out_dir = parser.parse_args().out_dir
-    require_reference()
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = output_folder(__doc__.splitlines()[0])
     torch.manual_seed(SEED)
-    torch.use_deterministic_algorithms(True)
     generator = torch.Generator().manual_seed(SEED)
     tensors = file_tensors(random_weights(generator), generator)
     vae_path = out_dir / "diffusion_vae.safetensors"

@@ -26,7 +26,6 @@ transformer script rewrites as a whole):
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import logging
@@ -37,8 +36,8 @@ import torch
 from ltx_core.duration_head.model_configurator import DurationHeadConfigurator
 from ltx_pipelines.utils.blocks import DurationPredictor
 from make_ltx25_goldens import (
+    output_folder,
     provenance,
-    require_reference,
     save_deterministic,
     sha256_of,
 )
@@ -216,12 +215,7 @@ def check_final_file(path: Path, inputs: dict[str, dict[str, torch.Tensor]], ten
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("out_dir", type=Path)
-    out_dir = parser.parse_args().out_dir
-    require_reference()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    torch.use_deterministic_algorithms(True)
+    out_dir = output_folder(__doc__.splitlines()[0])
     heads = {name: write_head(out_dir, name, config, SEED + i) for i, (name, config) in enumerate(HEADS.items())}
     manifest = {
         **provenance(

@@ -302,6 +302,17 @@ def upstream_commit() -> str:
     return "unknown (no versions.txt beside the environment)"
 
 
+def output_folder(description: str) -> Path:
+    """The folder named on the command line, made, once the reference is known to be importable (deterministic ops)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("out_dir", type=Path)
+    out_dir = parser.parse_args().out_dir
+    require_reference()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    torch.use_deterministic_algorithms(True)
+    return out_dir
+
+
 def provenance(what: str, generator: str, packages: tuple[str, ...] = ("ltx-core", "ltx-pipelines", "torch")) -> dict:
     """The head of every golden manifest: what it holds, the script, the reference's release and the environment."""
     return {
@@ -332,13 +343,8 @@ def require_reference() -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("out_dir", type=Path)
-    out_dir = parser.parse_args().out_dir
-    require_reference()
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = output_folder(__doc__.splitlines()[0])
     torch.manual_seed(SEED)
-    torch.use_deterministic_algorithms(True)
 
     main_model = build_model(TRANSFORMER_CONFIG)
     randomize(main_model, SEED)
