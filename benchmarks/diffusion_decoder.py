@@ -80,6 +80,25 @@ def reference_decoder(ours: DiffusionVideoDecoder, mode: str, device: torch.devi
     return apply_diffvae_mode(ref, DiffVAEMode(mode))
 
 
+def reference_tiling(config: DiffusionDecoderConfig, mode: str, size: tuple[int, int, int], free: int, weights: int):
+    """The tiling the reference's pipelines pick for ``free`` bytes (its ``ltx_pipelines`` helper's recipe: the
+    geometry from the file's config, then ``recommended_decode_tiling_config``; the decoder's own
+    ``recommended_tiling_config`` in 1.2.0 omits three required arguments and raises)."""
+    from ltx_core.model.video_vae.diffusion_tiling import recommended_decode_tiling_config
+    from ltx_core.model.video_vae.model_configurator import diffvae_tiling_geometry_from_vae_config
+    from ltx_core.model.video_vae.transformer import DiffVAEMode
+
+    c = config
+    decoder_config = {"stage_kernels": c.stage_kernels, "stage_depths": c.stage_depths, "upsamples": c.upsamples,
+                      "stage5_kernel": c.stage5_kernel, "patch_size": c.patch_size, "head_dim": c.head_dim,
+                      "stage_channels": c.stage_channels, "out_channels": c.out_channels,
+                      **({"stage5_channels": c.stage5_channels} if c.stage5_channels else {})}  # fmt: skip
+    width, height, frames = size
+    return recommended_decode_tiling_config(**diffvae_tiling_geometry_from_vae_config({"decoder": decoder_config}),
+                                            height=height, width=width, num_frames=frames, mode=DiffVAEMode(mode),
+                                            free_bytes=free, model_bytes=weights)  # fmt: skip
+
+
 def latent_for(config: DiffusionDecoderConfig, width: int, height: int, frames: int, device, dtype) -> torch.Tensor:
     st, sh, sw = config.scale
     shape = (1, config.latent_channels, (frames - 1) // st + 1, height // sh, width // sw)
@@ -188,7 +207,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.reference_path:
         sys.path.insert(0, args.reference_path)
-    device = torch.device("cpu" if args.tiny or not torch.cuda.is_available() else "cuda")
+    device = torch.device("cpu") if args.tiny or not torch.cuda.is_available() else torch.device("cuda", 0)
     dtype = torch.float32 if device.type == "cpu" else torch.bfloat16
     config = TINY_CONFIG if args.tiny else DiffusionDecoderConfig()
     sizes = TINY_SIZES if args.tiny else SIZES
@@ -223,8 +242,7 @@ def main() -> None:
         for mode in [m for m in args.reference_modes.split(",") if m]:
             try:
                 ref = reference_decoder(decoder, mode, device, dtype)
-                tiling = None if args.tiny else ref.recommended_tiling_config(height=height, width=width,
-                                                                              num_frames=frames)  # fmt: skip
+                tiling = None if args.tiny else reference_tiling(config, mode, size, free, weights)
             except Exception as error:  # noqa: BLE001
                 run.results.append({"case": f"reference {mode}", "size": "x".join(map(str, size)),
                                     "error": f"{type(error).__name__}: {error}"[:300]})  # fmt: skip

@@ -38,9 +38,7 @@ reference edge-pads and crops back).
 
 from __future__ import annotations
 
-import argparse
 import hashlib
-import importlib.metadata
 import json
 import sys
 import tempfile
@@ -66,12 +64,10 @@ from safetensors.torch import save_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from make_ltx25_goldens import (
-    UPSTREAM_VERSION,
-    pip_freeze,
-    require_reference,
+    output_folder,
+    provenance,
     save_deterministic,
     sha256_of,
-    upstream_commit,
 )
 
 SEED = 2026
@@ -222,13 +218,8 @@ def summary(name: str, latent: torch.Tensor, video: torch.Tensor) -> dict[str, t
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("out_dir", type=Path)
-    out_dir = parser.parse_args().out_dir
-    require_reference()
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = output_folder(__doc__.splitlines()[0])
     torch.manual_seed(SEED)
-    torch.use_deterministic_algorithms(True)
     generator = torch.Generator().manual_seed(SEED)
     tensors = file_tensors(random_weights(generator), generator)
     vae_path = out_dir / "diffusion_vae.safetensors"
@@ -256,12 +247,10 @@ def main() -> None:
     save_deterministic(golden, golden_path, {"generator": "tests/golden/make_ltx25_diffvae_goldens.py"})
 
     manifest = {
-        "what": "tiny random LTX-2.5 diffusion video decoder, latents and the reference's decoded videos (float32, CPU)",
-        "generator": "tests/golden/make_ltx25_diffvae_goldens.py",
-        "upstream": {"repository": "Lightricks/LTX-2", "release": UPSTREAM_VERSION, "commit": upstream_commit()},
-        "python": sys.version.split()[0],
-        "versions": {name: importlib.metadata.version(name) for name in ("ltx-core", "ltx-pipelines", "torch")},
-        "packages": pip_freeze(),
+        **provenance(
+            "tiny random LTX-2.5 diffusion video decoder, latents and the reference's decoded videos (float32, CPU)",
+            "tests/golden/make_ltx25_diffvae_goldens.py",
+        ),
         "seed": SEED,
         "model_version": MODEL_VERSION,
         "config": {"vae": VAE_CONFIG},

@@ -26,20 +26,21 @@ transformer script rewrites as a whole):
 
 from __future__ import annotations
 
-import argparse
 import hashlib
-import importlib.metadata
 import json
 import logging
 import math
-import sys
 from pathlib import Path
 
 import torch
 from ltx_core.duration_head.model_configurator import DurationHeadConfigurator
 from ltx_pipelines.utils.blocks import DurationPredictor
-from make_ltx25_goldens import UPSTREAM_VERSION, pip_freeze, require_reference, save_deterministic, sha256_of
-from make_ltx25_goldens import upstream_commit
+from make_ltx25_goldens import (
+    output_folder,
+    provenance,
+    save_deterministic,
+    sha256_of,
+)
 
 SEED = 2505
 PREFIX = "duration_head."
@@ -214,21 +215,14 @@ def check_final_file(path: Path, inputs: dict[str, dict[str, torch.Tensor]], ten
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("out_dir", type=Path)
-    out_dir = parser.parse_args().out_dir
-    require_reference()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    torch.use_deterministic_algorithms(True)
+    out_dir = output_folder(__doc__.splitlines()[0])
     heads = {name: write_head(out_dir, name, config, SEED + i) for i, (name, config) in enumerate(HEADS.items())}
     manifest = {
-        "what": "tiny random LTX-2.5 duration heads, their inputs and the reference's seconds and frames "
-        "(float32, CPU), and the reference's seconds -> frames rule on edge cases",
-        "generator": "tests/golden/make_ltx25_duration_goldens.py",
-        "upstream": {"repository": "Lightricks/LTX-2", "release": UPSTREAM_VERSION, "commit": upstream_commit()},
-        "python": sys.version.split()[0],
-        "versions": {name: importlib.metadata.version(name) for name in ("ltx-core", "ltx-pipelines", "torch")},
-        "packages": pip_freeze(),
+        **provenance(
+            "tiny random LTX-2.5 duration heads, their inputs and the reference's seconds and frames "
+            "(float32, CPU), and the reference's seconds -> frames rule on edge cases",
+            "tests/golden/make_ltx25_duration_goldens.py",
+        ),
         "model_version": MODEL_VERSION,
         "heads": heads,
         "frame_rule": frame_rule_cases(),

@@ -302,6 +302,29 @@ def upstream_commit() -> str:
     return "unknown (no versions.txt beside the environment)"
 
 
+def output_folder(description: str) -> Path:
+    """The folder named on the command line, made, once the reference is known to be importable (deterministic ops)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("out_dir", type=Path)
+    out_dir = parser.parse_args().out_dir
+    require_reference()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    torch.use_deterministic_algorithms(True)
+    return out_dir
+
+
+def provenance(what: str, generator: str, packages: tuple[str, ...] = ("ltx-core", "ltx-pipelines", "torch")) -> dict:
+    """The head of every golden manifest: what it holds, the script, the reference's release and the environment."""
+    return {
+        "what": what,
+        "generator": generator,
+        "upstream": {"repository": "Lightricks/LTX-2", "release": UPSTREAM_VERSION, "commit": upstream_commit()},
+        "python": sys.version.split()[0],
+        "versions": {name: importlib.metadata.version(name) for name in packages},
+        "packages": pip_freeze(),
+    }
+
+
 def pip_freeze() -> list[str]:
     run = subprocess.run([sys.executable, "-m", "pip", "freeze"], capture_output=True, text=True, check=True)
     return run.stdout.splitlines()
@@ -320,13 +343,8 @@ def require_reference() -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("out_dir", type=Path)
-    out_dir = parser.parse_args().out_dir
-    require_reference()
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = output_folder(__doc__.splitlines()[0])
     torch.manual_seed(SEED)
-    torch.use_deterministic_algorithms(True)
 
     main_model = build_model(TRANSFORMER_CONFIG)
     randomize(main_model, SEED)
@@ -346,12 +364,10 @@ def main() -> None:
     path = out_dir / "transformer.safetensors"
     save_deterministic(tensors, path, {"config": json.dumps(CONFIG), "model_version": MODEL_VERSION})
     manifest = {
-        "what": "tiny random LTX-2.5 transformer, its inputs and the reference's outputs (float32, CPU)",
-        "generator": "tests/golden/make_ltx25_goldens.py",
-        "upstream": {"repository": "Lightricks/LTX-2", "release": UPSTREAM_VERSION, "commit": upstream_commit()},
-        "python": sys.version.split()[0],
-        "versions": {name: importlib.metadata.version(name) for name in ("ltx-core", "ltx-pipelines", "torch")},
-        "packages": pip_freeze(),
+        **provenance(
+            "tiny random LTX-2.5 transformer, its inputs and the reference's outputs (float32, CPU)",
+            "tests/golden/make_ltx25_goldens.py",
+        ),
         "seed": SEED,
         "model_version": MODEL_VERSION,
         "config": CONFIG,

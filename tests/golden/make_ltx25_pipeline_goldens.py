@@ -86,20 +86,21 @@ import time
 import types
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
-from fractions import Fraction
 from functools import partial
 from pathlib import Path
 from unittest import mock
 
-import av
-import numpy as np
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: media_inputs, shared with the parity test
+
+from ltx25_requests import CLASSES, decode_arguments, resolve
 from ltx_core.loader.fuse_loras import FuseRule
 from ltx_core.loader.primitives import StateDict
 from ltx_core.loader.single_gpu_model_builder import SingleGPUModelBuilder
 from ltx_core.quantization import QuantizationPolicy
-from ltx25_requests import CLASSES, decode_arguments, resolve
-from make_ltx25_goldens import UPSTREAM_VERSION, pip_freeze, require_reference, upstream_commit
+from make_ltx25_goldens import provenance, require_reference
+from media_inputs import write_clip, write_image, write_wav
 from safetensors.torch import save
 
 GENERATOR = "tests/golden/make_ltx25_pipeline_goldens.py"
@@ -227,64 +228,14 @@ def cases() -> dict[str, dict]:
 # --------------------------------------------------------------------------- input media
 
 
-def _write_image(path: Path, shade: int) -> None:
-    from PIL import Image
-
-    w, h = 96, 80
-    pixels = np.zeros((h, w, 3), dtype=np.uint8)
-    pixels[..., 0] = np.linspace(0, 255, w, dtype=np.uint8)[None, :]
-    pixels[..., 1] = np.linspace(255, 0, h, dtype=np.uint8)[:, None]
-    pixels[..., 2] = shade
-    pixels[20:40, 24:48] = 255
-    Image.fromarray(pixels).save(path)
-
-
-def _tone(seconds: float, rate: int) -> np.ndarray:
-    t = np.arange(round(seconds * rate)) / rate
-    return np.stack([0.3 * np.sin(2 * np.pi * 440 * t), 0.2 * np.sin(2 * np.pi * 660 * t)]).astype(np.float32)
-
-
-def _write_clip(path: Path, frames: int = 17, fps: int = 24, size: int = 64, audio_rate: int = 16000) -> None:
-    """H.264 video with 16-bit PCM audio (not AAC: its decoder's warm-up depends on seeking)."""
-    x = np.linspace(0, 255, size, dtype=np.float32)
-    audio = (_tone(frames / fps + 0.1, audio_rate) * 32767).astype(np.int16)
-    with av.open(str(path), "w", format="mov") as container:
-        video = container.add_stream("libx264", rate=fps)
-        video.width = video.height = size
-        video.pix_fmt = "yuv420p"
-        sound = container.add_stream("pcm_s16le", rate=audio_rate, layout="stereo")
-        for i in range(frames):
-            rgb = np.stack([np.roll(x, 3 * i)[None, :].repeat(size, 0), x[:, None].repeat(size, 1),
-                            np.full((size, size), 40.0 + 10 * i)], -1).astype(np.uint8)  # fmt: skip
-            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
-            frame.pts = i
-            container.mux(video.encode(frame))
-        container.mux(video.encode(None))
-        chunk = av.AudioFrame.from_ndarray(np.ascontiguousarray(audio.T).reshape(1, -1), format="s16", layout="stereo")
-        chunk.sample_rate = audio_rate
-        chunk.pts = 0
-        container.mux(sound.encode(chunk))
-        container.mux(sound.encode(None))
-
-
-def _write_wav(path: Path, seconds: float = 0.6, rate: int = 16000) -> None:
-    pcm = (_tone(seconds, rate).T.reshape(1, -1) * 32767).astype(np.int16)
-    with av.open(str(path), "w", format="wav") as container:
-        stream = container.add_stream("pcm_s16le", rate=rate, layout="stereo")
-        frame = av.AudioFrame.from_ndarray(pcm, format="s16", layout="stereo")
-        frame.sample_rate, frame.pts, frame.time_base = rate, 0, Fraction(1, rate)
-        for packet in [*stream.encode(frame), *stream.encode(None)]:
-            container.mux(packet)
-
-
 def ensure_inputs(folder: Path) -> dict[str, str]:
     """The request media, written only where missing (the fixtures depend on their exact bytes); their sha256s."""
     folder.mkdir(parents=True, exist_ok=True)
     writers: dict[str, Callable[[Path], None]] = {
-        "image.png": partial(_write_image, shade=90),
-        "image2.png": partial(_write_image, shade=200),
-        "clip.mov": _write_clip,
-        "audio.wav": _write_wav,
+        "image.png": partial(write_image, shade=90),
+        "image2.png": partial(write_image, shade=200),
+        "clip.mov": write_clip,
+        "audio.wav": partial(write_wav, seconds=0.6, rate=16000),
     }
     for name, write in writers.items():
         if not (folder / name).exists():
@@ -371,9 +322,10 @@ def float32_reference(module: types.ModuleType) -> Iterator[list[str]]:
 
 def run_case(case: dict, bundle: Path, inputs: Path) -> dict[str, object]:
     """One request through the reference pipeline (float32, CPU): frames, audio, frame count, models built."""
-    from ltx_pipelines.utils.args import ImageConditioningInput
     from ltx_pipelines.utils.model_paths import ModelPaths
     from ltx_pipelines.utils.types import AutoDuration
+
+    from ltx_pipelines.utils.args import ImageConditioningInput
 
     module = importlib.import_module(f"ltx_pipelines.{case['pipeline']}")
     cls = getattr(module, CLASSES[case["pipeline"]])
@@ -492,12 +444,7 @@ def main() -> None:
     path = args.out_dir / FIXTURE
     save_deterministic(tensors, path)
     manifest = {
-        "what": "outputs of the reference 1.2.0's pipelines on the real-channel LTX-2.5 smoke bundle (float32, CPU)",
-        "generator": GENERATOR,
-        "upstream": {"repository": "Lightricks/LTX-2", "release": UPSTREAM_VERSION, "commit": upstream_commit()},
-        "python": sys.version.split()[0],
-        "versions": {n: importlib.metadata.version(n) for n in ("ltx-core", "ltx-pipelines", "torch", "av")},
-        "packages": pip_freeze(),
+        **provenance("outputs of the reference 1.2.0's pipelines on the real-channel LTX-2.5 smoke bundle (float32, CPU)", GENERATOR, ("ltx-core", "ltx-pipelines", "torch", "av")),
         "threads": 1,
         "float32_patches": PATCHES,
         "bundle": record,

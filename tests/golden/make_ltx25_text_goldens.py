@@ -45,9 +45,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import importlib.metadata
 import json
-import sys
 from pathlib import Path
 
 import torch
@@ -56,12 +54,10 @@ from ltx_core.text_encoders.gemma.encoders.encoder_configurator import Embedding
 from ltx_pipelines.utils.blocks import PromptEncoder
 from ltx_pipelines.utils.model_paths import ModelPaths
 from make_ltx25_goldens import (
-    UPSTREAM_VERSION,
-    pip_freeze,
+    provenance,
     require_reference,
     save_deterministic,
     sha256_of,
-    upstream_commit,
 )
 from safetensors import safe_open
 
@@ -84,8 +80,12 @@ V2 = {
     "caption_proj_input_norm": False,
     "caption_projection_second_linear": False,
 }
-WIDTHS = {"num_attention_heads": 2, "attention_head_dim": 16, "audio_num_attention_heads": 2,
-          "audio_attention_head_dim": 8}  # fmt: skip  (video width 32, audio 16: the text encoder's projections)
+WIDTHS = {
+    "num_attention_heads": 2,
+    "attention_head_dim": 16,
+    "audio_num_attention_heads": 2,
+    "audio_attention_head_dim": 8,
+}  # fmt: skip  (video width 32, audio 16: the text encoder's projections)
 CONNECTORS = {
     "text_connectors": {
         **WIDTHS, **V2,
@@ -230,16 +230,12 @@ def main() -> None:
     files = {name: write_connectors(out_dir, name, config, SEED + i, with_text_encoder=i == 0)
              for i, (name, config) in enumerate(CONNECTORS.items())}  # fmt: skip
     manifest = {
-        "what": "LTX-2.5 text path (packed Gemma 4 -> V2 features -> 1.2.0 connectors) on a tiny packed text encoder: "
-        "the reference's tokens, hidden states, features and contexts (float32, CPU)",
-        "generator": "tests/golden/make_ltx25_text_goldens.py",
-        "upstream": {"repository": "Lightricks/LTX-2", "release": UPSTREAM_VERSION, "commit": upstream_commit()},
-        "python": sys.version.split()[0],
-        "versions": {
-            name: importlib.metadata.version(name)
-            for name in ("ltx-core", "ltx-pipelines", "torch", "transformers", "tokenizers")
-        },
-        "packages": pip_freeze(),
+        **provenance(
+            "LTX-2.5 text path (packed Gemma 4 -> V2 features -> 1.2.0 connectors) on a tiny packed text encoder: "
+            "the reference's tokens, hidden states, features and contexts (float32, CPU)",
+            "tests/golden/make_ltx25_text_goldens.py",
+            ("ltx-core", "ltx-pipelines", "torch", "transformers", "tokenizers"),
+        ),
         "text_encoder": {
             "file": TEXT_ENCODER,
             "writer": TEXT_ENCODER_WRITER,

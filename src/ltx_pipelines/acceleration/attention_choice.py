@@ -7,14 +7,22 @@ with head dim (128 video, 64 audio) and with the key length (self-attention, 1 0
 meets (a few milliseconds), keeps the fastest, and remembers it, so every later block call, and
 every compiled graph, uses the same choice. On a CPU it leaves PyTorch's choice alone.
 
+The choice is part of a compiled graph (each backend is its own ATen op), so it is also part of the compile
+cache's key: re-measured in a second process, a near tie (cuDNN vs PyTorch's default at 6 144 tokens, 0.1 %
+apart) or a 3 %-margin call flips, and every graph that holds that attention misses the cache (issue 23: 0 of
+4 variants from the cache on an H100). With ``store`` (a JSON file beside the compile cache's bundles) the
+first process's choices, and the timings behind them, are kept and every later process takes them unmeasured.
+
 With ``eight_bit`` (``--attention 8bit``) the unmasked self-attentions take the 8-bit kernel instead
 (``attention_8bit``), without timing: asked for, not measured against bf16.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from ltx_core.model.transformer.transformer_args import TransformerArgs
@@ -95,15 +103,28 @@ def _time_ms(shape: AttentionShape, backend: str, repeats: int) -> float:
     return start.elapsed_time(end) / repeats
 
 
-class AttentionChooser:
-    """Measures once per shape, then answers from memory; ``timings`` keeps what it measured (ms)."""
+def shape_key(shape: AttentionShape) -> str:
+    """A shape as the store names it: everything but the device index (the store is per GPU model already)."""
+    return (f"b{shape.batch}-h{shape.heads}-q{shape.q_tokens}-kv{shape.kv_tokens}-d{shape.head_dim}-"
+            f"{'masked' if shape.masked else 'unmasked'}-{str(shape.dtype).removeprefix('torch.')}")  # fmt: skip
 
-    def __init__(self, candidates: tuple[str, ...] = CANDIDATES, repeats: int = 5, eight_bit: bool = False):
+
+class AttentionChooser:
+    """Measures once per shape, then answers from memory; ``timings`` keeps what it measured (ms).
+
+    ``store``: a JSON file of choices shared by processes (see the module's doc): read before measuring a shape,
+    written after; a damaged or unwritable file only costs a measurement.
+    """
+
+    def __init__(self, candidates: tuple[str, ...] = CANDIDATES, repeats: int = 5, eight_bit: bool = False,
+                 store: Path | None = None):  # fmt: skip
         self.candidates = candidates
         self.repeats = repeats
         self.eight_bit = eight_bit
+        self.store = store
         self.timings: dict[AttentionShape, dict[str, float | str]] = {}
         self.choices: dict[AttentionShape, str | None] = {}
+        self.stored: set[AttentionShape] = set()  # shapes whose choice came from the store, not measured here
 
     def choose(
         self, model: torch.nn.Module, video: TransformerArgs | None, audio: TransformerArgs | None
@@ -125,8 +146,48 @@ class AttentionChooser:
 
     def backend(self, shape: AttentionShape) -> str | None:
         if shape not in self.choices:
-            self.choices[shape] = self._measure(shape) if shape.device.startswith("cuda") else None
+            if not shape.device.startswith("cuda"):
+                self.choices[shape] = None
+            elif not self._from_store(shape):
+                self.choices[shape] = self._measure(shape)
+                self._to_store(shape)
         return self.choices[shape]
+
+    def _read_store(self) -> dict:
+        if self.store is None or not self.store.is_file():
+            return {}
+        try:
+            data = json.loads(self.store.read_text())
+        except (OSError, ValueError) as e:
+            logger.warning("Attention choices: ignored %s (%s)", self.store, str(e).splitlines()[0][:120])
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def _from_store(self, shape: AttentionShape) -> bool:
+        entry = self._read_store().get(shape_key(shape))  # read again per new shape: another process may have added it
+        if not isinstance(entry, dict) or "choice" not in entry:
+            return False
+        choice = entry["choice"]
+        if choice is not None and choice not in self.candidates:
+            return False  # a name this version does not know: measure again
+        self.choices[shape] = choice
+        self.timings[shape] = dict(entry.get("ms") or {})
+        self.stored.add(shape)
+        logger.info("SDPA for %s: %s (kept from %s)", shape, choice or "default", self.store)
+        return True
+
+    def _to_store(self, shape: AttentionShape) -> None:
+        if self.store is None:
+            return
+        from ltx_pipelines.acceleration.compile_cache import write_atomically
+
+        data = self._read_store()
+        data[shape_key(shape)] = {"choice": self.choices[shape], "ms": self.timings.get(shape, {})}
+        try:
+            write_atomically(self.store, (json.dumps(data, indent=1, sort_keys=True) + "\n").encode())
+        except OSError as e:  # the next process measures again: slower to compile, never wrong
+            logger.warning("Attention choices: could not write %s (%s)", self.store, str(e).splitlines()[0][:120])
+            self.store = None  # warned once
 
     def _measure(self, shape: AttentionShape) -> str | None:
         times: dict[str, float | str] = {}
@@ -157,4 +218,4 @@ class AttentionChooser:
         ]  # fmt: skip
 
 
-__all__ = ["CANDIDATES", "AttentionChooser", "AttentionShape", "attention_shapes"]
+__all__ = ["CANDIDATES", "AttentionChooser", "AttentionShape", "attention_shapes", "shape_key"]

@@ -8,7 +8,10 @@ Two layers, both PyTorch's own:
 * PyTorch's portable "mega-cache" bundles (``torch.compiler.save_cache_artifacts`` / ``load_cache_artifacts``)
   under ``<folder>/artifacts/<torch version>-<device>``: one file per compilation (what it added; see
   ``SAVES_ARE_DELTAS``), written atomically (a temporary file renamed into place), all loaded at the next start.
-  The folder can be copied to another machine with the same GPU and PyTorch to spare it the first compile too.
+  The folder can be copied to another machine with the same GPU and PyTorch to spare it the first compile too;
+* beside the bundles, ``attention.json``: the SDPA backend measured per attention shape (``attention_choice``).
+  The choice is inside every compiled graph, so a second process that measured again and came out differently
+  (timing noise) would compile different graphs and miss both caches; it takes the first process's choice.
 
 The folder: ``compile_cache=`` / ``--compile-cache DIR``, else ``$LTX_PIPELINES_COMPILE_CACHE``, else
 ``$XDG_CACHE_HOME/ltx_pipelines/compile`` (``~/.cache/ltx_pipelines/compile``); ``off`` leaves PyTorch's own
@@ -32,6 +35,8 @@ logger = logging.getLogger(__name__)
 CACHE_ENV = "LTX_PIPELINES_COMPILE_CACHE"
 #: A folder value that turns our cache off (PyTorch's defaults apply).
 OFF = "off"
+#: The attention backend choices, beside the bundles (one file per torch version and device).
+ATTENTION_FILE = "attention.json"
 #: Bundles kept per (torch version, device); the oldest are removed past this many (a few MB each).
 MAX_BUNDLES = 200
 #: Why every bundle is kept: ``save_cache_artifacts()`` returns all that the process recorded, but reading a bundle
@@ -117,6 +122,11 @@ class CompileCache:
     @property
     def bundles(self) -> Path | None:
         return self.folder / "artifacts" / self.tag if self.folder is not None else None
+
+    @property
+    def attention_store(self) -> Path | None:
+        """The file of attention backend choices shared by the processes using this folder (None: cache off)."""
+        return self.bundles / ATTENTION_FILE if self.bundles is not None else None
 
     def has_bundles(self) -> bool:
         folder = self.bundles
@@ -250,6 +260,7 @@ def compile_cache(setting: str | None, device: object) -> CompileCache:
 
 
 __all__ = [
+    "ATTENTION_FILE",
     "CACHE_ENV",
     "OFF",
     "CacheCounters",

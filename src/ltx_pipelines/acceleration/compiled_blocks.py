@@ -195,8 +195,19 @@ class CompiledBlocks(EagerBlocks):
             self.cache.save()  # new artefacts, or hits in Inductor's folder that no portable bundle holds yet
 
     def _compiled_call(self, args: tuple) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        with torch._dynamo.config.patch(recompile_limit=RECOMPILE_LIMIT, inline_inbuilt_nn_modules=True):
+        cacheable = {**torch._inductor.config.unsafe_marked_cacheable_functions, **SDPA_KERNEL_FUNCTIONS}
+        with torch._dynamo.config.patch(recompile_limit=RECOMPILE_LIMIT, inline_inbuilt_nn_modules=True), \
+                torch._inductor.config.patch(unsafe_marked_cacheable_functions=cacheable):  # fmt: skip
             return self._forward(*args)
+
+
+#: What dynamo writes into the graph for ``with sdpa_kernel([...])`` (a forced attention backend). AOTAutograd's
+#: cache refuses graphs with private torch functions in them ("Unsupported call_function target", a bypass): every
+#: compiled block with a measured backend would be traced anew in each process. Both only set the backend list from
+#: the constant names in the graph, and those names are hashed into the key, so marked cacheable (keyed by torch's
+#: version) the AOTAutograd cache takes these graphs too.
+SDPA_KERNEL_FUNCTIONS = {"torch.nn.attention._sdpa_kernel": torch.__version__,
+                         "torch.nn.attention._backend_from_string": torch.__version__}  # fmt: skip
 
 
 def _describe_plan(plan: BlockPlan) -> str:
@@ -227,4 +238,4 @@ def _shape(args: TransformerArgs | None) -> tuple:
             args.self_attention_mask is not None, args.context_mask is not None)  # fmt: skip
 
 
-__all__ = ["RECOMPILE_LIMIT", "CompileStats", "CompiledBlocks"]
+__all__ = ["RECOMPILE_LIMIT", "SDPA_KERNEL_FUNCTIONS", "CompileStats", "CompiledBlocks"]

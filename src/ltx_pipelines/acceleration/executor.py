@@ -116,7 +116,9 @@ def compiled_engine(transformer: X0Model, mode: str | None = None, options: Acce
     if name not in engines:
         device = next(transformer.parameters()).device
         cache = compile_cache(options.compile_cache, device) if compile else None
-        chooser = AttentionChooser(eight_bit=options.eight_bit_attention())
+        # compiled: the choices are kept with the compile cache, since they are part of every compiled graph
+        store = cache.attention_store if cache is not None else None
+        chooser = AttentionChooser(eight_bit=options.eight_bit_attention(), store=store)
         engines[name] = CompiledBlocks(transformer, compile=compile, mode=mode, attention=chooser, cache=cache)
     return engines[name]
 

@@ -95,3 +95,21 @@ def test_auto_is_blocked_on_the_cpu_and_forcing_is_scoped() -> None:
     assert choose_backend(q) == "blocked"
     with pytest.raises(ValueError, match="choose one of"), force_backend("dense"):
         pass
+
+
+def test_flex_stays_out_of_a_compiled_caller_graph() -> None:
+    """A compiled block breaks its graph at FlexAttention (which compiles on its own, with its cached block mask):
+    traced into a block's graph, inductor failed lowering the window mask on the H100."""
+    shape, kernel = SHAPES[0]
+    q, k, v = qkv(shape)
+
+    def block_like(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        return neighborhood_attention(q * 1.0, k, v, kernel) + 1.0
+
+    with force_backend("flex"):
+        explained = torch._dynamo.explain(block_like)(q, k, v)
+        ours = torch.compile(block_like, backend="eager")(q, k, v)
+    traced = [type(node.target).__name__ for graph in explained.graphs for node in graph.graph.nodes]
+    assert not [name for name in traced if "FlexAttention" in name]  # not inside the caller's graphs
+    assert explained.graph_count == 2 + 1  # before, (the break), after: the block mask is not traced per call
+    assert relative_error(ours - 1.0, reference_neighborhood_attention(q, k, v, kernel)) <= TOLERANCE

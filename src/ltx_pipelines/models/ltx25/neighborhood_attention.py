@@ -97,8 +97,13 @@ def neighborhood_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, ke
     return out.reshape(batch, t, h, w, heads * head_dim)
 
 
+@torch.compiler.disable
 def _flex_or_blocked(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, kernel: Kernel) -> torch.Tensor:
-    """FlexAttention; if it cannot compile here (no Triton, no compiler), warn once and use the blocked path."""
+    """FlexAttention; if it cannot compile here (no Triton, no compiler), warn once and use the blocked path.
+
+    Kept out of a compiled block's graph (a graph break): FlexAttention compiles itself, its block mask is built
+    once per volume (a cache dynamo would trace through, rebuilding it every call), and inductor on torch 2.11
+    fails lowering the window mask inside a larger graph (H100, 1536x1024x121)."""
     global _flex_broken
     if _flex_broken and _forced != "flex":
         return blocked_neighborhood_attention(q, k, v, kernel)
