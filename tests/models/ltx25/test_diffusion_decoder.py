@@ -65,8 +65,15 @@ def decode(case_name: str, tmp_path: Path) -> tuple[torch.Tensor, dict[str, torc
     return video, expected
 
 
-@pytest.mark.parametrize("case", list(MANIFEST["cases"]))
-def test_matches_reference(case: str, tmp_path: Path) -> None:
+SLAB_CASES = [next(n for n, c in MANIFEST["cases"].items() if c["tiling"] is None),
+              next(n for n, c in MANIFEST["cases"].items() if c["tiling"] is not None)]  # fmt: skip
+
+
+@pytest.mark.parametrize(("case", "slabs"), [(c, False) for c in MANIFEST["cases"]] + [(c, True) for c in SLAB_CASES])
+def test_matches_reference(case: str, slabs: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``slabs``: attention one frame of queries at a time (with its temporal neighbours), the large-volume path."""
+    if slabs:
+        monkeypatch.setattr("ltx_pipelines.models.ltx25.diffusion_decoder.ATTENTION_SLAB_ELEMENTS", 1)
     video, expected = decode(case, tmp_path)
     stride = MANIFEST["sample_stride"]
     sample = video[:, :, :, ::stride, ::stride]

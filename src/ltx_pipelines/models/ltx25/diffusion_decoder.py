@@ -33,6 +33,7 @@ from ltx_pipelines.models.ltx25.diffusion_config import (  # noqa: F401 - the co
     DEFAULT_STAGE_DEPTHS,
     DEFAULT_STAGE_KERNELS,
     DEFAULT_UPSAMPLES,
+    ATTENTION_SLAB_ELEMENTS,
     MLP_CHUNK_TOKENS,
     RMS_EPS,
     DiffusionDecoderConfig,
@@ -97,18 +98,40 @@ class NeighborhoodAttention(nn.Module):
             parts.append(_rotate(x[..., lo:hi], positions, inv.to(x.device), axis))
         return torch.cat(parts, dim=-1)
 
-    def forward(self, x: torch.Tensor, replicate_w: bool = False) -> torch.Tensor:
-        """Channels-last ``[B, T, H, W, C]`` in and out (RoPE positions local: they cancel inside each window).
+    def forward(self, x: torch.Tensor, replicate_w: bool = False,
+                prepare: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:  # fmt: skip
+        """Channels-last ``[B, T, H, W, C]`` in and out; ``prepare`` (the pre-norm and modulation) is applied here.
 
+        Large volumes go through in slabs of frames, each with half a temporal window of neighbours on both sides
+        (all slabs the same length: one compiled shape): a query's window lies inside its slab, so the result is
+        the whole volume's (up to summation order) while the temporaries span one slab only.
         ``replicate_w``: along W the volume is extended by half a window of copies of its edge columns, so edge
         queries see centred windows over those copies instead of NATTEN's shifted ones: what the reference's
         default (W-chunked) decode does in stage 5.
         """
+        frames = x.shape[1]
+        per_frame = x[0, 0].numel() * x.shape[0]
+        step = max(1, ATTENTION_SLAB_ELEMENTS // max(per_frame, 1))
+        halo = self.kernel[0] // 2
+        if step + 2 * halo >= frames:
+            return self._attend(x if prepare is None else prepare(x), replicate_w)
+        length = step + 2 * halo
+        out = torch.empty_like(x)
+        for start in range(0, frames, step):
+            stop = min(start + step, frames)
+            first = min(max(start - halo, 0), frames - length)
+            slab = x[:, first : first + length]
+            done = self._attend(slab if prepare is None else prepare(slab), replicate_w)
+            out[:, start:stop] = done[:, start - first : stop - first]
+        return out
+
+    def _attend(self, x: torch.Tensor, replicate_w: bool) -> torch.Tensor:
+        """RoPE positions local to ``x``: they cancel inside each window."""
         if replicate_w:
             half = self.kernel[2] // 2
             padded = torch.cat([x[:, :, :, :1].expand(-1, -1, -1, half, -1), x,
                                 x[:, :, :, -1:].expand(-1, -1, -1, half, -1)], dim=3)  # fmt: skip
-            return self.forward(padded)[:, :, :, half : half + x.shape[3]]
+            return self._attend(padded, False)[:, :, :, half : half + x.shape[3]]
         shape = (*x.shape[:4], self.heads, self.head_dim)
         q = self._rope(self.q_norm(self.to_q(x).view(shape)) * self.head_dim**-0.5)
         k = self._rope(self.k_norm(self.to_k(x).view(shape)))
@@ -131,10 +154,13 @@ class SwiGLU(nn.Module):
 
 
 def _residual_mlp(x: torch.Tensor, norm: nn.RMSNorm, mlp: SwiGLU, scale: torch.Tensor | None = None,
-                  shift: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
-    """``x + mlp(modulated norm(x))`` over token chunks, so the 4x hidden activation never spans the volume."""
+                  shift: torch.Tensor | None = None, in_place: bool = False) -> torch.Tensor:  # fmt: skip
+    """``x + mlp(modulated norm(x))`` over token chunks, so the 4x hidden activation never spans the volume.
+
+    ``in_place``: the result overwrites ``x`` chunk by chunk (each chunk is read before it is written), for an
+    ``x`` the caller owns: one volume copy less."""
     flat = x.reshape(-1, x.shape[-1])
-    out = torch.empty_like(flat)
+    out = flat if in_place else torch.empty_like(flat)
     s = scale.reshape(-1, x.shape[-1]) if scale is not None else None
     b = shift.reshape(-1, x.shape[-1]) if shift is not None else None
     for start in range(0, flat.shape[0], MLP_CHUNK_TOKENS):
@@ -157,8 +183,8 @@ class NABlock(nn.Module):
         self.mlp = SwiGLU(dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x))
-        return _residual_mlp(x, self.norm2, self.mlp)
+        x = x + self.attn(x, prepare=self.norm1)  # not in place: x may be a view of the resident stage-4 input
+        return _residual_mlp(x, self.norm2, self.mlp, in_place=True)
 
 
 class DiffusionBlock(nn.Module):
@@ -178,9 +204,9 @@ class DiffusionBlock(nn.Module):
         table = self.scale_shift_table
         scale_attn, shift_attn = modulation[0] + table[0], modulation[1] + table[1]
         scale_mlp, shift_mlp = modulation[3] + table[3], modulation[4] + table[4]
-        x = x + self.context_proj(context)
-        x = x + self.attn(self.norm1(x) * (1.0 + scale_attn) + shift_attn, replicate_w)
-        return _residual_mlp(x, self.norm2, self.mlp, scale_mlp, shift_mlp)
+        x = x + self.context_proj(context)  # from here on x is this block's own: updated in place
+        x.add_(self.attn(x, replicate_w, prepare=lambda part: self.norm1(part) * (1.0 + scale_attn) + shift_attn))
+        return _residual_mlp(x, self.norm2, self.mlp, scale_mlp, shift_mlp, in_place=True)
 
 
 def _eager_on_failure(compiled: Callable, eager: Callable) -> Callable:

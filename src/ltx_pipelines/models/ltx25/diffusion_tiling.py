@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from ltx_pipelines.models.ltx25.diffusion_config import ATTENTION_SLAB_ELEMENTS, MLP_CHUNK_TOKENS
+
 if TYPE_CHECKING:
     from ltx_pipelines.models.ltx25.diffusion_config import DiffusionDecoderConfig
 
@@ -334,9 +336,16 @@ def _partition_of_unity(spec: list[tuple[tuple[int, int], slice, torch.Tensor]])
 # The constants below are the pre-flight's model of a tiled decode's device memory; benchmarks/diffusion_decoder.py
 # logs the measured peak beside this estimate for every GPU case, which is what calibrates them.
 
-#: Stage-5 activations held at once per token, in units of one token's widest activation (x, its norm, Q/K/V,
-#: the attention output, the context projection, the MLP chunk): a stand-in until a GPU run calibrates it.
-STAGE5_WORKING_COPIES = 12
+#: Stage-5 activations held at once per token, in units of one token's widest activation: the context, the
+#: block's input and its own copy, the attention output, and the Euler step's float noise/velocity (3 channels
+#: at 16 per token: about one more). Attention temporaries are bounded by the slab (below), not by the tile.
+#: H200, before slabs and in-place updates: 40.4 GiB measured for 37.0 estimated with 12 copies.
+STAGE5_WORKING_COPIES = 5
+#: One attention slab's temporaries, in slab inputs: its modulated input, Q/K/V with their RoPE and tiling
+#: copies, the window output and its projection (diffusion_config.ATTENTION_SLAB_ELEMENTS elements each).
+SLAB_WORKING_COPIES = 16
+#: An MLP chunk's temporaries, in hidden activations (gate, up, their product).
+MLP_WORKING_COPIES = 3
 #: Copies of the stage-4 input the last whole-video upsampling holds (its projection and the depth-to-space copy).
 UPSAMPLE_COPIES = 2
 
@@ -358,6 +367,8 @@ def working_set_bytes(geometry: TileGeometry, config: DiffusionDecoderConfig, fr
     accum = 2 * tile[0] * height * width * config.out_channels * element
     tokens = tile[0] * (tile[1] // config.patch_size) * (tile[2] // config.patch_size)
     stage5 = tokens * max(config.stage5_width, config.context_width) * element * STAGE5_WORKING_COPIES
+    stage5 += element * (SLAB_WORKING_COPIES * ATTENTION_SLAB_ELEMENTS
+                         + MLP_WORKING_COPIES * MLP_CHUNK_TOKENS * 4 * config.stage5_width)  # fmt: skip
     return max(UPSAMPLE_COPIES * features, features + accum + stage5)
 
 
