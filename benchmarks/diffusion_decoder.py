@@ -186,7 +186,8 @@ def estimated_bytes(config: DiffusionDecoderConfig, size: tuple[int, int, int], 
     whole = (frames, height, width)
     axes = (tiles.frames, tiles.height, tiles.width) if tiles is not None else (None, None, None)
     tile = tuple(axis[0] if axis else n for axis, n in zip(axes, whole, strict=True))
-    return working_set_bytes(TileGeometry.of(config), config, frames, height, width, tile)
+    slab = tiles.attention_slab if tiles is not None else None
+    return working_set_bytes(TileGeometry.of(config), config, frames, height, width, tile, slab=slab)
 
 
 def main() -> None:

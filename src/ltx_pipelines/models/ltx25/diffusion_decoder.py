@@ -33,7 +33,6 @@ from ltx_pipelines.models.ltx25.diffusion_config import (  # noqa: F401 - the co
     DEFAULT_STAGE_DEPTHS,
     DEFAULT_STAGE_KERNELS,
     DEFAULT_UPSAMPLES,
-    ATTENTION_SLAB_ELEMENTS,
     MLP_CHUNK_TOKENS,
     RMS_EPS,
     DiffusionDecoderConfig,
@@ -86,6 +85,8 @@ class NeighborhoodAttention(nn.Module):
         self.q_norm = nn.RMSNorm(head_dim, eps=RMS_EPS)
         self.k_norm = nn.RMSNorm(head_dim, eps=RMS_EPS)
         self.proj = nn.Linear(dim, dim)
+        #: Elements of one slab of frames (set per decode from the memory plan); None: the whole volume at once.
+        self.slab_elements: int | None = None
         for name, width in zip(("inv_t", "inv_h", "inv_w"), self.split, strict=True):
             self.register_buffer(name, rope_frequencies(width), persistent=False)
 
@@ -102,16 +103,17 @@ class NeighborhoodAttention(nn.Module):
                 prepare: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:  # fmt: skip
         """Channels-last ``[B, T, H, W, C]`` in and out; ``prepare`` (the pre-norm and modulation) is applied here.
 
-        Large volumes go through in slabs of frames, each with half a temporal window of neighbours on both sides
-        (all slabs the same length: one compiled shape): a query's window lies inside its slab, so the result is
-        the whole volume's (up to summation order) while the temporaries span one slab only.
+        With ``slab_elements`` set, the volume goes through in slabs of frames, each with half a temporal window of
+        neighbours on both sides (all slabs the same length: one compiled shape): a query's window lies inside its
+        slab, so the result is the whole volume's (up to summation order) while the temporaries span one slab
+        only; the neighbours' queries are computed and dropped (slower: the memory plan's second choice).
         ``replicate_w``: along W the volume is extended by half a window of copies of its edge columns, so edge
         queries see centred windows over those copies instead of NATTEN's shifted ones: what the reference's
         default (W-chunked) decode does in stage 5.
         """
         frames = x.shape[1]
         per_frame = x[0, 0].numel() * x.shape[0]
-        step = max(1, ATTENTION_SLAB_ELEMENTS // max(per_frame, 1))
+        step = max(1, self.slab_elements // max(per_frame, 1)) if self.slab_elements else frames
         halo = self.kernel[0] // 2
         if step + 2 * halo >= frames:
             return self._attend(x if prepare is None else prepare(x), replicate_w)
@@ -442,7 +444,9 @@ class DiffusionVideoDecoder(nn.Module):
         work, pads = geometry.pad_to_minimum(latent)
         s4_shape = geometry.stage4_shape(work.shape[2:])
         plan = geometry.schedule(s4_shape, tiling_config)
-        noise = self._noise(work, generator)
+        sizes = tiling.TileSizes.of(tiling_config)
+        self._use_attention_slabs(sizes.attention_slab if sizes is not None else None)
+        noise = self._noise(work, generator, on_host=sizes is not None)
         features = self.stages_1_to_3(geometry.repeat_last_frame(work))
         full = tiling.PixelBox.of_latent(work.shape, self.config.scale)
         stream = _Stream()
@@ -450,11 +454,20 @@ class DiffusionVideoDecoder(nn.Module):
             buffer, weights = self._decode_group(group, features, s4_shape, noise, full, plan.complementary)
             yield from self._emit(stream, plan, index, buffer, weights, content, pads, latent.dtype)
 
-    def _noise(self, work: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-        """Pixel noise over the whole (padded) video, drawn once from the pipeline's generator."""
+    def _use_attention_slabs(self, elements: int | None) -> None:
+        for module in self.modules():
+            if isinstance(module, NeighborhoodAttention):
+                module.slab_elements = elements
+
+    def _noise(self, work: torch.Tensor, generator: torch.Generator | None, on_host: bool) -> torch.Tensor:
+        """Pixel noise over the whole (padded) video, drawn once from the pipeline's generator.
+
+        ``on_host``: kept in host memory and cut per tile (a tiled decode is one the device memory is short for:
+        at 3840x2176x121 the noise alone is 5.6 GiB in bf16); the values are the same either way."""
         shape = tiling.PixelBox.of_latent(work.shape, self.config.scale).shape
         device = generator.device if generator is not None else work.device
-        return torch.randn(shape, dtype=work.dtype, generator=generator, device=device).to(work.device)
+        noise = torch.randn(shape, dtype=work.dtype, generator=generator, device=device)
+        return noise.cpu() if on_host else noise.to(work.device)
 
     def _decode_group(self, group: list[tiling.Tile], features: torch.Tensor, s4_shape: tuple[int, int, int],
                       noise: torch.Tensor, full: tiling.PixelBox, complementary: bool,
@@ -481,7 +494,7 @@ class DiffusionVideoDecoder(nn.Module):
         stop = features.shape[1] if trailing else t1  # a trailing tile keeps the repeated frames for stage 4
         context = self.stage_4(features[:, t0:stop, h0:h1, w0:w1], origin=t0 == 0, trailing=trailing)
         f5, h5, w5 = geometry.stage5_extent((t1 - t0, h1 - h0, w1 - w0), origin=t0 == 0, trailing=trailing)
-        x_t = tiling.resize(noise[(slice(None), slice(None), *tile.pixels)], (f5, h5, w5))
+        x_t = tiling.resize(noise[(slice(None), slice(None), *tile.pixels)].to(features.device), (f5, h5, w5))
         pixels = self.denoise(x_t, context)
         return tiling.resize(pixels, tile.pixel_extent)
 
