@@ -17,6 +17,8 @@ def test_cuda_compiles_large_passes_by_default_and_the_cpu_never() -> None:
     assert not default.compiles_at("cuda", 1536)  # latency-bound stage-1 steps keep the CUDA-graph path
     assert not default.compiles_at("cpu", 24576) and not default.compiles("cpu") and not default.enabled("cpu")
     assert default.compiles("cuda") and default.enabled("cuda") and default.by_token_count()
+    assert not default.compiles_video_decoder()  # the diffusion decoder: --compile only
+    assert AccelerationOptions(compile=True).compiles_video_decoder()
 
 
 def test_the_flag_overrides_the_token_count() -> None:

@@ -323,7 +323,7 @@ def test_diffusion_decoder_tiles_fit_what_is_left_after_its_weights(free_gib: fl
     config = DIFFUSION.diffusion_decoder
     size = tuple(axis[0] if axis else whole for axis, whole in zip((tiles.frames, tiles.height, tiles.width),
                                                                      (121, 1024, 1536), strict=True))  # fmt: skip
-    used = working_set_bytes(TileGeometry.of(config), config, 121, 1024, 1536, size)
+    used = working_set_bytes(TileGeometry.of(config), config, 121, 1024, 1536, size, slab=tiles.attention_slab)
     assert used + DIFFUSION.components.video_decoder <= p.gpu_budget
     assert "diffusion decoder tiles" in p.describe()
 

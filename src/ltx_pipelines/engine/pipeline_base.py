@@ -279,8 +279,7 @@ class PipelineBase:
             prompt_enhancer_gemma_root=self.prompt_enhancer.root if self.prompt_enhancer else None,
         )
         self.acceleration.check_device(self.device.type)  # before any model loads
-        # Compiling (the default on CUDA, or --compile) covers LTX-2.5's diffusion decoder's blocks too (one graph per tile shape).
-        self.ledger.compile_video_decoder = self.acceleration.compiles(self.ledger.device.type)
+        self.ledger.compile_video_decoder = self.acceleration.compiles_video_decoder()
         logger.info("%s on %s (%s), %s", type(self).__name__, self.device, str(self.dtype).removeprefix("torch."),
                     self.files.describe())  # fmt: skip
         if notice := self.files.transformer.metadata.get("smoke_model"):

@@ -107,8 +107,9 @@ class MemoryPlan:
 
 
 def _describe_tiles(sizes: TileSizes) -> str:
-    """``frames x height x width`` of a tile ("whole" where an axis is not cut)."""
-    return " x ".join(str(axis[0]) if axis else "whole" for axis in (sizes.frames, sizes.height, sizes.width))
+    """``frames x height x width`` of a tile ("whole" where an axis is not cut), and whether attention goes in slabs."""
+    shape = " x ".join(str(axis[0]) if axis else "whole" for axis in (sizes.frames, sizes.height, sizes.width))
+    return shape + (", attention in slabs of frames" if sizes.attention_slab else "")
 
 
 def _gib(n: int) -> str:

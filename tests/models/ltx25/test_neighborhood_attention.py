@@ -113,3 +113,27 @@ def test_flex_stays_out_of_a_compiled_caller_graph() -> None:
     assert not [name for name in traced if "FlexAttention" in name]  # not inside the caller's graphs
     assert explained.graph_count == 2 + 1  # before, (the break), after: the block mask is not traced per call
     assert relative_error(ours - 1.0, reference_neighborhood_attention(q, k, v, kernel)) <= TOLERANCE
+
+
+@pytest.mark.parametrize(("failure", "falls_back"), [(RuntimeError("no Triton"), True),
+                                                     (torch.OutOfMemoryError("out of memory"), False)])  # fmt: skip
+def test_flex_failure_falls_back_but_out_of_memory_is_raised(monkeypatch: pytest.MonkeyPatch, failure: Exception,
+                                                             falls_back: bool) -> None:  # fmt: skip
+    """A FlexAttention that cannot compile gives way to the blocked path for good; running out of memory does not
+    (it is the caller's to handle: a smaller tile), and FlexAttention stays in use afterwards."""
+    import ltx_pipelines.models.ltx25.neighborhood_attention as na
+
+    def failing(*args: object, **kwargs: object) -> torch.Tensor:
+        raise failure
+
+    monkeypatch.setattr(na, "flex_neighborhood_attention", failing)
+    monkeypatch.setattr(na, "_flex_broken", False)
+    shape, kernel = SHAPES[1]
+    q, k, v = qkv(shape)
+    if falls_back:
+        got = na._flex_or_blocked(q, k, v, kernel).reshape(q.shape[:4] + (-1,))
+        assert relative_error(got, reference_neighborhood_attention(q, k, v, kernel)) <= TOLERANCE
+    else:
+        with pytest.raises(torch.OutOfMemoryError):
+            na._flex_or_blocked(q, k, v, kernel)
+    assert na._flex_broken is falls_back

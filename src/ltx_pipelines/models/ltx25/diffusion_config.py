@@ -21,6 +21,9 @@ DEFAULT_STAGE5_KERNEL: Kernel = (3, 7, 7)
 RMS_EPS = 1e-6
 #: Tokens one SwiGLU call processes at once (its hidden activation is 4x the width).
 MLP_CHUNK_TOKENS = 1 << 16
+#: Elements (tokens x width) of one attention slab's input: what the Q/K/V, window and output temporaries scale
+#: with (a slab is 128 MiB in bf16; at 1536x1024 stage 5 that is 5 frames of queries, 7 with their neighbours).
+ATTENTION_SLAB_ELEMENTS = 1 << 26
 
 
 def _kernel(value: object) -> Kernel:

@@ -85,6 +85,8 @@ class NeighborhoodAttention(nn.Module):
         self.q_norm = nn.RMSNorm(head_dim, eps=RMS_EPS)
         self.k_norm = nn.RMSNorm(head_dim, eps=RMS_EPS)
         self.proj = nn.Linear(dim, dim)
+        #: Elements of one slab of frames (set per decode from the memory plan); None: the whole volume at once.
+        self.slab_elements: int | None = None
         for name, width in zip(("inv_t", "inv_h", "inv_w"), self.split, strict=True):
             self.register_buffer(name, rope_frequencies(width), persistent=False)
 
@@ -97,18 +99,41 @@ class NeighborhoodAttention(nn.Module):
             parts.append(_rotate(x[..., lo:hi], positions, inv.to(x.device), axis))
         return torch.cat(parts, dim=-1)
 
-    def forward(self, x: torch.Tensor, replicate_w: bool = False) -> torch.Tensor:
-        """Channels-last ``[B, T, H, W, C]`` in and out (RoPE positions local: they cancel inside each window).
+    def forward(self, x: torch.Tensor, replicate_w: bool = False,
+                prepare: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:  # fmt: skip
+        """Channels-last ``[B, T, H, W, C]`` in and out; ``prepare`` (the pre-norm and modulation) is applied here.
 
+        With ``slab_elements`` set, the volume goes through in slabs of frames, each with half a temporal window of
+        neighbours on both sides (all slabs the same length: one compiled shape): a query's window lies inside its
+        slab, so the result is the whole volume's (up to summation order) while the temporaries span one slab
+        only; the neighbours' queries are computed and dropped (slower: the memory plan's second choice).
         ``replicate_w``: along W the volume is extended by half a window of copies of its edge columns, so edge
         queries see centred windows over those copies instead of NATTEN's shifted ones: what the reference's
         default (W-chunked) decode does in stage 5.
         """
+        frames = x.shape[1]
+        per_frame = x[0, 0].numel() * x.shape[0]
+        step = max(1, self.slab_elements // max(per_frame, 1)) if self.slab_elements else frames
+        halo = self.kernel[0] // 2
+        if step + 2 * halo >= frames:
+            return self._attend(x if prepare is None else prepare(x), replicate_w)
+        length = step + 2 * halo
+        out = torch.empty_like(x)
+        for start in range(0, frames, step):
+            stop = min(start + step, frames)
+            first = min(max(start - halo, 0), frames - length)
+            slab = x[:, first : first + length]
+            done = self._attend(slab if prepare is None else prepare(slab), replicate_w)
+            out[:, start:stop] = done[:, start - first : stop - first]
+        return out
+
+    def _attend(self, x: torch.Tensor, replicate_w: bool) -> torch.Tensor:
+        """RoPE positions local to ``x``: they cancel inside each window."""
         if replicate_w:
             half = self.kernel[2] // 2
             padded = torch.cat([x[:, :, :, :1].expand(-1, -1, -1, half, -1), x,
                                 x[:, :, :, -1:].expand(-1, -1, -1, half, -1)], dim=3)  # fmt: skip
-            return self.forward(padded)[:, :, :, half : half + x.shape[3]]
+            return self._attend(padded, False)[:, :, :, half : half + x.shape[3]]
         shape = (*x.shape[:4], self.heads, self.head_dim)
         q = self._rope(self.q_norm(self.to_q(x).view(shape)) * self.head_dim**-0.5)
         k = self._rope(self.k_norm(self.to_k(x).view(shape)))
@@ -131,10 +156,13 @@ class SwiGLU(nn.Module):
 
 
 def _residual_mlp(x: torch.Tensor, norm: nn.RMSNorm, mlp: SwiGLU, scale: torch.Tensor | None = None,
-                  shift: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
-    """``x + mlp(modulated norm(x))`` over token chunks, so the 4x hidden activation never spans the volume."""
+                  shift: torch.Tensor | None = None, in_place: bool = False) -> torch.Tensor:  # fmt: skip
+    """``x + mlp(modulated norm(x))`` over token chunks, so the 4x hidden activation never spans the volume.
+
+    ``in_place``: the result overwrites ``x`` chunk by chunk (each chunk is read before it is written), for an
+    ``x`` the caller owns: one volume copy less."""
     flat = x.reshape(-1, x.shape[-1])
-    out = torch.empty_like(flat)
+    out = flat if in_place else torch.empty_like(flat)
     s = scale.reshape(-1, x.shape[-1]) if scale is not None else None
     b = shift.reshape(-1, x.shape[-1]) if shift is not None else None
     for start in range(0, flat.shape[0], MLP_CHUNK_TOKENS):
@@ -157,8 +185,8 @@ class NABlock(nn.Module):
         self.mlp = SwiGLU(dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x))
-        return _residual_mlp(x, self.norm2, self.mlp)
+        x = x + self.attn(x, prepare=self.norm1)  # not in place: x may be a view of the resident stage-4 input
+        return _residual_mlp(x, self.norm2, self.mlp, in_place=True)
 
 
 class DiffusionBlock(nn.Module):
@@ -178,9 +206,9 @@ class DiffusionBlock(nn.Module):
         table = self.scale_shift_table
         scale_attn, shift_attn = modulation[0] + table[0], modulation[1] + table[1]
         scale_mlp, shift_mlp = modulation[3] + table[3], modulation[4] + table[4]
-        x = x + self.context_proj(context)
-        x = x + self.attn(self.norm1(x) * (1.0 + scale_attn) + shift_attn, replicate_w)
-        return _residual_mlp(x, self.norm2, self.mlp, scale_mlp, shift_mlp)
+        x = x + self.context_proj(context)  # from here on x is this block's own: updated in place
+        x.add_(self.attn(x, replicate_w, prepare=lambda part: self.norm1(part) * (1.0 + scale_attn) + shift_attn))
+        return _residual_mlp(x, self.norm2, self.mlp, scale_mlp, shift_mlp, in_place=True)
 
 
 def _eager_on_failure(compiled: Callable, eager: Callable) -> Callable:
@@ -452,7 +480,9 @@ class DiffusionVideoDecoder(nn.Module):
         geometry = self.geometry
         work, pads = geometry.pad_to_minimum(latent)
         s4_shape = geometry.stage4_shape(work.shape[2:])
-        noise = self._noise(work, generator)
+        sizes = tiling.TileSizes.of(tiling_config)
+        self._use_attention_slabs(sizes.attention_slab if sizes is not None else None)
+        noise = self._noise(work, generator, on_host=sizes is not None)
         return DecodePlan(
             schedule=geometry.schedule(s4_shape, tiling_config),
             features=self.stages_1_to_3(geometry.repeat_last_frame(work)),
@@ -476,11 +506,20 @@ class DiffusionVideoDecoder(nn.Module):
             buffer, weights = self._blend_group(group, pending, plan)
             yield from self._emit(stream, plan.schedule, index, buffer, weights, plan.content, plan.pads, plan.dtype)
 
-    def _noise(self, work: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-        """Pixel noise over the whole (padded) video, drawn once from the pipeline's generator."""
+    def _use_attention_slabs(self, elements: int | None) -> None:
+        for module in self.modules():
+            if isinstance(module, NeighborhoodAttention):
+                module.slab_elements = elements
+
+    def _noise(self, work: torch.Tensor, generator: torch.Generator | None, on_host: bool) -> torch.Tensor:
+        """Pixel noise over the whole (padded) video, drawn once from the pipeline's generator.
+
+        ``on_host``: kept in host memory and cut per tile (a tiled decode is one the device memory is short for:
+        at 3840x2176x121 the noise alone is 5.6 GiB in bf16); the values are the same either way."""
         shape = tiling.PixelBox.of_latent(work.shape, self.config.scale).shape
         device = generator.device if generator is not None else work.device
-        return torch.randn(shape, dtype=work.dtype, generator=generator, device=device).to(work.device)
+        noise = torch.randn(shape, dtype=work.dtype, generator=generator, device=device)
+        return noise.cpu() if on_host else noise.to(work.device)
 
     def _blend_group(self, group: list[tiling.Tile], pixels: Iterator[torch.Tensor], plan: DecodePlan,
                      ) -> tuple[torch.Tensor, torch.Tensor | None]:  # fmt: skip
@@ -507,7 +546,7 @@ class DiffusionVideoDecoder(nn.Module):
         stop = features.shape[1] if trailing else t1  # a trailing tile keeps the repeated frames for stage 4
         context = self.stage_4(features[:, t0:stop, h0:h1, w0:w1], origin=t0 == 0, trailing=trailing)
         f5, h5, w5 = geometry.stage5_extent((t1 - t0, h1 - h0, w1 - w0), origin=t0 == 0, trailing=trailing)
-        x_t = tiling.resize(noise[(slice(None), slice(None), *tile.pixels)], (f5, h5, w5))
+        x_t = tiling.resize(noise[(slice(None), slice(None), *tile.pixels)].to(features.device), (f5, h5, w5))
         pixels = self.denoise(x_t, context)
         return tiling.resize(pixels, tile.pixel_extent)
 

@@ -14,6 +14,7 @@ Sizes are rounded to the decoder's grid and overlaps raised to the minimum the g
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import logging
 import math
@@ -21,6 +22,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
+
+from ltx_pipelines.models.ltx25.diffusion_config import ATTENTION_SLAB_ELEMENTS, MLP_CHUNK_TOKENS
 
 if TYPE_CHECKING:
     from ltx_pipelines.models.ltx25.diffusion_config import DiffusionDecoderConfig
@@ -40,11 +43,15 @@ def _ceil_div(a: int, b: int) -> int:
 
 @dataclass(frozen=True)
 class TileSizes:
-    """Per axis ``(tile size, overlap)`` in frames / pixels; None leaves the axis whole."""
+    """Per axis ``(tile size, overlap)`` in frames / pixels; None leaves the axis whole.
+
+    ``attention_slab``: elements of one attention slab (``NeighborhoodAttention``): set by the memory plan where
+    whole-tile attention's temporaries do not fit; None attends over each tile at once (fastest)."""
 
     frames: Axis | None = None
     height: Axis | None = None
     width: Axis | None = None
+    attention_slab: int | None = None
 
     @classmethod
     def of(cls, config: object) -> TileSizes | None:
@@ -334,11 +341,20 @@ def _partition_of_unity(spec: list[tuple[tuple[int, int], slice, torch.Tensor]])
 # The constants below are the pre-flight's model of a tiled decode's device memory; benchmarks/diffusion_decoder.py
 # logs the measured peak beside this estimate for every GPU case, which is what calibrates them.
 
-#: Stage-5 activations held at once per token, in units of one token's widest activation (x, its norm, Q/K/V,
-#: the attention output, the context projection, the MLP chunk): a stand-in until a GPU run calibrates it.
-STAGE5_WORKING_COPIES = 12
-#: Copies of the stage-4 input the last whole-video upsampling holds (its projection and the depth-to-space copy).
-UPSAMPLE_COPIES = 2
+#: Stage-5 activations held at once per token, in units of one token's widest activation: the context, the
+#: block's input and its own copy, the attention output, and the Euler step's float noise/velocity (3 channels
+#: at 16 per token: about one more). H100, 1536x1024x121 whole in slabs: 18.5 GiB measured, 19.3 estimated.
+STAGE5_WORKING_COPIES = 5
+#: Whole-tile attention's temporaries in the same units (modulated input, Q/K/V, their RoPE and FlexAttention
+#: tile-order copies, the output): H200, 1536x1024x121 whole: 40.4 GiB measured, 37.0 estimated with 12 in all.
+WHOLE_ATTENTION_COPIES = 8
+#: One attention slab's temporaries, in slab inputs (the same list, for one slab): 9.6 measured (H100).
+SLAB_WORKING_COPIES = 16
+#: An MLP chunk's temporaries, in hidden activations (gate, up, their product).
+MLP_WORKING_COPIES = 3
+#: Copies of the stage-4 input while the last whole-video upsampling runs (its projection, the depth-to-space
+#: copy and the stage-3 activations it came from). H100, 3840x2176x121: more than 2 (11.5 GiB held + 4.4 asked).
+UPSAMPLE_COPIES = 2.5
 
 
 def stage4_input_bytes(config: DiffusionDecoderConfig, frames: int, height: int, width: int, element: int = 2) -> int:
@@ -350,42 +366,70 @@ def stage4_input_bytes(config: DiffusionDecoderConfig, frames: int, height: int,
 
 
 def working_set_bytes(geometry: TileGeometry, config: DiffusionDecoderConfig, frames: int, height: int, width: int,
-                      tile: tuple[int, int, int], element: int = 2) -> int:  # fmt: skip
-    """Device bytes of a tiled decode beyond the weights: the larger of the whole-video stages 1-3 (their last
+                      tile: tuple[int, int, int], element: int = 2, slab: int | None = None) -> int:  # fmt: skip
+    """Device bytes of a decode beyond the weights: the larger of the whole-video stages 1-3 (their last
     upsampling) and the tile loop (the resident stage-4 input, one temporal group's blend buffer and weights
-    and the next group's overlap, one tile's stage-5 working set)."""
+    and the next group's overlap, one tile's stage-5 working set with its attention in ``slab``-element slabs,
+    or whole). A tiled or slabbed decode keeps the whole-video pixel noise in host memory; a whole one on the
+    device."""
     features = stage4_input_bytes(config, frames, height, width, element)
     accum = 2 * tile[0] * height * width * config.out_channels * element
     tokens = tile[0] * (tile[1] // config.patch_size) * (tile[2] // config.patch_size)
-    stage5 = tokens * max(config.stage5_width, config.context_width) * element * STAGE5_WORKING_COPIES
-    return max(UPSAMPLE_COPIES * features, features + accum + stage5)
+    volume = tokens * max(config.stage5_width, config.context_width) * element
+    mlp = MLP_WORKING_COPIES * MLP_CHUNK_TOKENS * 4 * config.stage5_width * element
+    if slab is None:
+        stage5 = volume * (STAGE5_WORKING_COPIES + WHOLE_ATTENTION_COPIES) + mlp
+    else:
+        stage5 = volume * STAGE5_WORKING_COPIES + SLAB_WORKING_COPIES * slab * element + mlp
+    whole = tile == (frames, height, width) and slab is None
+    noise = frames * height * width * config.out_channels * element if whole else 0
+    return noise + max(int(UPSAMPLE_COPIES * features), features + accum + stage5)
 
 
 def tiles_for_budget(config: DiffusionDecoderConfig, frames: int, height: int, width: int, budget: int,
                      element: int = 2) -> TileSizes | None:  # fmt: skip
-    """The tile sizes with the least recomputed overlap whose working set fits ``budget`` bytes (None: the whole
-    video fits); a ValueError when not even the smallest tile does."""
+    """The cheapest plan whose working set fits ``budget`` bytes: None (the whole video, whole-volume attention)
+    when it fits, else the tile sizes and attention slabs with the least recomputation (:func:`_plan_cost`);
+    a ValueError when not even the smallest tile fits."""
     geometry = TileGeometry.of(config)
-    if working_set_bytes(geometry, config, frames, height, width, (frames, height, width), element) <= budget:
+    whole = (frames, height, width)
+    if working_set_bytes(geometry, config, frames, height, width, whole, element) <= budget:
         return None
     lap_t, lap_px = geometry.minimum_overlap
     cells = geometry.cell
-    best: tuple[float, tuple[int, int, int]] | None = None
+    best: tuple[float, tuple[int, int, int], int | None] | None = None
     for t in _sizes(frames, 2 * lap_t + cells[0], 8):
         for h in _sizes(height, 2 * lap_px + cells[1], 32):
-            for w in _sizes(width, 2 * lap_px + cells[2], 32):
-                if working_set_bytes(geometry, config, frames, height, width, (t, h, w), element) > budget:
-                    continue
-                waste = _waste(frames, t, lap_t) * _waste(height, h, lap_px) * _waste(width, w, lap_px)
-                if best is None or waste < best[0]:
-                    best = (waste, (t, h, w))
+            for slab in (None, ATTENTION_SLAB_ELEMENTS):
+                widths = _sizes(width, 2 * lap_px + cells[2], 32)
+                fits = bisect.bisect_left(widths, True, key=lambda w, t=t, h=h, slab=slab: working_set_bytes(
+                    geometry, config, frames, height, width, (t, h, w), element, slab) > budget)  # fmt: skip
+                for w in widths[max(0, fits - 8) : fits]:  # the working set grows with w; the largest waste least
+                    cost = _plan_cost(config, (frames, height, width), (t, h, w), (lap_t, lap_px), slab)
+                    if best is None or cost < best[0]:
+                        best = (cost, (t, h, w), slab)
     if best is None:
         raise ValueError(f"the diffusion decoder's smallest tile does not fit in {budget / 2**30:.1f} GiB at "
                          f"{width}x{height}x{frames} (its whole-video stage-4 input alone is "
                          f"{stage4_input_bytes(config, frames, height, width, element) / 2**30:.1f} GiB)")  # fmt: skip
-    t, h, w = best[1]
+    _, (t, h, w), slab = best
     return TileSizes(frames=(t, lap_t) if t < frames else None, height=(h, lap_px) if h < height else None,
-                     width=(w, lap_px) if w < width else None)  # fmt: skip
+                     width=(w, lap_px) if w < width else None, attention_slab=slab)  # fmt: skip
+
+
+def _plan_cost(config: DiffusionDecoderConfig, whole: tuple[int, int, int], tile: tuple[int, int, int],
+               laps: tuple[int, int], slab: int | None) -> float:  # fmt: skip
+    """Work relative to one whole-video pass: the tiles' recomputed overlap times the slabs' recomputed
+    neighbour frames (a slab of ``step`` frames attends over ``step + 2 * halo``; attention and its projections
+    taken as half of stage 5's time)."""
+    (frames, height, width), (t, h, w), (lap_t, lap_px) = whole, tile, laps
+    cost = _waste(frames, t, lap_t) * _waste(height, h, lap_px) * _waste(width, w, lap_px)
+    if slab is not None:
+        per_frame = (h // config.patch_size) * (w // config.patch_size) * config.stage5_width
+        step = max(1, slab // per_frame)
+        if step + 2 * (config.stage5_kernel[0] // 2) < t:
+            cost *= 1.0 + 0.5 * 2 * (config.stage5_kernel[0] // 2) / step
+    return cost
 
 
 def _sizes(length: int, smallest: int, step: int) -> list[int]:

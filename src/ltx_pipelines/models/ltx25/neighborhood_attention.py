@@ -110,8 +110,8 @@ def _flex_or_blocked(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, kernel: 
     try:
         return flex_neighborhood_attention(q, k, v, kernel)
     except Exception as error:  # noqa: BLE001 -- any compile/lowering failure means "use the other path"
-        if _forced == "flex":
-            raise
+        if _forced == "flex" or isinstance(error, torch.OutOfMemoryError):
+            raise  # out of memory says nothing about FlexAttention: the blocked path would not fit either
         _flex_broken = True
         logger.warning("Neighborhood attention: FlexAttention failed (%s: %s); using the blocked PyTorch path",
                        type(error).__name__, str(error).splitlines()[0] if str(error) else "")  # fmt: skip
