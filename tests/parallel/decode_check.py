@@ -11,7 +11,6 @@ the report (frames equal on every rank, generator state after the decode equal, 
 from __future__ import annotations
 
 import copy
-import json
 import sys
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from ltx_core.model.video_vae import (
 from ltx_pipelines.engine.model_ledger import ModelLedger
 from ltx_pipelines.parallel.decode import decode_frames, splits_across_ranks
 from ltx_pipelines.parallel.process_group import ParallelContext
+from rank_reports import write_merged_report
 from ltx_pipelines.smoke_model import SmokeBundle, video_vae_config
 
 TILINGS = {
@@ -83,13 +83,7 @@ def main() -> None:
                     "frames": list(got.shape),
                     "seed_matters": not torch.equal(other_seed, want),  # the decoder really draws noise
                 }
-    reports: list = [None] * ctx.world_size
-    dist.all_gather_object(reports, report)
-    if ctx.rank == 0:
-        merged = {case: {**reports[0][case], "exact": all(r[case]["exact"] for r in reports),
-                         "generator_state": [r[case]["generator_state"] for r in reports]}
-                  for case in report}  # fmt: skip
-        out.write_text(json.dumps(merged, indent=1))
+    write_merged_report(ctx.rank, ctx.world_size, report, out)
     dist.destroy_process_group()
 
 

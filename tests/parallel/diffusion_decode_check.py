@@ -10,7 +10,6 @@ writes the report. Cases ``frames ...`` compare the decoder's float chunks (befo
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from ltx_pipelines.models.ltx25.diffusion_vae_file import load_diffusion_decoder
 from ltx_pipelines.parallel.decode import decode_frames, splits_across_ranks
 from ltx_pipelines.parallel.diffusion_decode import diffusion_chunks_across_ranks
 from ltx_pipelines.parallel.process_group import ParallelContext
+from rank_reports import write_merged_report
 
 VAE_FILE = Path(__file__).resolve().parents[1] / "golden/ltx25/diffusion_vae.safetensors"
 #: name -> (tiling, dtype, compare the float chunks (else decode_frames' uint8 frames))
@@ -72,13 +72,7 @@ def main() -> None:
     ctx = ParallelContext(dist.get_rank(), dist.get_world_size(), "gloo", torch.device("cpu"))
     with torch.inference_mode():
         report = {name: run_case(ctx, *case) for name, case in CASES.items()}
-    reports: list = [None] * ctx.world_size
-    dist.all_gather_object(reports, report)
-    if ctx.rank == 0:
-        merged = {case: {**reports[0][case], "exact": all(r[case]["exact"] for r in reports),
-                         "generator_state": [r[case]["generator_state"] for r in reports]}
-                  for case in report}  # fmt: skip
-        out.write_text(json.dumps(merged, indent=1))
+    write_merged_report(ctx.rank, ctx.world_size, report, out)
     dist.destroy_process_group()
 
 
