@@ -371,7 +371,8 @@ def working_set_bytes(geometry: TileGeometry, config: DiffusionDecoderConfig, fr
     upsampling) and the tile loop (the resident stage-4 input, one temporal group's blend buffer and weights
     and the next group's overlap, one tile's stage-5 working set with its attention in ``slab``-element slabs,
     or whole). A tiled or slabbed decode keeps the whole-video pixel noise in host memory; a whole one on the
-    device."""
+    device. (A CUDA generator draws the noise on the device first, before stages 1-3 hold anything; that moment
+    stays under the upsampling's peak: 1.1 against 2.0 GiB at 1536x1024x121, 5.6 against 10.7 GiB at 4K.)"""
     features = stage4_input_bytes(config, frames, height, width, element)
     accum = 2 * tile[0] * height * width * config.out_channels * element
     tokens = tile[0] * (tile[1] // config.patch_size) * (tile[2] // config.patch_size)
