@@ -7,13 +7,14 @@
 # and 6 GiB caps with the pre-flight's tile choice (estimated_gib beside peak_gib: the calibration of
 # diffusion_tiling's constants); 1536x1024x121 first, then 3840x2176x121 while time lasts.
 #
-# The reference needs only its ltx_core 1.2.0 (pure Python) from the carried wheels (bash
-# benchmarks/fetch_wheels_25.sh; carry [".whl25"]); it goes to $REF_SITE alone. Our decoder imports no ltx_core,
-# so both run in one process with PYTHONPATH=src:$REF_SITE.
+# The reference needs only its ltx_core 1.2.0 (pure Python); it goes to $REF_SITE alone. Our decoder imports no
+# ltx_core, so both run in one process with PYTHONPATH=src:$REF_SITE. Carry that one wheel (all of .whl25 with the
+# tree is over the device's 64 MiB): bash benchmarks/fetch_wheels_25.sh && mkdir -p .whldiff/ref &&
+# ln -f .whl25/ref/ltx_core-1.2.0-*.whl .whldiff/ref/   then carry [".whldiff"]. Runs so far: benchmarks/RESULTS.md.
 # CPU self-check of the benchmark itself (tiny decoder; ours vs the reference's decode to 6e-7; ~9 min on 2 busy
 # cores, most of it compiling): /work/refenv/venv/bin/python benchmarks/diffusion_decoder.py --tiny
 #
-# Knobs (environment): BUDGET_S, BENCH_ARGS, PYTHON (python3), REF_SITE (/tmp/refcore), WHEELS (.whl25).
+# Knobs (environment): BUDGET_S, BENCH_ARGS, PYTHON (python3), REF_SITE (/tmp/refcore), WHEELS (.whldiff).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/ltx-bench-diffvae}
@@ -21,7 +22,7 @@ mkdir -p "$OUT"
 BUDGET_S=${BUDGET_S:-520}
 PYTHON=${PYTHON:-python3}
 REF_SITE=${REF_SITE:-/tmp/refcore}
-WHEELS=${WHEELS:-.whl25}
+WHEELS=${WHEELS:-.whldiff}
 BENCH_ARGS=${BENCH_ARGS:-}
 export PYTHONUNBUFFERED=1
 started=$(date +%s)
