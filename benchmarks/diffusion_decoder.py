@@ -29,7 +29,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from ltx_pipelines.models.ltx25.diffusion_decoder import DiffusionDecoderConfig, DiffusionVideoDecoder
-from ltx_pipelines.models.ltx25.diffusion_tiling import TileGeometry, tiles_for_budget, working_set_bytes
+from ltx_pipelines.models.ltx25.diffusion_tiling import plan_working_set_bytes, tiles_for_budget
 from ltx_pipelines.models.ltx25.neighborhood_attention import force_backend, natten_usable
 
 GIB = 1 << 30
@@ -183,11 +183,7 @@ def attention_paths(args: argparse.Namespace, device: torch.device, first: bool)
 def estimated_bytes(config: DiffusionDecoderConfig, size: tuple[int, int, int], tiles) -> int:
     """The pre-flight's estimate of a decode beyond the weights (logged beside the measured peak: calibration)."""
     width, height, frames = size
-    whole = (frames, height, width)
-    axes = (tiles.frames, tiles.height, tiles.width) if tiles is not None else (None, None, None)
-    tile = tuple(axis[0] if axis else n for axis, n in zip(axes, whole, strict=True))
-    slab = tiles.attention_slab if tiles is not None else None
-    return working_set_bytes(TileGeometry.of(config), config, frames, height, width, tile, slab=slab)
+    return plan_working_set_bytes(config, frames, height, width, tiles)
 
 
 def main() -> None:

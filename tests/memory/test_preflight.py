@@ -24,7 +24,7 @@ from ltx_pipelines.memory.host import GIB, HostMemory
 from ltx_pipelines.memory.offload import OffloadMode
 from ltx_pipelines.memory.preflight import MemoryRequest, plan_memory, plan_with_policy
 from ltx_pipelines.models.ltx25.diffusion_decoder import DiffusionDecoderConfig
-from ltx_pipelines.models.ltx25.diffusion_tiling import TileGeometry, TileSizes, working_set_bytes
+from ltx_pipelines.models.ltx25.diffusion_tiling import TileSizes, plan_working_set_bytes
 from ltx_pipelines.utils.errors import InputError
 
 
@@ -321,9 +321,7 @@ def test_diffusion_decoder_tiles_fit_what_is_left_after_its_weights(free_gib: fl
     tiles = p.vae_tiling
     assert isinstance(tiles, TileSizes)
     config = DIFFUSION.diffusion_decoder
-    size = tuple(axis[0] if axis else whole for axis, whole in zip((tiles.frames, tiles.height, tiles.width),
-                                                                     (121, 1024, 1536), strict=True))  # fmt: skip
-    used = working_set_bytes(TileGeometry.of(config), config, 121, 1024, 1536, size, slab=tiles.attention_slab)
+    used = plan_working_set_bytes(config, 121, 1024, 1536, tiles)
     assert used + DIFFUSION.components.video_decoder <= p.gpu_budget
     assert "diffusion decoder tiles" in p.describe()
 

@@ -5,7 +5,12 @@ from __future__ import annotations
 import pytest
 
 from ltx_pipelines.models.ltx25.diffusion_config import ATTENTION_SLAB_ELEMENTS, DiffusionDecoderConfig
-from ltx_pipelines.models.ltx25.diffusion_tiling import TileGeometry, tiles_for_budget, working_set_bytes
+from ltx_pipelines.models.ltx25.diffusion_tiling import (
+    TileGeometry,
+    plan_working_set_bytes,
+    tiles_for_budget,
+    working_set_bytes,
+)
 
 GIB = 1 << 30
 CONFIG = DiffusionDecoderConfig()  # the published layout's defaults
@@ -13,10 +18,7 @@ VIDEOS = {"default": (121, 1024, 1536), "4k": (121, 2176, 3840)}
 
 
 def used(video: tuple[int, int, int], plan) -> int:  # noqa: ANN001
-    if plan is None:
-        return working_set_bytes(TileGeometry.of(CONFIG), CONFIG, *video, video)
-    tile = tuple(axis[0] if axis else n for axis, n in zip((plan.frames, plan.height, plan.width), video, strict=True))
-    return working_set_bytes(TileGeometry.of(CONFIG), CONFIG, *video, tile, slab=plan.attention_slab)
+    return plan_working_set_bytes(CONFIG, *video, plan)
 
 
 def test_whole_video_and_whole_volume_attention_where_it_fits() -> None:

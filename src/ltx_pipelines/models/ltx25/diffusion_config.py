@@ -26,6 +26,11 @@ MLP_CHUNK_TOKENS = 1 << 16
 ATTENTION_SLAB_ELEMENTS = 1 << 26
 
 
+def slab_frames(slab_elements: int, frame_elements: int) -> int:
+    """Frames of queries in one attention slab (at least one): what the decoder cuts and the memory plan prices."""
+    return max(1, slab_elements // max(frame_elements, 1))
+
+
 def _kernel(value: object) -> Kernel:
     t, h, w = (int(v) for v in value)  # type: ignore[attr-defined]
     return (t, h, w)

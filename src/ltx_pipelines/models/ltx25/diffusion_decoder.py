@@ -37,6 +37,7 @@ from ltx_pipelines.models.ltx25.diffusion_config import (  # noqa: F401 - the co
     RMS_EPS,
     DiffusionDecoderConfig,
     Upsample,
+    slab_frames,
 )
 from ltx_pipelines.models.ltx25.neighborhood_attention import Kernel, neighborhood_attention
 
@@ -113,7 +114,7 @@ class NeighborhoodAttention(nn.Module):
         """
         frames = x.shape[1]
         per_frame = x[0, 0].numel() * x.shape[0]
-        step = max(1, self.slab_elements // max(per_frame, 1)) if self.slab_elements else frames
+        step = slab_frames(self.slab_elements, per_frame) if self.slab_elements else frames
         halo = self.kernel[0] // 2
         if step + 2 * halo >= frames:
             return self._attend(x if prepare is None else prepare(x), replicate_w)

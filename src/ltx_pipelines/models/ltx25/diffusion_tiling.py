@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from ltx_pipelines.models.ltx25.diffusion_config import ATTENTION_SLAB_ELEMENTS, MLP_CHUNK_TOKENS
+from ltx_pipelines.models.ltx25.diffusion_config import ATTENTION_SLAB_ELEMENTS, MLP_CHUNK_TOKENS, slab_frames
 
 if TYPE_CHECKING:
     from ltx_pipelines.models.ltx25.diffusion_config import DiffusionDecoderConfig
@@ -387,6 +387,16 @@ def working_set_bytes(geometry: TileGeometry, config: DiffusionDecoderConfig, fr
     return noise + max(int(UPSAMPLE_COPIES * features), features + accum + stage5)
 
 
+def plan_working_set_bytes(config: DiffusionDecoderConfig, frames: int, height: int, width: int,
+                           plan: TileSizes | None, element: int = 2) -> int:  # fmt: skip
+    """:func:`working_set_bytes` of a plan from :func:`tiles_for_budget` (None: the whole video, whole attention)."""
+    whole = (frames, height, width)
+    axes = (plan.frames, plan.height, plan.width) if plan is not None else (None, None, None)
+    tile = tuple(axis[0] if axis else n for axis, n in zip(axes, whole, strict=True))
+    slab = plan.attention_slab if plan is not None else None
+    return working_set_bytes(TileGeometry.of(config), config, frames, height, width, tile, element, slab)  # type: ignore[arg-type]
+
+
 def tiles_for_budget(config: DiffusionDecoderConfig, frames: int, height: int, width: int, budget: int,
                      element: int = 2) -> TileSizes | None:  # fmt: skip
     """The cheapest plan whose working set fits ``budget`` bytes: None (the whole video, whole-volume attention)
@@ -399,14 +409,14 @@ def tiles_for_budget(config: DiffusionDecoderConfig, frames: int, height: int, w
     lap_t, lap_px = geometry.minimum_overlap
     cells = geometry.cell
     best: tuple[float, tuple[int, int, int], int | None] | None = None
+    widths = _sizes(width, 2 * lap_px + cells[2], 32)
     for t in _sizes(frames, 2 * lap_t + cells[0], 8):
         for h in _sizes(height, 2 * lap_px + cells[1], 32):
             for slab in (None, ATTENTION_SLAB_ELEMENTS):
-                widths = _sizes(width, 2 * lap_px + cells[2], 32)
                 fits = bisect.bisect_left(widths, True, key=lambda w, t=t, h=h, slab=slab: working_set_bytes(
                     geometry, config, frames, height, width, (t, h, w), element, slab) > budget)  # fmt: skip
                 for w in widths[max(0, fits - 8) : fits]:  # the working set grows with w; the largest waste least
-                    cost = _plan_cost(config, (frames, height, width), (t, h, w), (lap_t, lap_px), slab)
+                    cost = _plan_cost(config, whole, (t, h, w), (lap_t, lap_px), slab)
                     if best is None or cost < best[0]:
                         best = (cost, (t, h, w), slab)
     if best is None:
@@ -426,10 +436,10 @@ def _plan_cost(config: DiffusionDecoderConfig, whole: tuple[int, int, int], tile
     (frames, height, width), (t, h, w), (lap_t, lap_px) = whole, tile, laps
     cost = _waste(frames, t, lap_t) * _waste(height, h, lap_px) * _waste(width, w, lap_px)
     if slab is not None:
-        per_frame = (h // config.patch_size) * (w // config.patch_size) * config.stage5_width
-        step = max(1, slab // per_frame)
-        if step + 2 * (config.stage5_kernel[0] // 2) < t:
-            cost *= 1.0 + 0.5 * 2 * (config.stage5_kernel[0] // 2) / step
+        halo = config.stage5_kernel[0] // 2
+        step = slab_frames(slab, (h // config.patch_size) * (w // config.patch_size) * config.stage5_width)
+        if step + 2 * halo < t:
+            cost *= 1.0 + 0.5 * 2 * halo / step
     return cost
 
 
@@ -447,4 +457,4 @@ def _waste(length: int, size: int, overlap: int) -> float:
 
 
 __all__ = ["Pads", "PixelBox", "Schedule", "Tile", "TileGeometry", "TileSizes", "ramp_mask", "resize", "split_axis",
-           "stage4_input_bytes", "tiles_for_budget", "working_set_bytes"]
+           "plan_working_set_bytes", "stage4_input_bytes", "tiles_for_budget", "working_set_bytes"]
