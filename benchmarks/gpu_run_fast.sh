@@ -17,7 +17,7 @@
 #   5. if time is left: a third process with Inductor's cache folder removed and only the portable bundles kept.
 # Then benchmarks/summarize_fast.py writes $OUT/summary.md.
 #
-# Knobs (environment): BUDGET_S (540), PYTHON (python3), SITE (/tmp/site), WHEELS (.whlfast), CACHE (the compile
+# Knobs (environment): SKIP_ATTN=1 (part 2 left out: measured already), BUDGET_S (540), PYTHON (python3), SITE (/tmp/site), WHEELS (.whlfast), CACHE (the compile
 # cache folder, /tmp/ltx-compile-cache: NOT under $OUT, it holds hundreds of MB), TINY=1 (CPU self-check: tiny
 # models, part 3 with aot_eager), FIRST_ARGS / ATTN_ARGS / STEP_ARGS / DRIFT_ARGS (each part's arguments; e.g.
 # STEP_ARGS="--sizes 256x384,384x512 --pass-sizes= --default-variant" times compiling at 1 536 / 3 072 tokens, where
@@ -77,7 +77,7 @@ run first_call_cold $((220 * scale)) 320 benchmarks/first_call.py $FIRST_ARGS --
   --label cold --json "$OUT/first_call_cold.json"
 run first_call_warm $((120 * scale)) 290 benchmarks/first_call.py $FIRST_ARGS --cache-dir "$CACHE" \
   --label warm --json "$OUT/first_call_warm.json"
-run fp8_attention 60 240 benchmarks/fp8_attention.py $ATTN_ARGS --json "$OUT/fp8_attention.json"
+[ -n "${SKIP_ATTN:-}" ] || run fp8_attention 60 240 benchmarks/fp8_attention.py $ATTN_ARGS --json "$OUT/fp8_attention.json"
 run transformer_step $((330 * scale)) 60 benchmarks/transformer_step.py $STEP_ARGS \
   --json "$OUT/transformer_step.json"
 run compile_drift $((120 * scale)) 5 benchmarks/compile_drift.py $DRIFT_ARGS --json "$OUT/compile_drift.json"
