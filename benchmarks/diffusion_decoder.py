@@ -15,6 +15,16 @@ the reference then does not compile) with the tiling it recommends for the free 
 
 Every case is timed after one warm-up decode (compiled cases: the warm-up includes compilation, reported apart);
 a case that runs out of memory or time is recorded with its error, and the run goes on while ``--budget`` lasts.
+
+``--profile``: after ours' attention-path cases on the first size, two more decodes of the first path (flex on a
+GPU), uncompiled, with the same tiles (:mod:`decoder_profile`, beside this file): one with cuda-synchronised wall
+times per stage (noise, stages 1-4 with their upsampling, each stage-5 Euler step, blending; inside each stage
+attention, MLP and the rest) beside the stage's matmul/attention FLOPs and TFLOP/s, and one under
+``torch.profiler``: the top 30 kernels by self device time and the totals per category (CPU self time on the
+CPU). Printed as ``{"profile": ...}`` JSON lines and written under ``"profile"`` in ``--json``; skipped with a
+note when less than a minute of ``--budget`` is left.
+
+    python benchmarks/diffusion_decoder.py --tiny --no-compile --profile   # CPU self-check of the profile (~2 min)
 """
 
 from __future__ import annotations
@@ -23,11 +33,14 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import decoder_profile  # noqa: E402 -- beside this file
 from ltx_pipelines.models.ltx25.diffusion_decoder import DiffusionDecoderConfig, DiffusionVideoDecoder
 from ltx_pipelines.models.ltx25.diffusion_tiling import plan_working_set_bytes, tiles_for_budget
 from ltx_pipelines.models.ltx25.neighborhood_attention import force_backend, natten_usable
@@ -40,6 +53,8 @@ TINY_CONFIG = DiffusionDecoderConfig(
     upsamples=(((1, 2, 2), 2), ((2, 1, 1), 2), ((2, 2, 2), 1), ((2, 2, 2), 1)), stage5_channels=32,
 )  # fmt: skip
 TINY_SIZES = ((256, 224, 17),)
+#: ``--profile`` starts with this much of ``--budget`` left, its profiler decode with half of it.
+PROFILE_MIN_S = 60.0
 
 
 def random_decoder(config: DiffusionDecoderConfig, device: torch.device, dtype: torch.dtype) -> DiffusionVideoDecoder:
@@ -110,10 +125,16 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def run_ours(decoder: DiffusionVideoDecoder, latent: torch.Tensor, tiles: object) -> torch.Tensor:
+def to_host(chunk: torch.Tensor) -> torch.Tensor:
+    return chunk.float().cpu()
+
+
+def run_ours(decoder: DiffusionVideoDecoder, latent: torch.Tensor, tiles: object,
+             receive: Callable[[torch.Tensor], torch.Tensor] = to_host) -> torch.Tensor:  # fmt: skip
+    """The whole video on the host, each chunk taken by ``receive`` (the profile times it)."""
     generator = torch.Generator(device=latent.device).manual_seed(7)
     with torch.inference_mode():
-        return torch.cat([c.float().cpu() for c in decoder.decode_chunks(latent, tiles, generator)], dim=2)
+        return torch.cat([receive(c) for c in decoder.decode_chunks(latent, tiles, generator)], dim=2)
 
 
 def run_reference(decoder, latent: torch.Tensor, tiling) -> torch.Tensor:
@@ -180,6 +201,47 @@ def attention_paths(args: argparse.Namespace, device: torch.device, first: bool)
     return ["flex", *(["natten"] if natten_usable(probe) else []), *(["blocked"] if first else [])]
 
 
+def profile_ours(run: Run, decoder: DiffusionVideoDecoder, latent: torch.Tensor, tiles: object, backend: str,
+                 size: tuple[int, int, int]) -> dict:  # fmt: skip
+    """``--profile``: one decode with per-stage wall times, then one under ``torch.profiler``; after the timed case
+    (``backend``, the same tiles), so nothing compiles here. A part that fails or finds no time is noted instead."""
+    device = latent.device
+    profile: dict = {"size": "x".join(map(str, size)), "tiles": str(tiles), "attention": backend}
+    parts = {
+        "stages": (PROFILE_MIN_S, lambda: decoder_profile.stage_times(
+            decoder, lambda receive: run_ours(decoder, latent, tiles, receive), device, size)),
+        "kernels": (PROFILE_MIN_S / 2, lambda: decoder_profile.profiled(
+            lambda: run_ours(decoder, latent, tiles), device)),
+    }  # fmt: skip
+    for name, (needs, measure) in parts.items():
+        if run.left() < needs:
+            profile[name] = {"skipped": f"budget: {run.left():.0f} s left, {needs:.0f} s needed"}
+            continue
+        try:
+            with force_backend(backend):
+                profile[name] = measure()
+        except Exception as error:  # noqa: BLE001 -- a profile that fails is noted; the run goes on
+            first_line = str(error).splitlines()[0][:300] if str(error) else ""
+            profile[name] = {"error": f"{type(error).__name__}: {first_line}"}
+        finally:
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+    print_profile(profile)
+    return profile
+
+
+def print_profile(profile: dict) -> None:
+    """The profile as JSON lines: the case, each stage, the kernel categories, each top kernel."""
+    lines = [{"profile": "case", **{k: v for k, v in profile.items() if k not in ("stages", "kernels")}}]
+    stages, kernels = profile.get("stages", {}), profile.get("kernels", {})
+    lines.append({"profile": "stages", **{k: v for k, v in stages.items() if k != "stages"}})
+    lines += [{"profile": "stage", "stage": label, **entry} for label, entry in stages.get("stages", {}).items()]
+    lines.append({"profile": "categories", **{k: v for k, v in kernels.items() if k != "top"}})
+    lines += [{"profile": "kernel", "rank": i + 1, **row} for i, row in enumerate(kernels.get("top", []))]
+    for line in lines:
+        print(json.dumps(line), flush=True)
+
+
 def estimated_bytes(config: DiffusionDecoderConfig, size: tuple[int, int, int], tiles) -> int:
     """The pre-flight's estimate of a decode beyond the weights (logged beside the measured peak: calibration)."""
     width, height, frames = size
@@ -200,6 +262,9 @@ def main() -> None:
     parser.add_argument("--attention", help="attention paths timed for ours, in order (default: flex,natten,blocked "
                         "on a GPU -- natten where it imports, blocked (masked) on the first size only --; blocked on "
                         "the CPU)")  # fmt: skip
+    parser.add_argument("--profile", action="store_true",
+                        help="after ours' timed cases on the first size: stage wall times with FLOPs and a "
+                        "torch.profiler summary (benchmarks/decoder_profile.py)")  # fmt: skip
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     if args.reference_path:
@@ -211,6 +276,7 @@ def main() -> None:
     if args.sizes:
         sizes = tuple(tuple(int(v) for v in s.split("x")) for s in args.sizes.split(","))
     run = Run(args)
+    profile: dict | None = None
     decoder = random_decoder(config, device, dtype)
     weights = sum(p.numel() * p.element_size() for p in decoder.parameters())
     info = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu", "torch": torch.__version__,
@@ -231,11 +297,14 @@ def main() -> None:
         latent = latent_for(config, width, height, frames, device, dtype)
         own_tiles = tiles_for_budget(config, frames, height, width, int(free - weights - 2 * GIB))
         plain: dict = {}
-        for backend in attention_paths(args, device, first=size == sizes[0]):
+        paths = attention_paths(args, device, first=size == sizes[0])
+        for backend in paths:
             with force_backend(backend):
                 got = run.case(f"ours {backend}", size, lambda lat=latent, t=own_tiles: run_ours(decoder, lat, t),
                                device, {"tiles": str(own_tiles), "attention": backend})  # fmt: skip
             plain = plain if "_out" in plain else got
+        if args.profile and size == sizes[0] and paths:
+            profile = profile_ours(run, decoder, latent, own_tiles, paths[0], size)
         if not args.no_compile:
             compiled = random_decoder(config, device, dtype)
             compiled.compile_blocks()
@@ -275,10 +344,13 @@ def main() -> None:
                 break  # the best mode that runs
     results = [{k: v for k, v in r.items() if k != "_out"} for r in run.results]
     if args.json:
-        args.json.write_text(json.dumps({"info": info, "results": results}, indent=2) + "\n")
+        report = {"info": info, "results": results, **({"profile": profile} if profile is not None else {})}
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
     if args.tiny:
         diffs = [r["max_rel_diff_vs_ours"] for r in run.results if "max_rel_diff_vs_ours" in r]
         ok = all(d <= 1e-5 for d in diffs) and any("seconds" in r for r in run.results)
+        if args.profile:  # both halves of the profile ran
+            ok = ok and profile is not None and "stages" in profile["stages"] and "top" in profile["kernels"]
         print(f"self-check: {'ok' if ok else 'FAILED'} (ours vs reference: {diffs or 'reference not importable'})")
         sys.exit(0 if ok else 1)
 

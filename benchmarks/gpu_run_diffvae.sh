@@ -14,6 +14,11 @@
 # CPU self-check of the benchmark itself (tiny decoder; ours vs the reference's decode to 6e-7; ~9 min on 2 busy
 # cores, most of it compiling): /work/refenv/venv/bin/python benchmarks/diffusion_decoder.py --tiny
 #
+# Where our time goes: BENCH_ARGS="--sizes 1536x1024x121 --attention flex --no-compile --caps= --profile" times
+# ours (flex) and the reference at the default size only, and after ours' case profiles one decode per stage
+# (cuda-synchronised wall times and TFLOP/s per stage) and one under torch.profiler (top 30 kernels, time per
+# category): {"profile": ...} lines in diffvae.log, "profile" in diffvae.json (benchmarks/decoder_profile.py).
+#
 # Knobs (environment): BUDGET_S, BENCH_ARGS, PYTHON (python3), REF_SITE (/tmp/refcore), WHEELS (.whldiff).
 set -uo pipefail
 cd "$(dirname "$0")/.."
