@@ -9,14 +9,25 @@ read by the pipeline as a real one is. Prompts are pre-filled in the ledger's ca
 prompt never runs Gemma), so "text encoding" is the cache hit.
 
 Configurations (``--runs``): ``WxHxSTEPS:VARIANT``, a variant being ``bf16`` or ``fp8``
-(fp8-scaled-mm), plus ``-compiled`` (``--compile``) and/or ``-cacheT`` (``--step-cache T``). Each run
-generates once with 2 steps to warm up (every shape, graph variant and kernel the measured run
-meets), then once with the full step count, the run reported: total, per stage, peak memory,
-compile time spent (warm-up), and how far its frames are from the first variant of the same size.
+(fp8-scaled-mm), plus ``-compiled`` (``--compile``) or ``-default`` (``--compile`` left unset: the
+package's default, which on CUDA compiles the passes of at least ``COMPILE_MIN_VIDEO_TOKENS`` video
+tokens and runs smaller ones plain), and/or ``-cacheT`` (``--step-cache T``). Without ``-compiled`` or
+``-default`` a run is plain (``--no-compile``). ``WxH:distilled-VARIANT`` (no step count: 8 + 3 fixed
+sigmas) runs the distilled pipeline (DistilledPipeline) on the same random model, e.g.
+``768x512:distilled-fp8-default``. Each run generates once with 2 steps (the distilled pipeline: once
+in full) to warm up (every shape, graph variant and kernel the measured run meets), then once with
+the full step count, the run reported: total, per stage, peak memory, compile time spent (warm-up),
+which path each stage's passes took (``s1 6144 compiled; s2 24576 compiled``: stage, video tokens,
+path), and how far its frames are from the first run of the same pipeline and size.
 
 bf16 runs use the resident model with the LoRA swapped in and out in memory (what the ``keep``
 policy does; the swap is timed separately, it is part of the stage times); FP8 runs hold two FP8
-copies, one with the LoRA fused before quantization (what the ledger builds for quantized weights).
+models, one with the LoRA fused before quantization (what the ledger builds for quantized weights);
+the distilled pipeline's FP8 model is the one without it. Each FP8 model is made when a run first
+needs it, from the bf16 weights without a second bf16 copy (one linear at a time): the plain one beside
+the bf16 model (~35 + 18 GiB), the LoRA-fused one beside it too while a later run needs bf16 (~71 GiB:
+an H200's size), else in place of the bf16 model (2 x ~18 GiB). So on an 80 GB card the two-stage FP8
+runs come after every bf16 run.
 Runs go in the order given; each one's row is printed (and the JSON rewritten) when it ends.
 
     python benchmarks/two_stage_e2e.py --json /tmp/e2e.json                      # GPU, full size
@@ -26,10 +37,14 @@ Runs go in the order given; each one's row is printed (and the JSON rewritten) w
 from __future__ import annotations
 
 import argparse
+import contextlib
+import copy
+import gc
 import json
 import sys
 import tempfile
 import time
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,10 +54,18 @@ from safetensors.torch import save_file
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from distilled_e2e import AUDIO_VAE_CONFIG, VAE_CONFIG, VOCODER_CONFIG, on_device  # noqa: E402
+from distilled_e2e import (  # noqa: E402
+    AUDIO_VAE_CONFIG,
+    VAE_CONFIG,
+    VOCODER_CONFIG,
+    compile_seconds,
+    describe_passes,
+    on_device,
+    record_passes,
+)
 from transformer_step import build_model, transformer_config  # noqa: E402
 
-from ltx_pipelines.acceleration.executor import copy_without_engines  # noqa: E402
+from ltx_pipelines.acceleration.executor import _ENGINES, forget_engines  # noqa: E402
 from ltx_pipelines.acceleration.step_cache import StepCachedPasses  # noqa: E402
 
 #: In order of importance (a time limit cuts the tail): the targets first, the baselines after.
@@ -58,25 +81,49 @@ LORA_STRENGTH = 0.8
 class Run:
     width: int
     height: int
-    steps: int
+    steps: int | None  # None: the distilled pipeline's fixed sigmas
     fp8: bool
-    compiled: bool
+    compile: bool | None  # the pipeline's compile= (None: the package's default, by token count)
     step_cache: float | None
     label: str
+    distilled: bool = False
 
     @property
     def size(self) -> str:
         return f"{self.width}x{self.height}"
 
+    @property
+    def compiled(self) -> bool:
+        return self.compile is True
+
+    @property
+    def compile_word(self) -> str:
+        return {None: "default", True: "on", False: "off"}[self.compile]
+
     @classmethod
     def parse(cls, spec: str) -> "Run":
-        geometry, variant = spec.split(":")
-        width, height, steps = map(int, geometry.split("x"))
+        usage = ("VARIANT is [distilled-]bf16|fp8, then -compiled or -default, and/or -cacheT; WxHxSTEPS for the "
+                 "two-stage pipeline, WxH for the distilled one")  # fmt: skip
+        geometry, _, variant = spec.partition(":")
         parts = variant.split("-")
-        if parts[0] not in ("bf16", "fp8") or any(p != "compiled" and not p.startswith("cache") for p in parts[1:]):
-            raise SystemExit(f"bad run {spec!r}: VARIANT is bf16|fp8, then -compiled and/or -cacheT")
-        cache = next((float(p[5:]) for p in parts[1:] if p.startswith("cache")), None)
-        return cls(width, height, steps, parts[0] == "fp8", "compiled" in parts, cache, spec)
+        distilled = parts[0] == "distilled"
+        if distilled:
+            parts = parts[1:]
+        try:
+            dims = [int(d) for d in geometry.split("x")]
+        except ValueError:
+            raise SystemExit(f"bad run {spec!r}: {usage}") from None
+        modifiers = parts[1:]
+        if (
+            not parts or parts[0] not in ("bf16", "fp8") or len(dims) != (2 if distilled else 3)
+            or any(p not in ("compiled", "default") and not p.startswith("cache") for p in modifiers)
+            or ("compiled" in modifiers and "default" in modifiers)
+        ):  # fmt: skip
+            raise SystemExit(f"bad run {spec!r}: {usage}")
+        cache = next((float(p[5:]) for p in modifiers if p.startswith("cache")), None)
+        compiles = True if "compiled" in modifiers else None if "default" in modifiers else False
+        steps = None if distilled else dims[2]
+        return cls(dims[0], dims[1], steps, parts[0] == "fp8", compiles, cache, spec, distilled)
 
 
 # -- files and components ----------------------------------------------------------------------------
@@ -124,12 +171,7 @@ def write_lora(path: Path, modules: dict[str, tuple[int, int]], rank: int, devic
 
 def header_only_files(root: Path, config: dict, upsampler_config: dict, modules: dict) -> tuple[Path, Path, Path]:
     """A dev checkpoint holding the config and one real-shaped LoRA target (what the LoRA check reads)."""
-    name, (out_features, in_features) = min(modules.items(), key=lambda item: item[1][0] * item[1][1])
-    checkpoint = root / "ltx-2-19b-dev-random.safetensors"
-    save_file(
-        {f"model.diffusion_model.{name}.weight": torch.zeros(out_features, in_features, dtype=torch.bfloat16)},
-        str(checkpoint), metadata={"config": json.dumps(config), "model_version": "2.0.0", "distilled": "false"},
-    )  # fmt: skip
+    checkpoint = header_only_checkpoint(root, config, modules, distilled=False)
     upsampler = root / "upsampler-random.safetensors"
     save_file({"initial_conv.weight": torch.zeros(1)}, str(upsampler),
               metadata={"config": json.dumps(upsampler_config)})  # fmt: skip
@@ -140,6 +182,18 @@ def header_only_files(root: Path, config: dict, upsampler_config: dict, modules:
         (gemma / file).write_text("{}")
     save_file({"unused": torch.zeros(1)}, str(gemma / "model.safetensors"))
     return checkpoint, upsampler, gemma
+
+
+def header_only_checkpoint(root: Path, config: dict, modules: dict, distilled: bool) -> Path:
+    """The dev (or distilled) checkpoint file: the config and one real-shaped LoRA target."""
+    name, (out_features, in_features) = min(modules.items(), key=lambda item: item[1][0] * item[1][1])
+    checkpoint = root / f"ltx-2-19b-{'distilled' if distilled else 'dev'}-random.safetensors"
+    save_file(
+        {f"model.diffusion_model.{name}.weight": torch.zeros(out_features, in_features, dtype=torch.bfloat16)},
+        str(checkpoint),
+        metadata={"config": json.dumps(config), "model_version": "2.0.0", "distilled": str(distilled).lower()},
+    )  # fmt: skip
+    return checkpoint
 
 
 def build_components(config: dict, upsampler_config: dict, device: torch.device, dtype: torch.dtype) -> dict:
@@ -169,20 +223,46 @@ def cache_prompts(ledger: object, config: dict, device: torch.device, dtype: tor
         ledger.prompt_cache[prompt] = PromptEmbeddings(context, context)
 
 
-def fuse_lora(model: torch.nn.Module, lora_path: Path, strength: float) -> None:
-    """Add ``strength * B @ A`` of every LoRA module to the model's weights, in place (float32 sum)."""
+def fp8_model(base: torch.nn.Module, lora_path: Path | None, strength: float, in_place: bool) -> torch.nn.Module:
+    """An fp8-scaled-mm copy of ``base`` (with the LoRA fused before quantization when ``lora_path`` is given).
+
+    ``in_place``: ``base`` itself becomes it (its bf16 weights go). Otherwise the copy shares ``base``'s float
+    weights until each is quantized, so no second bf16 model is ever made. One linear at a time: a fused weight
+    lives only while it is quantized.
+    """
     from safetensors import safe_open
 
-    params = dict(model.velocity_model.named_parameters())
-    with safe_open(str(lora_path), framework="pt") as f, torch.no_grad():
-        for key in f.keys():  # noqa: SIM118 - safe_open has no iterator
-            if not key.endswith(".lora_A.weight"):
-                continue
-            module = key.removeprefix("diffusion_model.").removesuffix(".lora_A.weight")
-            weight = params[f"{module}.weight"]
-            a = f.get_tensor(key).to(weight.device, torch.float32)
-            b = f.get_tensor(key.replace("lora_A", "lora_B")).to(weight.device, torch.float32)
-            weight.copy_((weight.float() + strength * (b @ a)).to(weight.dtype))
+    from ltx_pipelines.models.fp8 import FP8ScaledLinear, is_fp8_target
+
+    def targets(model: torch.nn.Module) -> list[tuple[str, torch.nn.Linear]]:
+        return [(name, module) for name, module in model.velocity_model.named_modules()
+                if isinstance(module, torch.nn.Linear) and is_fp8_target(name)]  # fmt: skip
+
+    if in_place:
+        forget_engines(base)  # compiled code and CUDA graphs of the bf16 weights
+        model = base
+    else:
+        shared = {id(module.weight): module.weight for _, module in targets(base)}
+        engines = base.__dict__.pop(_ENGINES, None)
+        try:
+            model = copy.deepcopy(base, shared)  # the target weights are the same tensors, not copies
+        finally:
+            if engines is not None:
+                base.__dict__[_ENGINES] = engines
+    opened = safe_open(str(lora_path), framework="pt") if lora_path is not None else contextlib.nullcontext()
+    with opened as lora, torch.no_grad():
+        keys = set(lora.keys()) if lora is not None else set()
+        for name, linear in targets(model):
+            a_key = f"diffusion_model.{name}.lora_A.weight"
+            if a_key in keys:
+                weight = linear.weight
+                a = lora.get_tensor(a_key).to(weight.device, torch.float32)
+                b = lora.get_tensor(a_key.replace("lora_A", "lora_B")).to(weight.device, torch.float32)
+                fused = (weight.float() + strength * (b @ a)).to(weight.dtype)
+                linear.weight = torch.nn.Parameter(fused, requires_grad=False)  # this copy's module only
+            parent, _, attr = name.rpartition(".")
+            setattr(model.velocity_model.get_submodule(parent), attr, FP8ScaledLinear.from_linear(linear))
+    return model
 
 
 # -- running ------------------------------------------------------------------------------------------
@@ -208,51 +288,53 @@ class SwapTimer:
         swapper.set = timed_set  # instance attribute of this benchmark's own ledger only
 
 
-def generate(pipeline: object, run: Run, steps: int, frames: int, out: Path) -> object:
+def generate(pipeline: object, run: Run, steps: int | None, frames: int, out: Path) -> object:
+    """One generation; ``steps`` None: the distilled pipeline (fixed sigmas) or the run's own count."""
     from ltx_core.model.video_vae import TilingConfig
 
+    extra = {} if run.distilled else {"num_inference_steps": steps or run.steps}
     return pipeline(prompt=PROMPT, output_path=str(out), height=run.height, width=run.width,
-                    num_frames=frames, num_inference_steps=steps,
-                    tiling_config=TilingConfig.default(), overwrite=True)  # fmt: skip
-
-
-def compile_seconds(pipeline: object) -> float:
-    from ltx_pipelines.acceleration.executor import engine_stats
-
-    models = [m for key, m in pipeline.ledger._models.items() if key[0] == "transformer"]
-    return sum(engine_stats(m).get("compile_s", 0.0) for m in models)
+                    num_frames=frames, tiling_config=TilingConfig.default(), overwrite=True, **extra)  # fmt: skip
 
 
 def measure(pipeline: object, run: Run, frames: int, out: Path, device: torch.device, swaps: SwapTimer,
             references: dict) -> dict:  # fmt: skip
     from ltx_pipelines.acceleration.options import AccelerationOptions
 
-    pipeline.acceleration = AccelerationOptions(compile=run.compiled, step_cache=run.step_cache)
+    pipeline.acceleration = AccelerationOptions(compile=run.compile, step_cache=run.step_cache)
     executors = pipeline.bench_executors
+    executors.clear()
     compiled_before = compile_seconds(pipeline)
     started = time.perf_counter()
-    generate(pipeline, run, 2, frames, out)  # warm-up: every shape and variant of the measured run
+    generate(pipeline, run, None if run.distilled else 2, frames, out)  # warm-up: every shape and variant
     warmup_s = time.perf_counter() - started
+    warmup_passes = describe_passes(executors)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
     swaps.seconds = 0.0
     executors.clear()
+    compiled_warm = compile_seconds(pipeline)
     started = time.perf_counter()
     result = generate(pipeline, run, run.steps, frames, out)
     total = time.perf_counter() - started
     row = {
-        "run": run.label, "size": run.size, "steps": run.steps, "total_s": round(total, 2),
+        "run": run.label, "pipeline": "distilled" if run.distilled else "two-stage", "size": run.size,
+        "steps": run.steps, "fp8": run.fp8, "compile": run.compile_word, "total_s": round(total, 2),
         "breakdown_s": {k: round(v, 3) for k, v in result.timings.items()},
         "lora_swap_s": round(swaps.seconds, 3),
         "peak_gib": round(torch.cuda.max_memory_allocated(device) / 2**30, 1) if device.type == "cuda" else 0.0,
-        "warmup_run_s": round(warmup_s, 1), "compile_s": round(compile_seconds(pipeline) - compiled_before, 1),
+        "warmup_run_s": round(warmup_s, 1), "compile_s": round(compiled_warm - compiled_before, 1),
+        "compile_s_measured_run": round(compile_seconds(pipeline) - compiled_warm, 1),
+        "passes": describe_passes(executors),
     }  # fmt: skip
-    cached = [e for e in executors if isinstance(e, StepCachedPasses)]
+    if warmup_passes != row["passes"]:
+        row["passes_warmup"] = warmup_passes
+    cached = [e.inner for e in executors if isinstance(e.inner, StepCachedPasses)]
     if cached:
         run_blocks, reused = sum(e.blocks_run for e in cached), sum(e.blocks_reused for e in cached)
         row["step_cache_blocks_reused_pct"] = round(100 * reused / max(run_blocks + reused, 1), 1)
-    reference = references.setdefault(run.size, (run.label, result.frames))
+    reference = references.setdefault((run.distilled, run.size), (run.label, result.frames))
     if reference[0] != run.label:
         diff = (result.frames.float() - reference[1].float()).abs()
         mse = float((diff**2).mean())
@@ -264,69 +346,118 @@ def measure(pipeline: object, run: Run, frames: int, out: Path, device: torch.de
 
 
 class Pipelines:
-    """The bf16 pipeline (resident model, LoRA swapped in memory) and the FP8 one (two FP8 models), made on demand."""
+    """The pipelines the runs ask for, made on demand around one random model: bf16 (the resident model, the
+    two-stage one swapping its LoRA in memory) and FP8 (two FP8 models: stage 1 / distilled, and LoRA-fused)."""
 
-    def __init__(self, files: tuple, lora: object, config: dict, components: dict, base: torch.nn.Module,
-                 lora_path: Path, device: torch.device, dtype: torch.dtype) -> None:  # fmt: skip
-        self.files, self.lora, self.config, self.components, self.base = files, lora, config, components, base
-        self.lora_path, self.device, self.dtype = lora_path, device, dtype
-        self._made: dict[bool, tuple[object, SwapTimer]] = {}
+    def __init__(self, files: tuple, distilled_checkpoint: Path, lora: object, config: dict, components: dict,
+                 base: torch.nn.Module, lora_path: Path, device: torch.device, dtype: torch.dtype) -> None:  # fmt: skip
+        self.files, self.distilled_checkpoint, self.lora, self.config = files, distilled_checkpoint, lora, config
+        self.components, self.base, self.lora_path, self.device, self.dtype = components, base, lora_path, device, dtype
+        self.fp8_plain: torch.nn.Module | None = None  # FP8, no LoRA: two-stage stage 1, distilled
+        self.fp8_lora: torch.nn.Module | None = None  # FP8, LoRA fused before quantization: two-stage stage 2
+        self._made: dict[tuple[bool, bool], tuple[object, SwapTimer]] = {}  # (distilled, fp8) -> pipeline
 
-    def get(self, fp8: bool) -> tuple[object, SwapTimer]:
-        if fp8 not in self._made:
-            pipeline = self._make(fp8)
+    def get(self, run: Run, bf16_later: bool) -> tuple[object, SwapTimer]:
+        """The pipeline for ``run``; ``bf16_later``: whether a later run still needs the bf16 model."""
+        key = (run.distilled, run.fp8)
+        self._restore_bf16()  # a two-stage bf16 run leaves its LoRA applied; the other pipelines' ledgers don't know
+        if run.fp8 and self.fp8_plain is None:
+            self.fp8_plain = self._fp8_model(lora=False, keep_bf16=True)
+        if run.fp8 and not run.distilled and self.fp8_lora is None:
+            self.fp8_lora = self._fp8_model(lora=True, keep_bf16=bf16_later)
+        if key not in self._made:
+            if not run.fp8 and self.base is None:
+                raise SystemExit(f"{run.label}: the bf16 model was made FP8 in place; put the bf16 runs first")
+            pipeline = self._make(run.distilled, run.fp8)
             ledger = pipeline.ledger
             ledger._models.update(self.components)
             cache_prompts(ledger, self.config, self.device, self.dtype)
-            if fp8:
-                stage_1, stage_2 = self._fp8_models()
+            if run.fp8:
                 # the keys the ledger looks quantized models up by: stage 1 asks with no extra LoRA, stage 2 with it
-                ledger._models[("transformer", ("extra_loras", ()))] = stage_1
-                ledger._models[("transformer", ("extra_loras", (self.lora,)))] = stage_2
+                ledger._models[("transformer", ("extra_loras", ()))] = self.fp8_plain
+                if not run.distilled:
+                    ledger._models[("transformer", ("extra_loras", (self.lora,)))] = self.fp8_lora
             else:
                 ledger._models[("transformer",)] = self.base
-            self._made[fp8] = (pipeline, SwapTimer(ledger, self.device))
-        return self._made[fp8]
+            self._made[key] = (pipeline, SwapTimer(ledger, self.device))
+        return self._made[key]
 
-    def _make(self, fp8: bool) -> object:
-        from ltx_pipelines import TI2VidTwoStagesPipeline
+    def _restore_bf16(self) -> None:
+        if self.base is not None:
+            for (_, fp8), (pipeline, _) in self._made.items():
+                if not fp8:
+                    pipeline.ledger._lora_swapper.restore(self.base.velocity_model)
+
+    def _make(self, distilled: bool, fp8: bool) -> object:
+        from ltx_pipelines import DistilledPipeline, TI2VidTwoStagesPipeline
         from ltx_pipelines.models.fp8 import fp8_scaled_mm_policy
 
         checkpoint, upsampler, gemma = self.files
-        pipeline = TI2VidTwoStagesPipeline(
-            checkpoint_path=checkpoint, distilled_lora=self.lora, spatial_upsampler_path=upsampler,
-            gemma_root=gemma, quantization=fp8_scaled_mm_policy() if fp8 else None, device=self.device,
-            dtype=self.dtype, memory_policy="keep",
-        )  # fmt: skip
-        # Record the pass executors each stage gets (step-cache statistics); this benchmark's pipeline only.
-        pipeline.bench_executors = []
-        make_executor = pipeline.pass_executor
-
-        def recording(transformer: torch.nn.Module) -> object:
-            executor = make_executor(transformer)
-            pipeline.bench_executors.append(executor)
-            return executor
-
-        pipeline.pass_executor = recording
+        common = {"spatial_upsampler_path": upsampler, "gemma_root": gemma, "device": self.device,
+                  "dtype": self.dtype, "memory_policy": "keep",
+                  "quantization": fp8_scaled_mm_policy() if fp8 else None}  # fmt: skip
+        if distilled:
+            pipeline = DistilledPipeline(checkpoint_path=self.distilled_checkpoint, **common)
+        else:
+            pipeline = TI2VidTwoStagesPipeline(checkpoint_path=checkpoint, distilled_lora=self.lora, **common)
+        record_passes(pipeline)  # each stage's executor and the token counts it ran; this pipeline object only
         return pipeline
 
-    def _fp8_models(self) -> tuple[torch.nn.Module, torch.nn.Module]:
-        """FP8 copies of the bf16 model: as is (stage 1) and with the LoRA fused first (stage 2)."""
-        from ltx_pipelines.models.fp8 import convert_to_fp8_scaled_mm
+    def _fp8_model(self, lora: bool, keep_bf16: bool) -> torch.nn.Module:
+        """An FP8 model from the bf16 one: as is (stage 1, distilled) or with the LoRA fused first (stage 2).
 
+        Each is made when a run first needs it, so a bf16 run between holds one FP8 model beside the bf16 one, not
+        two. ``keep_bf16`` False: the bf16 model becomes this one in place, and the bf16 pipelines go.
+        """
         started = time.perf_counter()
-        if False in self._made:  # the bf16 pipeline may have left the LoRA applied (its last stage was stage 2)
-            self._made[False][0].ledger._lora_swapper.restore(self.base.velocity_model)
-        stage_1 = copy_without_engines(self.base)
-        convert_to_fp8_scaled_mm(stage_1.velocity_model)
-        stage_2 = copy_without_engines(self.base)
-        fuse_lora(stage_2, self.lora_path, LORA_STRENGTH)
-        convert_to_fp8_scaled_mm(stage_2.velocity_model)
+        self._restore_bf16()
+        lora_path = self.lora_path if lora else None
+        if keep_bf16:
+            model = fp8_model(self.base, lora_path, LORA_STRENGTH, in_place=False)
+        else:
+            for key in [k for k in self._made if not k[1]]:
+                del self._made[key]  # their ledgers, executors and LoRA backups hold the bf16 model
+            base, self.base = self.base, None
+            model = fp8_model(base, lora_path, LORA_STRENGTH, in_place=True)
+            del base
+            gc.collect()
+        held = ""
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
-        print(f"# FP8 stage-1 and stage-2 (LoRA fused) transformers in {time.perf_counter() - started:.1f} s",
-              flush=True)  # fmt: skip
-        return stage_1, stage_2
+            held = f"; {torch.cuda.memory_allocated(self.device) / 2**30:.1f} GiB allocated now"
+        print(f"# FP8 transformer{' (LoRA fused)' if lora else ''} in {time.perf_counter() - started:.1f} s "
+              f"({'beside the bf16 model' if keep_bf16 else 'the bf16 model quantized in place'}{held})", flush=True)  # fmt: skip
+        return model
+
+
+def table(rows: list[dict]) -> str:
+    """The runs as one markdown table."""
+    header = ("| run | total s | text | stage 1 | upsample | stage 2 | decode video | decode audio | write mp4 | "
+              "LoRA swap (in stages) | peak GiB | compile s (warm-up) | passes (stage, video tokens, path) | "
+              "step cache reused | frames vs first (PSNR dB) |")  # fmt: skip
+    lines = [header, "|---" * 15 + "|"]
+    for r in rows:
+        if "error" in r:
+            lines.append(f"| {r['run']} | failed: {r['error']} |" + " |" * 13)
+            continue
+        b = r["breakdown_s"]
+        cells = [b.get(k, 0.0) for k in ("text encoding", "stage 1", "upsample", "stage 2", "decode video",
+                                          "decode audio", "write mp4")]  # fmt: skip
+        psnr = f"{r['frames_psnr_db']} vs {r['vs']}" if "vs" in r else "-"
+        reused = f"{r['step_cache_blocks_reused_pct']} %" if "step_cache_blocks_reused_pct" in r else "-"
+        lines.append(f"| {r['run']} | **{r['total_s']}** | " + " | ".join(f"{c:.2f}" for c in cells)
+                     + f" | {r['lora_swap_s']:.2f} | {r['peak_gib']} | {r['compile_s']} | {r.get('passes', '-')} | "
+                     f"{reused} | {psnr} |")  # fmt: skip
+    return "\n".join(lines)
+
+
+def compile_default_from(tokens: int, device_type: str) -> None:
+    """Self-check knob: make the default (``-default`` runs) compile on this device from ``tokens`` video tokens
+    (the CPU's default never compiles), so that a tiny CPU run goes through the by-token-count executor."""
+    from ltx_pipelines.acceleration import executor, options
+
+    options.COMPILE_BY_DEFAULT[device_type] = True
+    options.COMPILE_MIN_VIDEO_TOKENS = executor.COMPILE_MIN_VIDEO_TOKENS = tokens
 
 
 def main() -> None:  # noqa: PLR0915 - one straight measurement script
@@ -337,6 +468,11 @@ def main() -> None:  # noqa: PLR0915 - one straight measurement script
     parser.add_argument("--frames", type=int, default=None, help="Frames (default 121; tiny 9).")
     parser.add_argument("--lora-rank", type=int, default=None, help="Distilled LoRA rank (default 384; tiny 4).")
     parser.add_argument("--out-dir", default=None, help="Where the mp4s go (default: a temporary folder).")
+    parser.add_argument("--default-compiles-from", type=int, default=None, metavar="TOKENS",
+                        help="Self-check only: the -default runs compile from TOKENS video tokens on this device "
+                             "(also the CPU, whose default never compiles); unset: the package's policy.")
+    parser.add_argument("--keep-going", action="store_true",
+                        help="A run that fails (out of memory, say) gets a row with its error; the next runs go on.")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
 
@@ -344,6 +480,8 @@ def main() -> None:  # noqa: PLR0915 - one straight measurement script
 
     device = torch.device(args.device)
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    if args.default_compiles_from is not None:
+        compile_default_from(args.default_compiles_from, device.type)
     default_runs = "128x128x2:bf16,128x128x2:bf16-compiled,128x128x2:bf16-cache0.5,128x128x2:fp8-compiled" \
         if args.tiny else DEFAULT_RUNS  # fmt: skip
     runs = [Run.parse(spec) for spec in (args.runs or default_runs).split(",")]
@@ -358,6 +496,7 @@ def main() -> None:  # noqa: PLR0915 - one straight measurement script
         started = time.perf_counter()
         modules = lora_modules(config)
         files = header_only_files(root, config, upsampler_config, modules)
+        distilled_checkpoint = header_only_checkpoint(root, config, modules, distilled=True)
         lora_path = root / "ltx-2-19b-distilled-lora-random.safetensors"
         write_lora(lora_path, modules, rank, device)
         lora = comfy_lora(lora_path, LORA_STRENGTH)
@@ -365,25 +504,32 @@ def main() -> None:  # noqa: PLR0915 - one straight measurement script
         print(f"# built the random components and a rank-{rank} LoRA on {len(modules)} linears in "
               f"{time.perf_counter() - started:.1f} s", flush=True)  # fmt: skip
         components = build_components(config, upsampler_config, device, dtype)
-        pipelines = Pipelines(files, lora, config, components, base, lora_path, device, dtype)
+        pipelines = Pipelines(files, distilled_checkpoint, lora, config, components, base, lora_path, device, dtype)
+        del base
         references: dict = {}
-        for run in runs:
-            pipeline, swaps = pipelines.get(run.fp8)
-            rows.append(measure(pipeline, run, frames, out_dir / f"{run.size}.mp4", device, swaps, references))
+        for i, run in enumerate(runs):
+            bf16_later = any(not later.fp8 for later in runs[i:])
+            try:
+                pipeline, swaps = pipelines.get(run, bf16_later)
+                name = f"{'distilled' if run.distilled else 'two-stage'}-{run.size}.mp4"
+                rows.append(measure(pipeline, run, frames, out_dir / name, device, swaps, references))
+            except Exception as e:
+                if not args.keep_going:
+                    raise
+                traceback.print_exc()
+                rows.append({"run": run.label, "error": f"{type(e).__name__}: {str(e).strip()[:300]}"})
+                print(json.dumps(rows[-1]), flush=True)
+            finally:  # the FP8 switch may turn the bf16 model into an FP8 one in place: hold nothing between runs
+                pipeline = swaps = None
+                gc.collect()
+                if device.type == "cuda":
+                    torch.cuda.empty_cache()
             if args.json:  # after every run: a run cut short by a time limit keeps what came before
-                Path(args.json).write_text(json.dumps({"gpu": gpu, "torch": torch.__version__, "rows": rows}, indent=2))
+                report = {"gpu": gpu, "torch": torch.__version__, "frames": frames, "tiny": args.tiny, "rows": rows}
+                Path(args.json).write_text(json.dumps(report, indent=2))
     print(f"# {gpu}, torch {torch.__version__}, {frames} frames")
-    print("\n| run | total s | text | stage 1 | upsample | stage 2 | decode video | decode audio | write mp4 | "
-          "LoRA swap (in stages) | peak GiB | compile s (warm-up) | step cache reused | frames vs first (PSNR dB) |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-    for r in rows:
-        b = r["breakdown_s"]
-        cells = [b.get(k, 0.0) for k in ("text encoding", "stage 1", "upsample", "stage 2", "decode video",
-                                          "decode audio", "write mp4")]  # fmt: skip
-        psnr = f"{r['frames_psnr_db']} vs {r['vs']}" if "vs" in r else "-"
-        reused = f"{r['step_cache_blocks_reused_pct']} %" if "step_cache_blocks_reused_pct" in r else "-"
-        print(f"| {r['run']} | **{r['total_s']}** | " + " | ".join(f"{c:.2f}" for c in cells)
-              + f" | {r['lora_swap_s']:.2f} | {r['peak_gib']} | {r['compile_s']} | {reused} | {psnr} |")  # fmt: skip
+    print()
+    print(table(rows))
 
 
 if __name__ == "__main__":
