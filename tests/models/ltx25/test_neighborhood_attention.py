@@ -6,6 +6,8 @@ block table: uncompiled, FlexAttention evaluates every pair and only the element
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -48,25 +50,48 @@ def test_flex_element_mask_uncompiled(shape: tuple, kernel: tuple) -> None:
 
 @pytest.mark.parametrize("dims", [(5, 11, 13), (4, 16, 16), (1, 10, 17), (7, 9, 33)])
 @pytest.mark.parametrize("kernel", [(3, 7, 7), (3, 3, 3)])
-def test_block_table_covers_every_window(dims: tuple, kernel: tuple) -> None:
-    """Every (query, key) pair inside a window lies in a key tile listed for the query's tile."""
+@pytest.mark.parametrize(("key_block", "most"), [(128, 27), (64, 36), (32, 48)])
+def test_block_table_covers_every_window(dims: tuple, kernel: tuple, key_block: int, most: int) -> None:
+    """Every (query, key) pair inside a window lies in a key block listed for the query's tile; finer key blocks
+    list fewer keys."""
     kernel = tuple(min(k, n) for k, n in zip(kernel, dims, strict=True))
     tile = flex.choose_tile(dims)
-    axes = tuple(flex._Axis(n, s, k) for n, s, k in zip(dims, tile, kernel, strict=True))
+    units = flex.key_units(tile, key_block)
+    axes = tuple(flex._Axis(n, s, k, u) for n, s, k, u in zip(dims, tile, kernel, units, strict=True))
     counts, indices = flex.block_table(axes, torch.device("cpu"))
-    listed = torch.zeros(len(counts), len(counts), dtype=torch.bool)
+    order = flex.to_tiles(torch.arange(1, math.prod(dims) + 1).view(1, *dims, 1, 1), tile).flatten()
+    key_blocks = order.shape[0] // key_block
+    listed = torch.zeros(len(counts), key_blocks, dtype=torch.bool)
     for row, (count, index) in enumerate(zip(counts.tolist(), indices, strict=True)):
         listed[row, index[:count].long()] = True
     dense = reference_mask(dims, kernel)  # [N, N] in raster order
-    order = flex.to_tiles(torch.arange(1, dense.shape[0] + 1).view(1, *dims, 1, 1), tile).flatten()
     real = order > 0  # padding is zero
     position = order - 1  # tile-order index -> raster token
     tiled = torch.zeros(order.shape[0], order.shape[0], dtype=torch.bool)
     idx = torch.nonzero(real).flatten()
     tiled[idx[:, None], idx[None, :]] = dense[position[idx][:, None], position[idx][None, :]]
-    needed = tiled.view(len(counts), flex.BLOCK, len(counts), flex.BLOCK).any(dim=(1, 3))
+    needed = tiled.view(len(counts), flex.BLOCK, key_blocks, key_block).any(dim=(1, 3))
     assert not (needed & ~listed).any()
-    assert int(counts.max()) <= 27  # a tile's windows reach at most one neighbouring tile per side and axis
+    assert int(counts.max()) <= most  # per axis a tile's windows reach one neighbouring key unit per side
+
+
+@pytest.mark.parametrize("key_block", [64, 32])
+def test_finer_key_blocks_give_the_same_attention(key_block: int) -> None:
+    shape, kernel = SHAPES[0]
+    q, k, v = qkv(shape)
+    ours = flex.flex_neighborhood_attention(q, k, v, kernel, key_block=key_block).reshape(q.shape[:4] + (-1,))
+    assert relative_error(ours, reference_neighborhood_attention(q, k, v, kernel)) <= TOLERANCE
+
+
+@pytest.mark.parametrize(("tile", "key_block", "box"), [((2, 8, 8), 128, (2, 8, 8)), ((2, 8, 8), 64, (1, 8, 8)),
+                                                        ((2, 8, 8), 32, (1, 4, 8)), ((1, 8, 16), 32, (1, 2, 16))])
+def test_key_block_is_a_box_of_the_tile(tile: tuple, key_block: int, box: tuple) -> None:
+    assert flex.key_units(tile, key_block) == box
+
+
+def test_a_key_block_that_is_no_box_is_refused() -> None:
+    with pytest.raises(ValueError, match="not a box"):
+        flex.key_units((2, 8, 8), 24)
 
 
 def reference_mask(dims: tuple[int, int, int], kernel: tuple[int, int, int]) -> torch.Tensor:

@@ -26,11 +26,15 @@ logger = logging.getLogger(__name__)
 
 Kernel = tuple[int, int, int]
 
-#: Tokens per FlexAttention block (query and key), and so per 3D tile.
+#: Tokens per query block of FlexAttention, and so per 3D tile.
 BLOCK = 128
 #: Tile shapes (frames, rows, columns) of ``BLOCK`` tokens, best first: compact tiles keep the key tiles a query
 #: tile needs few. The first whose frames fit the volume is taken.
 TILES: tuple[Kernel, ...] = ((2, 8, 8), (1, 8, 16))
+#: Tokens per key block: whole rows of a tile (a 128-token tile (2, 8, 8) cut into 32-token key blocks gives
+#: boxes of (1, 4, 8)). Finer key blocks fit the union of a query tile's windows closer (at most 27 x 128 keys per
+#: query tile with 128, 48 x 32 with 32, for a 3x7x7 window) at the price of shorter inner loops.
+KEY_BLOCK = 128
 #: Coordinate of padding keys: outside every window.
 _FAR = -(1 << 20)
 
@@ -48,10 +52,15 @@ class _Axis:
     length: int
     tile: int
     kernel: int
+    unit: int = 0  # keys per key block along this axis (divides ``tile``); 0: the whole tile
 
     @property
     def tiles(self) -> int:
         return math.ceil(self.length / self.tile)
+
+    @property
+    def key_unit(self) -> int:
+        return self.unit or self.tile
 
     def query_starts(self, device: torch.device) -> torch.Tensor:
         """Window start of each padded position (padding queries copy the last real one; their rows are dropped)."""
@@ -64,14 +73,16 @@ class _Axis:
         return torch.where(positions < self.length, positions, torch.full_like(positions, _FAR))
 
     def key_tiles(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        """``[tiles, reach]`` key tiles per query tile along this axis and which of them are real."""
+        """``[tiles, reach]`` key units (of ``key_unit`` positions) per query tile along this axis, and which of
+        them are real."""
+        unit = self.key_unit
         starts = window_starts(self.length, self.kernel, device)
         first = torch.arange(self.tiles, device=device) * self.tile
         last = (first + self.tile - 1).clamp(max=self.length - 1)
-        lo, hi = starts[first] // self.tile, (starts[last] + self.kernel - 1) // self.tile
+        lo, hi = starts[first] // unit, (starts[last] + self.kernel - 1) // unit
         reach = int((hi - lo).max()) + 1
         index = lo[:, None] + torch.arange(reach, device=device)[None, :]
-        return index.clamp(max=self.tiles - 1), index <= hi[:, None]
+        return index.clamp(max=self.tiles * self.tile // unit - 1), index <= hi[:, None]
 
 
 def choose_tile(dims: tuple[int, int, int]) -> Kernel:
@@ -79,14 +90,33 @@ def choose_tile(dims: tuple[int, int, int]) -> Kernel:
     return next((tile for tile in TILES if tile[0] <= dims[0]), TILES[-1])
 
 
-def block_table(axes: tuple[_Axis, _Axis, _Axis], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(counts [n_q], indices [n_q, most])``: the key tiles each query tile needs, real ones first."""
-    (it, vt), (ih, vh), (iw, vw) = (a.key_tiles(device) for a in axes)
+def key_units(tile: Kernel, key_block: int) -> Kernel:
+    """The box (frames, rows, columns) of one key block: ``key_block`` consecutive tokens of a tile in tile order
+    (row-major inside the tile), which are a box only when they are whole rows of whole frames or part of one."""
+    tt, th, tw = tile
+    rows = key_block // tw
+    if key_block % tw or not rows or (rows <= th and th % rows) or (rows > th and (rows % th or tt % (rows // th))):
+        raise ValueError(f"a key block of {key_block} tokens is not a box of the tile {tile}")
+    return (1, rows, tw) if rows <= th else (rows // th, th, tw)
+
+
+def _block_ids(unit_t: torch.Tensor, unit_h: torch.Tensor, unit_w: torch.Tensor, axes: tuple[_Axis, _Axis, _Axis]
+               ) -> torch.Tensor:  # fmt: skip
+    """Key block index of key units (broadcast): the tile's index times the blocks per tile, plus the sub-box's."""
+    per = [a.tile // a.key_unit for a in axes]  # key units per tile, per axis
     nh, nw = axes[1].tiles, axes[2].tiles
-    index = (it[:, None, None, :, None, None] * nh + ih[None, :, None, None, :, None]) * nw
-    index = index + iw[None, None, :, None, None, :]
+    tile = ((unit_t // per[0]) * nh + unit_h // per[1]) * nw + unit_w // per[2]
+    sub = ((unit_t % per[0]) * per[1] + unit_h % per[1]) * per[2] + unit_w % per[2]
+    return tile * math.prod(per) + sub
+
+
+def block_table(axes: tuple[_Axis, _Axis, _Axis], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(counts [n_q], indices [n_q, most])``: the key blocks each query tile needs, real ones first."""
+    (it, vt), (ih, vh), (iw, vw) = (a.key_tiles(device) for a in axes)
+    index = _block_ids(it[:, None, None, :, None, None], ih[None, :, None, None, :, None],
+                       iw[None, None, :, None, None, :], axes)  # fmt: skip
     valid = vt[:, None, None, :, None, None] & vh[None, :, None, None, :, None] & vw[None, None, :, None, None, :]
-    queries = axes[0].tiles * nh * nw
+    queries = math.prod(a.tiles for a in axes)
     index, valid = index.reshape(queries, -1), valid.reshape(queries, -1)
     order = torch.argsort((~valid).to(torch.int8), dim=1, stable=True)
     return valid.sum(dim=1).to(torch.int32), index.gather(1, order).to(torch.int32)
@@ -137,8 +167,10 @@ def from_tiles(x: torch.Tensor, dims: tuple[int, int, int], tile: Kernel) -> tor
 
 
 @functools.lru_cache(maxsize=4)
-def build_block_mask(dims: tuple[int, int, int], kernel: Kernel, device: torch.device, tile: Kernel | None = None):
-    """The ``BlockMask`` of NATTEN's windows over a volume (``tile``: token tile, one block).
+def build_block_mask(dims: tuple[int, int, int], kernel: Kernel, device: torch.device, tile: Kernel | None = None,
+                     key_block: int = KEY_BLOCK):  # fmt: skip
+    """The ``BlockMask`` of NATTEN's windows over a volume (``tile``: token tile, one query block; ``key_block``:
+    tokens per key block, whole rows of a tile).
 
     Cached: every block of a stage attends over the same volume (the tables are ~24 bytes per token). Only the
     key side is built (``compute_q_blocks=False``): the query side serves the backward pass, and FlexAttention
@@ -146,15 +178,17 @@ def build_block_mask(dims: tuple[int, int, int], kernel: Kernel, device: torch.d
     from torch.nn.attention.flex_attention import BlockMask
 
     tile = tile or choose_tile(dims)
-    axes = tuple(_Axis(n, s, k) for n, s, k in zip(dims, tile, kernel, strict=True))
+    key_block = min(key_block, math.prod(tile))
+    units = key_units(tile, key_block)
+    axes = tuple(_Axis(n, s, k, u) for n, s, k, u in zip(dims, tile, kernel, units, strict=True))
     tiles = tuple(a.tiles for a in axes)
     counts, indices = block_table(axes, device)  # type: ignore[arg-type]
     table = torch.stack([_tile_order(a.query_starts(device), i, tiles, tile) for i, a in enumerate(axes)]  # type: ignore[arg-type]
                         + [_tile_order(a.key_positions(device), i, tiles, tile) for i, a in enumerate(axes)])  # type: ignore[arg-type]
-    tokens = math.prod(tiles) * BLOCK
-    if device.type != "cuda":  # inductor's CPU lowering wants a row per key tile (quadratic: small volumes only)
-        indices = F.pad(indices, (0, math.prod(tiles) - indices.shape[1]))
-    return BlockMask.from_kv_blocks(counts[None, None], indices[None, None], BLOCK_SIZE=BLOCK,
+    tokens = math.prod(tiles) * math.prod(tile)
+    if device.type != "cuda":  # inductor's CPU lowering wants a row per key block (quadratic: small volumes only)
+        indices = F.pad(indices, (0, tokens // key_block - indices.shape[1]))
+    return BlockMask.from_kv_blocks(counts[None, None], indices[None, None], BLOCK_SIZE=(math.prod(tile), key_block),
                                     mask_mod=_window_mask(table.to(torch.int32), kernel),
                                     seq_lengths=(tokens, tokens), compute_q_blocks=False)  # fmt: skip
 
@@ -169,21 +203,34 @@ def _compiled_flex() -> Callable:
     return torch.compile(flex_attention, dynamic=False, fullgraph=True)
 
 
+def _kernel_options(query_block: int, key_block: int) -> dict[str, int] | None:
+    """Triton tile sizes no larger than the mask's blocks (FlexAttention refuses blocks its tiles do not divide);
+    None where the 128-token defaults fit, leaving FlexAttention its own choice."""
+    options = {**({"BLOCK_M": query_block} if query_block < 128 else {}),
+               **({"BLOCK_N": key_block} if key_block < 128 else {})}  # fmt: skip
+    return options or None
+
+
 def flex_neighborhood_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, kernel: Kernel, *,
-                                compiled: bool = True) -> torch.Tensor:  # fmt: skip
+                                compiled: bool = True, tile: Kernel | None = None,
+                                key_block: int | None = None) -> torch.Tensor:  # fmt: skip
     """``[B, T, H, W, heads, head_dim]`` q/k/v (q already scaled) -> the same shape.
 
-    ``compiled=False`` runs FlexAttention's dense fallback (every pair; tiny test shapes only).
+    ``compiled=False`` runs FlexAttention's dense fallback (every pair; tiny test shapes only). ``tile`` and
+    ``key_block`` override :data:`TILES` and :data:`KEY_BLOCK` (benchmarks compare layouts with them).
     """
     from torch.nn.attention.flex_attention import flex_attention
 
     dims = tuple(q.shape[1:4])
-    tile = choose_tile(dims)  # type: ignore[arg-type]
-    mask = build_block_mask(dims, kernel, q.device, tile)  # type: ignore[arg-type]
+    tile = tile or choose_tile(dims)  # type: ignore[arg-type]
+    key_block = min(key_block or KEY_BLOCK, math.prod(tile))
+    mask = build_block_mask(dims, kernel, q.device, tile, key_block)  # type: ignore[arg-type]
     attend = _compiled_flex() if compiled else flex_attention
-    out = attend(to_tiles(q, tile), to_tiles(k, tile), to_tiles(v, tile), block_mask=mask, scale=1.0)
+    options = _kernel_options(math.prod(tile), key_block) if q.is_cuda and compiled else None
+    out = attend(to_tiles(q, tile), to_tiles(k, tile), to_tiles(v, tile), block_mask=mask, scale=1.0,
+                 kernel_options=options)
     return from_tiles(out, dims, tile)  # type: ignore[arg-type]
 
 
-__all__ = ["BLOCK", "TILES", "block_table", "build_block_mask", "choose_tile", "flex_neighborhood_attention",
+__all__ = ["BLOCK", "KEY_BLOCK", "TILES", "block_table", "key_units", "build_block_mask", "choose_tile", "flex_neighborhood_attention",
            "from_tiles", "to_tiles", "window_starts"]  # fmt: skip
