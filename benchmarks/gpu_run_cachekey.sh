@@ -6,7 +6,7 @@
 #   2. "unstored": each process measures the SDPA backends itself, as before the fix (the suspected cause).
 # Results under $OUT: cachekey.log (the report), cachekey.json (keys and every hashed part of both processes).
 # Then, if BUDGET_S leaves room, gpu_run_fast.sh's first-call pair (cold / warm, full model) with FAST=1.
-# Knobs: PYTHON (python3), BUDGET_S (540), KEY_ARGS (extra arguments), FAST=1 (also benchmarks/gpu_run_fast.sh).
+# Knobs: SITE (a folder of installed wheels, e.g. ltx-core, added to PYTHONPATH), PYTHON (python3), BUDGET_S (540), KEY_ARGS (extra arguments), FAST=1 (also benchmarks/gpu_run_fast.sh).
 # CPU self-check (ran here, ~1 min): KEY_ARGS="--tiny --device cpu --check" PYTHON=/work/main/.venv/bin/python \
 #   OUT=/tmp/ck/out bash benchmarks/gpu_run_cachekey.sh
 set -uo pipefail
@@ -21,7 +21,7 @@ export PYTHONUNBUFFERED=1 TQDM_DISABLE=1
 started=$(date +%s)
 echo "start: $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>&1 | head -1)" | tee "$OUT/timeline.txt"
 CACHE=$(mktemp -d /tmp/ltx-cachekey.XXXXXX)
-PYTHONPATH=src timeout 300 "$PYTHON" benchmarks/compile_cache_key.py $KEY_ARGS --cache-dir "$CACHE" \
+PYTHONPATH=src${SITE:+:$SITE} timeout 300 "$PYTHON" benchmarks/compile_cache_key.py $KEY_ARGS --cache-dir "$CACHE" \
   --json "$OUT/cachekey.json" > "$OUT/cachekey.log" 2> "$OUT/cachekey.stderr"
 echo "compile_cache_key exit $? after $(($(date +%s) - started)) s: $(grep -E '^# ' "$OUT/cachekey.log" | tail -1)" \
   | tee -a "$OUT/timeline.txt"
