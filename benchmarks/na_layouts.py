@@ -30,7 +30,7 @@ from ltx_pipelines.models.ltx25.diffusion_decoder import AdaLN, DiffusionBlock
 SHAPES = (("stage5", (121, 256, 384), 128, 64, (3, 7, 7)), ("stage4", (72, 128, 192), 256, 64, (3, 5, 5)))
 TINY_SHAPES = (("stage5", (5, 24, 40), 32, 16, (3, 7, 7)),)
 #: (query tile, key block) layouts to time, the package default first.
-LAYOUTS = (((2, 8, 8), 128), ((2, 8, 8), 64), ((2, 8, 8), 32), ((1, 8, 16), 32), ((1, 8, 8), 32), ((1, 8, 8), 64))
+LAYOUTS = (((1, 8, 8), 32), ((2, 8, 8), 128), ((2, 8, 8), 64), ((2, 8, 8), 32), ((1, 8, 16), 32), ((1, 8, 8), 64))
 
 
 def timed(fn: Callable[[], torch.Tensor], device: torch.device, repeats: int) -> tuple[float, float, torch.Tensor]:

@@ -39,7 +39,7 @@ from ltx_pipelines.models.ltx25.diffusion_config import (  # noqa: F401 - the co
     Upsample,
     slab_frames,
 )
-from ltx_pipelines.models.ltx25.neighborhood_attention import Kernel, neighborhood_attention
+from ltx_pipelines.models.ltx25.neighborhood_attention import Kernel, forget_block_masks, neighborhood_attention
 
 logger = logging.getLogger(__name__)
 
@@ -482,6 +482,7 @@ class DiffusionVideoDecoder(nn.Module):
         work, pads = geometry.pad_to_minimum(latent)
         s4_shape = geometry.stage4_shape(work.shape[2:])
         sizes = tiling.TileSizes.of(tiling_config)
+        forget_block_masks()
         self._use_attention_slabs(sizes.attention_slab if sizes is not None else None)
         noise = self._noise(work, generator, on_host=sizes is not None)
         return DecodePlan(

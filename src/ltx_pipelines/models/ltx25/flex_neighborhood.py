@@ -27,14 +27,18 @@ logger = logging.getLogger(__name__)
 Kernel = tuple[int, int, int]
 
 #: Tokens per query block of FlexAttention, and so per 3D tile.
-BLOCK = 128
-#: Tile shapes (frames, rows, columns) of ``BLOCK`` tokens, best first: compact tiles keep the key tiles a query
-#: tile needs few. The first whose frames fit the volume is taken.
-TILES: tuple[Kernel, ...] = ((2, 8, 8), (1, 8, 16))
-#: Tokens per key block: whole rows of a tile (a 128-token tile (2, 8, 8) cut into 32-token key blocks gives
-#: boxes of (1, 4, 8)). Finer key blocks fit the union of a query tile's windows closer (at most 27 x 128 keys per
-#: query tile with 128, 48 x 32 with 32, for a 3x7x7 window) at the price of shorter inner loops.
-KEY_BLOCK = 128
+BLOCK = 64
+#: Tile shapes (frames, rows, columns) of ``BLOCK`` tokens, best first; the first whose frames fit the volume is
+#: taken. Small query tiles keep the union of their queries' windows small, which is what every query of the tile
+#: is scored against: measured on an H200 at stage 5 of a 1536x1024x121 decode (11.9M tokens, 2 heads of 64, window
+#: 3x7x7; benchmarks/na_layouts.py), one attention took 0.186 s with (2, 8, 8) tiles and 128-token key blocks,
+#: 0.085 s with (2, 8, 8) and 32, 0.099 s with (1, 8, 16) and 32, 0.081 s with (1, 8, 8) and 64, **0.058 s** with
+#: (1, 8, 8) and 32 (stage 4: 0.052 -> 0.0175 s).
+TILES: tuple[Kernel, ...] = ((1, 8, 8),)
+#: Tokens per key block: whole rows of a tile (a (1, 8, 8) tile cut into 32-token key blocks gives (1, 4, 8) boxes).
+#: Finer key blocks fit the union of a query tile's windows closer (for a 3x7x7 window a (2, 8, 8) tile lists at
+#: most 27 x 128 keys with 128-token blocks, a (1, 8, 8) tile 36 x 32 with 32) at the price of shorter inner loops.
+KEY_BLOCK = 32
 #: Coordinate of padding keys: outside every window.
 _FAR = -(1 << 20)
 

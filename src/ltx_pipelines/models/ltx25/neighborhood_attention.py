@@ -28,7 +28,7 @@ from collections.abc import Iterator
 import torch
 import torch.nn.functional as F
 
-from ltx_pipelines.models.ltx25.flex_neighborhood import flex_neighborhood_attention, window_starts
+from ltx_pipelines.models.ltx25.flex_neighborhood import build_block_mask, flex_neighborhood_attention, window_starts
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +95,13 @@ def neighborhood_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, ke
     else:
         out = blocked_neighborhood_attention(q, k, v, kernel)
     return out.reshape(batch, t, h, w, heads * head_dim)
+
+
+def forget_block_masks() -> None:
+    """Drop the FlexAttention block masks cached for earlier volumes: a decode calls it as it starts, so that the
+    tables of an earlier decode's shapes (about 24 bytes a token: ~290 MB for a whole 1536x1024x121 stage-5 volume)
+    do not sit in the memory a tighter plan counted on."""
+    build_block_mask.cache_clear()
 
 
 @torch.compiler.disable
@@ -226,5 +233,5 @@ def reference_neighborhood_attention(q: torch.Tensor, k: torch.Tensor, v: torch.
     return out.transpose(1, 2).reshape(batch, t, h, w, heads * head_dim)
 
 
-__all__ = ["BACKENDS", "Kernel", "blocked_neighborhood_attention", "choose_backend", "force_backend", "natten_usable",
-           "neighborhood_attention", "reference_neighborhood_attention", "window_starts"]  # fmt: skip
+__all__ = ["BACKENDS", "Kernel", "blocked_neighborhood_attention", "choose_backend", "forget_block_masks",
+           "force_backend", "natten_usable", "neighborhood_attention", "reference_neighborhood_attention", "window_starts"]  # fmt: skip
