@@ -182,7 +182,11 @@ class Run:
                     record["peak_gib"] = round(torch.cuda.max_memory_allocated(device) / GIB, 2)
                 record["_out"] = out
             except Exception as error:  # noqa: BLE001 -- a case that fails (OOM, no natten) is recorded, not fatal
-                record["error"] = f"{type(error).__name__}: {str(error).splitlines()[0][:300]}"
+                record["error"] = f"{type(error).__name__}: {str(error).splitlines()[0][:800]}"
+                if device.type == "cuda":  # what was held when it failed: the plan's calibration needs it
+                    record["failed_at_gib"] = {"allocated": round(torch.cuda.memory_allocated(device) / GIB, 2),
+                                               "reserved": round(torch.cuda.memory_reserved(device) / GIB, 2),
+                                               "peak": round(torch.cuda.max_memory_allocated(device) / GIB, 2)}
             finally:
                 if device.type == "cuda":
                     torch.cuda.empty_cache()
