@@ -154,8 +154,17 @@ class SwiGLU(nn.Module):
         self.w_up = nn.Linear(dim, hidden, bias=False)
         self.w_down = nn.Linear(hidden, dim, bias=False)
 
+    def hidden(self, x: torch.Tensor) -> torch.Tensor:
+        """``silu(w_gate(x)) * w_up(x)``: what ``w_down`` projects."""
+        return F.silu(self.w_gate(x)) * self.w_up(x)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.w_down(F.silu(self.w_gate(x)) * self.w_up(x))
+        return self.w_down(self.hidden(x))
+
+    def add_to(self, x: torch.Tensor, residual: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """``out = residual + self(x)`` for 2D rows, the residual added inside the down projection's matrix product
+        (one rounding, no extra pass over the rows; ``out`` may be ``residual``)."""
+        return torch.addmm(residual, self.hidden(x), self.w_down.weight.t(), out=out)
 
 
 def _residual_mlp(x: torch.Tensor, norm: nn.RMSNorm, mlp: SwiGLU, scale: torch.Tensor | None = None,
@@ -170,11 +179,14 @@ def _residual_mlp(x: torch.Tensor, norm: nn.RMSNorm, mlp: SwiGLU, scale: torch.T
     b = shift.reshape(-1, x.shape[-1]) if shift is not None else None
     for start in range(0, flat.shape[0], MLP_CHUNK_TOKENS):
         part = flat[start : start + MLP_CHUNK_TOKENS]
-        y = norm(part)
-        if s is not None:
-            y = y * (1.0 + s) + b
-        out[start : start + MLP_CHUNK_TOKENS] = part + mlp(y)
+        y = norm(part) if s is None else modulate(norm(part), s, b)
+        mlp.add_to(y, part, out[start : start + MLP_CHUNK_TOKENS])
     return out.view(x.shape)
+
+
+def modulate(x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """AdaLN's ``x * (1 + scale) + shift`` in one pass over ``x`` (one rounding)."""
+    return torch.addcmul(shift, x, 1.0 + scale)
 
 
 class NABlock(nn.Module):
@@ -210,7 +222,7 @@ class DiffusionBlock(nn.Module):
         scale_attn, shift_attn = modulation[0] + table[0], modulation[1] + table[1]
         scale_mlp, shift_mlp = modulation[3] + table[3], modulation[4] + table[4]
         x = x + self.context_proj(context)  # from here on x is this block's own: updated in place
-        x.add_(self.attn(x, replicate_w, prepare=lambda part: self.norm1(part) * (1.0 + scale_attn) + shift_attn))
+        x.add_(self.attn(x, replicate_w, prepare=lambda part: modulate(self.norm1(part), scale_attn, shift_attn)))
         return _residual_mlp(x, self.norm2, self.mlp, scale_mlp, shift_mlp, in_place=True)
 
 
