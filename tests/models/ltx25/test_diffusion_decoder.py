@@ -143,3 +143,20 @@ def test_a_failed_compile_falls_back_to_eager_with_a_warning(monkeypatch, caplog
     assert torch.equal(compiled, eager)
     warnings = [r for r in caplog.records if "torch.compile failed" in r.getMessage()]
     assert len(warnings) == len(decoder.diff_blocks) + sum(len(s) for s in decoder.det_stages)
+
+
+@pytest.mark.parametrize("scale", [1.0, 0.125])
+def test_rope_in_place_complex_equals_the_compiled_real_form(scale: float, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The eager RoPE (complex pairs rotated in place) and the form a compiled block traces (real arithmetic) agree,
+    and neither changes its input."""
+    from ltx_pipelines.models.ltx25.diffusion_decoder import NeighborhoodAttention
+
+    attention = NeighborhoodAttention(64, (3, 7, 7), 32)
+    x = torch.randn(1, 3, 5, 6, 2, 32, generator=torch.Generator().manual_seed(0))
+    before = x.clone()
+    eager = attention._rope(x, scale)
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+    traced = attention._rope(x, scale)
+    assert torch.equal(x, before)
+    assert float((eager - traced).abs().max()) <= 1e-6 * float(traced.abs().max())
+    assert not torch.allclose(eager, x * scale)  # it rotated something

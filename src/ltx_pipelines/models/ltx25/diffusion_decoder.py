@@ -61,13 +61,22 @@ def rope_split(head_dim: int) -> tuple[int, int, int]:
     return (t, hw, hw)
 
 
-def _rotate_pairs(pairs: torch.Tensor, positions: torch.Tensor, inv: torch.Tensor, axis: int, scale: float) -> None:
-    """Absolute RoPE along grid ``axis`` (1, 2 or 3), in place on complex channel pairs ``[..., D/2]`` (adjacent
-    channels (even, odd) = one complex number), each multiplied by ``scale * e^(i * position * frequency)``."""
+def _rotations(positions: torch.Tensor, inv: torch.Tensor, axis: int, scale: float) -> torch.Tensor:
+    """``scale * (cos, sin)(position * frequency)`` for one grid ``axis`` (1, 2 or 3), shaped ``[..., share, 2]`` to
+    broadcast over channel pairs ``[B, T, H, W, heads, share, 2]``."""
     angle = positions[:, None] * inv[None, :]
-    shape = [1, 1, 1, 1, 1, inv.shape[0]]
+    shape = [1, 1, 1, 1, 1, inv.shape[0], 2]
     shape[axis] = positions.shape[0]
-    pairs.mul_(torch.polar(torch.full_like(angle, scale), angle).view(shape))
+    return (torch.stack([angle.cos(), angle.sin()], dim=-1) * scale).view(shape)
+
+
+def _rotate_real(x: torch.Tensor, rotations: list[torch.Tensor]) -> torch.Tensor:
+    """:meth:`NeighborhoodAttention._rope`'s rotation as real arithmetic on (even, odd) channel pairs."""
+    pairs = x.float().unflatten(-1, (-1, 2))
+    shape = torch.broadcast_shapes(pairs.shape[:-2], *(r.shape[:-2] for r in rotations))
+    turn = torch.cat([r.expand(*shape, r.shape[-2], 2) for r in rotations], dim=-2)
+    even, odd, cos, sin = pairs[..., 0], pairs[..., 1], turn[..., 0], turn[..., 1]
+    return torch.stack([even * cos - odd * sin, even * sin + odd * cos], dim=-1).flatten(-2).to(x.dtype)
 
 
 class NeighborhoodAttention(nn.Module):
@@ -91,15 +100,22 @@ class NeighborhoodAttention(nn.Module):
     def _rope(self, x: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
         """3D RoPE in float32 (times ``scale``: the query's softmax scale rides along for free), rounded once.
 
-        One float32 copy rotated in place per axis: three kernels over the volume where slicing, rotating and
-        concatenating each axis' share took about twenty (profiled on an H200: a third of stage 5's time)."""
+        Adjacent channels (even, odd) are one complex number, each axis' share multiplied by its rotation. Eager:
+        one float32 copy rotated in place per axis, three kernels over the volume where slicing, rotating and
+        concatenating took about twenty (profiled on an H200: a third of stage 5's time). Compiled: the same
+        arithmetic on real pairs, which inductor fuses into one kernel (it generates no code for complex numbers).
+        """
+        rotations = [_rotations(torch.arange(x.shape[axis], dtype=torch.float32, device=x.device), inv.to(x.device),
+                                axis, scale)
+                     for axis, inv in zip((1, 2, 3), (self.inv_t, self.inv_h, self.inv_w), strict=True)]  # fmt: skip
+        if torch.compiler.is_compiling():
+            return _rotate_real(x, rotations)
         out = x.to(torch.float32, copy=True)
         pairs = torch.view_as_complex(out.unflatten(-1, (-1, 2)))
         start = 0
-        for axis, width, inv in zip((1, 2, 3), self.split, (self.inv_t, self.inv_h, self.inv_w), strict=True):
-            positions = torch.arange(x.shape[axis], dtype=torch.float32, device=x.device)
-            _rotate_pairs(pairs[..., start : start + width // 2], positions, inv.to(x.device), axis, scale)
-            start += width // 2
+        for rotation in rotations:
+            pairs[..., start : start + rotation.shape[-2]].mul_(torch.view_as_complex(rotation.contiguous()))
+            start += rotation.shape[-2]
         return out.to(x.dtype)
 
     def forward(self, x: torch.Tensor, replicate_w: bool = False,
