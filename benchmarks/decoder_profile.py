@@ -266,13 +266,15 @@ def stage_report(clock: StageClock, wall: float, flops: dict[str, dict[str, int]
 
 
 def stage_times(decoder: dd.DiffusionVideoDecoder, decode: Callable[[Callable], torch.Tensor],
-                device: torch.device, size: tuple[int, int, int]) -> dict:  # fmt: skip
-    """One decode with every stage timed; ``decode(to_host)`` runs it, handing each chunk to ``to_host``."""
+                device: torch.device, size: tuple[int, int, int],
+                to_host: Callable[[torch.Tensor], torch.Tensor] = lambda chunk: chunk.float().cpu()) -> dict:  # fmt: skip
+    """One decode with every stage timed; ``decode(receive)`` runs it, handing each chunk to ``receive`` (which
+    times ``to_host``)."""
     clock = StageClock(device)
     sync(device)
     start = time.perf_counter()
     with instrumented(decoder, clock):
-        decode(clock.wrap(lambda chunk: chunk.float().cpu(), "output to host"))
+        decode(clock.wrap(to_host, "output to host"))
     sync(device)
     wall = time.perf_counter() - start
     return stage_report(clock, wall, decoder_flops(decoder.config, size, decoder.stage5_w_edges))

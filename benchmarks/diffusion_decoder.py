@@ -125,8 +125,16 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+#: How decoded chunks reach the host: "uint8", converted on the device as both pipelines hand frames to the mp4
+#: writer (ltx-core's ``decode_video``; a quarter of float32's bytes), or "float32" (the self-check compares those).
+#: Runs 1-4 timed float32: 1.18 s of run 4's 7.96 s was that copy (the reference's case made the same one).
+FRAMES_TO_HOST = {"uint8": lambda c: ((c.float() + 1.0) / 2.0).clamp(0.0, 1.0).mul(255.0).to(torch.uint8).cpu(),
+                  "float32": lambda c: c.float().cpu()}  # fmt: skip
+frames_to_host = "float32"  # set by --frames
+
+
 def to_host(chunk: torch.Tensor) -> torch.Tensor:
-    return chunk.float().cpu()
+    return FRAMES_TO_HOST[frames_to_host](chunk)
 
 
 def run_ours(decoder: DiffusionVideoDecoder, latent: torch.Tensor, tiles: object,
@@ -141,8 +149,8 @@ def run_reference(decoder, latent: torch.Tensor, tiling) -> torch.Tensor:
     generator = torch.Generator(device=latent.device).manual_seed(7)
     with torch.inference_mode():
         if tiling is None:
-            return decoder(latent, generator=generator).float().cpu()
-        return torch.cat([c.float().cpu() for c in decoder.tiled_decode(latent, tiling, generator=generator)], dim=2)
+            return to_host(decoder(latent, generator=generator))
+        return torch.cat([to_host(c) for c in decoder.tiled_decode(latent, tiling, generator=generator)], dim=2)
 
 
 def timed(fn, device: torch.device, repeats: int) -> tuple[float, float, torch.Tensor]:
@@ -213,7 +221,7 @@ def profile_ours(run: Run, decoder: DiffusionVideoDecoder, latent: torch.Tensor,
     profile: dict = {"size": "x".join(map(str, size)), "tiles": str(tiles), "attention": backend}
     parts = {
         "stages": (PROFILE_MIN_S, lambda: decoder_profile.stage_times(
-            decoder, lambda receive: run_ours(decoder, latent, tiles, receive), device, size)),
+            decoder, lambda receive: run_ours(decoder, latent, tiles, receive), device, size, to_host)),
         "kernels": (PROFILE_MIN_S / 2, lambda: decoder_profile.profiled(
             lambda: run_ours(decoder, latent, tiles), device)),
     }  # fmt: skip
@@ -269,8 +277,12 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true",
                         help="after ours' timed cases on the first size: stage wall times with FLOPs and a "
                         "torch.profiler summary (benchmarks/decoder_profile.py)")  # fmt: skip
+    parser.add_argument("--frames", choices=sorted(FRAMES_TO_HOST), help="how decoded chunks reach the host "
+                        "(default: uint8 on a GPU, as the pipelines hand them to the mp4 writer; float32 on the CPU)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
+    global frames_to_host
+    frames_to_host = args.frames or ("float32" if args.tiny or not torch.cuda.is_available() else "uint8")
     if args.reference_path:
         sys.path.insert(0, args.reference_path)
     device = torch.device("cpu") if args.tiny or not torch.cuda.is_available() else torch.device("cuda", 0)
@@ -285,7 +297,7 @@ def main() -> None:
     weights = sum(p.numel() * p.element_size() for p in decoder.parameters())
     info = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu", "torch": torch.__version__,
             "dtype": str(dtype), "config": "tiny" if args.tiny else "full (reference 1.2.0 class defaults)",
-            "weights_gib": round(weights / GIB, 3)}  # fmt: skip
+            "weights_gib": round(weights / GIB, 3), "frames_to_host": frames_to_host}  # fmt: skip
     try:
         import natten
 

@@ -11,7 +11,7 @@
 # ltx_core, so both run in one process with PYTHONPATH=src:$REF_SITE. Carry that one wheel (all of .whl25 with the
 # tree is over the device's 64 MiB): bash benchmarks/fetch_wheels_25.sh && mkdir -p .whldiff/ref &&
 # ln -f .whl25/ref/ltx_core-1.2.0-*.whl .whldiff/ref/   then carry [".whldiff"]. Runs so far: benchmarks/RESULTS.md.
-# CPU self-check of the benchmark itself (tiny decoder; ours vs the reference's decode to 6e-7; ~9 min on 2 busy
+# CPU self-check of the benchmark itself (tiny decoder; ours vs the reference's decode to 2e-6; ~9 min on 2 busy
 # cores, most of it compiling): /work/refenv/venv/bin/python benchmarks/diffusion_decoder.py --tiny
 #
 # Where our time goes: BENCH_ARGS="--sizes 1536x1024x121 --attention flex --no-compile --caps= --profile" times
