@@ -19,7 +19,9 @@
 # (cuda-synchronised wall times and TFLOP/s per stage) and one under torch.profiler (top 30 kernels, time per
 # category): {"profile": ...} lines in diffvae.log, "profile" in diffvae.json (benchmarks/decoder_profile.py).
 #
-# Knobs (environment): BUDGET_S, BENCH_ARGS, PYTHON (python3), REF_SITE (/tmp/refcore), WHEELS (.whldiff).
+# Knobs (environment): BUDGET_S, BENCH_ARGS, PYTHON (python3), REF_SITE (/tmp/refcore), WHEELS (.whldiff),
+# LAYOUT_ARGS (set: benchmarks/na_layouts.py runs first with them, e.g. "--layouts 2 --no-compiled-block", ~60 s;
+# its two files join the four of this script under $OUT, within the 8 a device call returns).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/ltx-bench-diffvae}
@@ -29,6 +31,7 @@ PYTHON=${PYTHON:-python3}
 REF_SITE=${REF_SITE:-/tmp/refcore}
 WHEELS=${WHEELS:-.whldiff}
 BENCH_ARGS=${BENCH_ARGS:-}
+LAYOUT_ARGS=${LAYOUT_ARGS:-}
 export PYTHONUNBUFFERED=1
 started=$(date +%s)
 note() { echo "[$(($(date +%s) - started)) s] $*" | tee -a "$OUT/timeline.txt"; }
@@ -40,6 +43,12 @@ if [ -n "$wheel" ]; then
     "$wheel" >>"$OUT/install.log" 2>&1 && note "installed $wheel" || note "not installed (see install.log): $wheel"
 else
   note "no $WHEELS/ref/ltx_core-1.2.0 wheel: the reference is skipped (bash benchmarks/fetch_wheels_25.sh)"
+fi
+if [ -n "$LAYOUT_ARGS" ]; then  # first, at most 150 s: the attention layouts and a stage-5 block's split
+  note "na_layouts.py (limit 150 s) $LAYOUT_ARGS"
+  PYTHONPATH=src timeout 150 "$PYTHON" benchmarks/na_layouts.py --json "$OUT/na_layouts.json" $LAYOUT_ARGS \
+    > "$OUT/na_layouts.log" 2>&1
+  note "na_layouts done (exit $?): $(tail -1 "$OUT/na_layouts.log")"
 fi
 limit=$(( BUDGET_S - ($(date +%s) - started) - 10 ))
 note "diffusion_decoder.py (limit ${limit} s) $BENCH_ARGS"
