@@ -16,11 +16,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from diffusion_decoder import timed  # beside this file: (first call s, best s, output)
 
 from ltx_pipelines.models.ltx25 import diffusion_decoder as decoder_module
 from ltx_pipelines.models.ltx25 import flex_neighborhood as flex
@@ -31,20 +30,6 @@ SHAPES = (("stage5", (121, 256, 384), 128, 64, (3, 7, 7)), ("stage4", (72, 128, 
 TINY_SHAPES = (("stage5", (5, 24, 40), 32, 16, (3, 7, 7)),)
 #: (query tile, key block) layouts to time, the package default first.
 LAYOUTS = (((1, 8, 8), 32), ((2, 8, 8), 128), ((2, 8, 8), 64), ((2, 8, 8), 32), ((1, 8, 16), 32), ((1, 8, 8), 64))
-
-
-def timed(fn: Callable[[], torch.Tensor], device: torch.device, repeats: int) -> tuple[float, float, torch.Tensor]:
-    """(first call s, best later call s, output)."""
-    times, out = [], None
-    for _ in range(repeats + 1):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        out = fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        times.append(time.perf_counter() - start)
-    return times[0], min(times[1:]), out  # type: ignore[return-value]
 
 
 def attention_cases(dims: tuple, heads: int, head_dim: int, window: tuple, device: torch.device, dtype: torch.dtype,

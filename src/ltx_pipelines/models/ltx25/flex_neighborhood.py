@@ -56,15 +56,11 @@ class _Axis:
     length: int
     tile: int
     kernel: int
-    unit: int = 0  # keys per key block along this axis (divides ``tile``); 0: the whole tile
+    unit: int  # positions of one key block along this axis (divides ``tile``)
 
     @property
     def tiles(self) -> int:
         return math.ceil(self.length / self.tile)
-
-    @property
-    def key_unit(self) -> int:
-        return self.unit or self.tile
 
     def query_starts(self, device: torch.device) -> torch.Tensor:
         """Window start of each padded position (padding queries copy the last real one; their rows are dropped)."""
@@ -77,9 +73,9 @@ class _Axis:
         return torch.where(positions < self.length, positions, torch.full_like(positions, _FAR))
 
     def key_tiles(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        """``[tiles, reach]`` key units (of ``key_unit`` positions) per query tile along this axis, and which of
-        them are real."""
-        unit = self.key_unit
+        """``[tiles, reach]`` key units (of ``unit`` positions) per query tile along this axis, and which of them
+        are real."""
+        unit = self.unit
         starts = window_starts(self.length, self.kernel, device)
         first = torch.arange(self.tiles, device=device) * self.tile
         last = (first + self.tile - 1).clamp(max=self.length - 1)
@@ -107,7 +103,7 @@ def key_units(tile: Kernel, key_block: int) -> Kernel:
 def _block_ids(unit_t: torch.Tensor, unit_h: torch.Tensor, unit_w: torch.Tensor, axes: tuple[_Axis, _Axis, _Axis]
                ) -> torch.Tensor:  # fmt: skip
     """Key block index of key units (broadcast): the tile's index times the blocks per tile, plus the sub-box's."""
-    per = [a.tile // a.key_unit for a in axes]  # key units per tile, per axis
+    per = [a.tile // a.unit for a in axes]  # key units per tile, per axis
     nh, nw = axes[1].tiles, axes[2].tiles
     tile = ((unit_t // per[0]) * nh + unit_h // per[1]) * nw + unit_w // per[2]
     sub = ((unit_t % per[0]) * per[1] + unit_h % per[1]) * per[2] + unit_w % per[2]
