@@ -126,9 +126,10 @@ def sync(device: torch.device) -> None:
 
 
 #: How decoded chunks reach the host: "uint8", converted on the device as both pipelines hand frames to the mp4
-#: writer (ltx-core's ``decode_video``; a quarter of float32's bytes), or "float32" (the self-check compares those).
+#: writer (ltx-core's ``decode_video``, in the chunk's own dtype; a quarter of float32's bytes), or "float32" (the
+#: self-check compares those).
 #: Runs 1-4 timed float32: 1.18 s of run 4's 7.96 s was that copy (the reference's case made the same one).
-FRAMES_TO_HOST = {"uint8": lambda c: ((c.float() + 1.0) / 2.0).clamp(0.0, 1.0).mul(255.0).to(torch.uint8).cpu(),
+FRAMES_TO_HOST = {"uint8": lambda c: ((c + 1.0) / 2.0).clamp(0.0, 1.0).mul(255.0).to(torch.uint8).cpu(),
                   "float32": lambda c: c.float().cpu()}  # fmt: skip
 frames_to_host = "float32"  # set by --frames
 

@@ -537,6 +537,9 @@ class DiffusionVideoDecoder(nn.Module):
         for index, group in enumerate(plan.schedule.groups):
             buffer, weights = self._blend_group(group, pending, plan)
             yield from self._emit(stream, plan.schedule, index, buffer, weights, plan.content, plan.pads, plan.dtype)
+            # released before the next group's buffer exists: the plan counts one group's buffer, not two
+            # (traced with memory.traced_peak: 432 MiB more at the 6 GiB cap's 1536x1024x121 tiles)
+            del buffer, weights
 
     def _use_attention_slabs(self, elements: int | None) -> None:
         for module in self.modules():
@@ -599,12 +602,12 @@ class DiffusionVideoDecoder(nn.Module):
             weights[:, :, done:].clone() if weights is not None and stream.carry is not None else None
         )
         keep = min(done, content.frames - start)
-        if keep < 1:
-            return
-        chunk = buffer[:, :, :keep]
-        if weights is not None:
-            chunk = chunk / weights[:, :, :keep].clamp(min=max(1e-8, torch.finfo(weights.dtype).tiny))
-        yield pads.crop_pixels(chunk, content, self.config.scale).to(dtype)
+        for first in range(0, max(keep, 0), tiling.HANDOUT_FRAMES):  # a few frames at a time: see HANDOUT_FRAMES
+            frames = slice(first, min(first + tiling.HANDOUT_FRAMES, keep))
+            chunk = buffer[:, :, frames]
+            if weights is not None:
+                chunk = chunk / weights[:, :, frames].clamp(min=max(1e-8, torch.finfo(weights.dtype).tiny))
+            yield pads.crop_pixels(chunk, content, self.config.scale).to(dtype)
 
 
 __all__ = ["DecodePlan", "DiffusionDecoderConfig", "DiffusionVideoDecoder", "patchify", "rope_split", "unpatchify"]

@@ -338,20 +338,33 @@ def _partition_of_unity(spec: list[tuple[tuple[int, int], slice, torch.Tensor]])
 
 
 # -- memory -----------------------------------------------------------------------------------------
-# The constants below are the pre-flight's model of a tiled decode's device memory; benchmarks/diffusion_decoder.py
-# logs the measured peak beside this estimate for every GPU case, which is what calibrates them.
+# The constants below are the pre-flight's model of a tiled decode's device memory. They are checked against the
+# decoder's own allocations at full channel counts on fake tensors (memory.traced_peak,
+# tests/models/ltx25/test_diffusion_memory.py: never below the traced peak, at most 1.3x it);
+# benchmarks/diffusion_decoder.py logs the GPU's measured peak beside the estimate for every case.
 
 #: Stage-5 activations held at once per token, in units of one token's widest activation: the context, the
-#: block's input and its own copy, the attention output, and the Euler step's float noise/velocity (3 channels
-#: at 16 per token: about one more). H100, 1536x1024x121 whole in slabs: 18.5 GiB measured, 19.3 estimated.
-STAGE5_WORKING_COPIES = 5
-#: Whole-tile attention's temporaries in the same units (modulated input, Q/K/V, their RoPE and FlexAttention
-#: tile-order copies, the output): H200, 1536x1024x121 whole: 40.4 GiB measured, 37.0 estimated with 12 in all.
-WHOLE_ATTENTION_COPIES = 8
-#: One attention slab's temporaries, in slab inputs (the same list, for one slab): 9.6 measured (H100).
-SLAB_WORKING_COPIES = 16
+#: block's input, its own copy, and the attention's output (slabs) or modulated input (whole). Traced at
+#: 1536x1024x121 in 48x576x576 tiles: 4.
+STAGE5_WORKING_COPIES = 4
+#: Whole-tile attention's temporaries in the same units (the W-padded input, Q/K/V after RoPE, their
+#: FlexAttention tile-order copies, the output): traced 8.4 (the padding and the tile rounding add ~5 %).
+#: Before these were traced, 12 in all measured 40.4 GiB against 37.0 estimated (H200, 1536x1024x121 whole).
+WHOLE_ATTENTION_COPIES = 9
+#: One attention slab's temporaries, in slab inputs (the same list, for one slab and its halo): ~11.7 traced,
+#: 9.6 measured on an H100 (an earlier layout).
+SLAB_WORKING_COPIES = 12
 #: An MLP chunk's temporaries, in hidden activations (gate, up, their product).
 MLP_WORKING_COPIES = 3
+#: Copies of one tile's pixels held in stage 5 (its noise cut from the host copy, the Euler state, the velocity's
+#: unpatchified pixels, the blend's float16 copy): traced with ``memory.traced_peak``.
+PIXEL_COPIES = 4
+#: Frames per chunk the decoder hands out: the caller's uint8 conversion (ltx-core's ``decode_video``: two bf16
+#: temporaries) then holds a few frames, not a whole temporal group (at 3840x2176 a 40-frame chunk and its
+#: conversion were 5.6 GiB, traced: more than the tile loop under a 16 GiB cap).
+HANDOUT_FRAMES = 8
+#: Copies of a handed-out chunk alive at once: the chunk, the conversion's temporaries, its uint8 result.
+HANDOUT_COPIES = 3.5
 #: Copies of the stage-4 input while the last whole-video upsampling runs (its projection, the depth-to-space
 #: copy and the stage-3 activations it came from). H100, 3840x2176x121: more than 2 (11.5 GiB held + 4.4 asked).
 UPSAMPLE_COPIES = 2.5
@@ -369,12 +382,13 @@ def working_set_bytes(geometry: TileGeometry, config: DiffusionDecoderConfig, fr
                       tile: tuple[int, int, int], element: int = 2, slab: int | None = None) -> int:  # fmt: skip
     """Device bytes of a decode beyond the weights: the larger of the whole-video stages 1-3 (their last
     upsampling) and the tile loop (the resident stage-4 input, one temporal group's blend buffer and weights
-    and the next group's overlap, one tile's stage-5 working set with its attention in ``slab``-element slabs,
-    or whole). A tiled or slabbed decode keeps the whole-video pixel noise in host memory; a whole one on the
+    and the next group's overlap, then the larger of one tile's stage-5 working set with its attention in
+    ``slab``-element slabs, or whole, and its pixels, and a handed-out chunk with its uint8 conversion). A tiled or slabbed decode keeps the whole-video pixel noise in host memory; a whole one on the
     device. (A CUDA generator draws the noise on the device first, before stages 1-3 hold anything; that moment
     stays under the upsampling's peak: 1.1 against 2.0 GiB at 1536x1024x121, 5.6 against 10.7 GiB at 4K.)"""
     features = stage4_input_bytes(config, frames, height, width, element)
-    accum = 2 * tile[0] * height * width * config.out_channels * element
+    frame = height * width * config.out_channels * element
+    accum = 2 * tile[0] * frame  # one group's blend buffer, and its weights or the overlap carried to the next
     tokens = tile[0] * (tile[1] // config.patch_size) * (tile[2] // config.patch_size)
     volume = tokens * max(config.stage5_width, config.context_width) * element
     mlp = MLP_WORKING_COPIES * MLP_CHUNK_TOKENS * 4 * config.stage5_width * element
@@ -382,9 +396,11 @@ def working_set_bytes(geometry: TileGeometry, config: DiffusionDecoderConfig, fr
         stage5 = volume * (STAGE5_WORKING_COPIES + WHOLE_ATTENTION_COPIES) + mlp
     else:
         stage5 = volume * STAGE5_WORKING_COPIES + SLAB_WORKING_COPIES * slab * element + mlp
+    pixels = PIXEL_COPIES * math.prod(tile) * config.out_channels * element
+    handout = int(HANDOUT_COPIES * min(HANDOUT_FRAMES, frames) * frame)
     whole = tile == (frames, height, width) and slab is None
     noise = frames * height * width * config.out_channels * element if whole else 0
-    return noise + max(int(UPSAMPLE_COPIES * features), features + accum + stage5)
+    return noise + max(int(UPSAMPLE_COPIES * features), features + accum + max(stage5 + pixels, handout))
 
 
 def plan_working_set_bytes(config: DiffusionDecoderConfig, frames: int, height: int, width: int,
@@ -456,5 +472,5 @@ def _waste(length: int, size: int, overlap: int) -> float:
     return count * size / length
 
 
-__all__ = ["Pads", "PixelBox", "Schedule", "Tile", "TileGeometry", "TileSizes", "ramp_mask", "resize", "split_axis",
+__all__ = ["HANDOUT_FRAMES", "Pads", "PixelBox", "Schedule", "Tile", "TileGeometry", "TileSizes", "ramp_mask", "resize", "split_axis",
            "plan_working_set_bytes", "stage4_input_bytes", "tiles_for_budget", "working_set_bytes"]
