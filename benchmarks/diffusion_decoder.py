@@ -41,6 +41,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import decoder_profile  # noqa: E402 -- beside this file
+from ltx_pipelines.models.ltx25 import decoder_kernels as kernels
 from ltx_pipelines.models.ltx25.diffusion_decoder import DiffusionDecoderConfig, DiffusionVideoDecoder
 from ltx_pipelines.models.ltx25.diffusion_tiling import plan_working_set_bytes, tiles_for_budget
 from ltx_pipelines.models.ltx25.neighborhood_attention import force_backend, natten_usable
@@ -214,6 +215,17 @@ def attention_paths(args: argparse.Namespace, device: torch.device, first: bool)
     return ["flex", *(["natten"] if natten_usable(probe) else []), *(["blocked"] if first else [])]
 
 
+#: ``--elementwise`` modes -> ``decoder_kernels.FUSE_ELEMENTWISE``: the package's default (fused on CUDA), eager.
+ELEMENTWISE = {"fused": "cuda", "eager": "never"}
+
+
+def elementwise_modes(args: argparse.Namespace, device: torch.device, first: bool) -> list[str]:
+    """Fused (the default) for every case; eager too for the first path and size on a GPU (what fusing saves)."""
+    if args.elementwise:
+        return [m for m in args.elementwise.split(",") if m]
+    return ["fused", "eager"] if device.type == "cuda" and first else ["fused"]
+
+
 def profile_ours(run: Run, decoder: DiffusionVideoDecoder, latent: torch.Tensor, tiles: object, backend: str,
                  size: tuple[int, int, int]) -> dict:  # fmt: skip
     """``--profile``: one decode with per-stage wall times, then one under ``torch.profiler``; after the timed case
@@ -275,6 +287,9 @@ def main() -> None:
     parser.add_argument("--attention", help="attention paths timed for ours, in order (default: flex,natten,blocked "
                         "on a GPU -- natten where it imports, blocked (masked) on the first size only --; blocked on "
                         "the CPU)")  # fmt: skip
+    parser.add_argument("--elementwise", help="the decoder's elementwise chains (Q/K norm + RoPE, SwiGLU): fused "
+                        "(the default, compiled on CUDA), eager; comma-separated, each timed (default: both for the "
+                        "first attention path on a GPU)")  # fmt: skip
     parser.add_argument("--profile", action="store_true",
                         help="after ours' timed cases on the first size: stage wall times with FLOPs and a "
                         "torch.profiler summary (benchmarks/decoder_profile.py)")  # fmt: skip
@@ -316,10 +331,14 @@ def main() -> None:
         plain: dict = {}
         paths = attention_paths(args, device, first=size == sizes[0])
         for backend in paths:
-            with force_backend(backend):
-                got = run.case(f"ours {backend}", size, lambda lat=latent, t=own_tiles: run_ours(decoder, lat, t),
-                               device, {"tiles": str(own_tiles), "attention": backend})  # fmt: skip
-            plain = plain if "_out" in plain else got
+            for mode in elementwise_modes(args, device, first=backend == paths[0] and size == sizes[0]):
+                kernels.FUSE_ELEMENTWISE = ELEMENTWISE[mode]
+                with force_backend(backend):
+                    got = run.case(f"ours {backend}{'' if mode == 'fused' else ', elementwise eager'}", size,
+                                   lambda lat=latent, t=own_tiles: run_ours(decoder, lat, t), device,
+                                   {"tiles": str(own_tiles), "attention": backend, "elementwise": mode})  # fmt: skip
+                plain = plain if "_out" in plain else got
+            kernels.FUSE_ELEMENTWISE = ELEMENTWISE["fused"]
         if args.profile and size == sizes[0] and paths:
             profile = profile_ours(run, decoder, latent, own_tiles, paths[0], size)
         if not args.no_compile:

@@ -148,16 +148,17 @@ def test_a_failed_compile_falls_back_to_eager_with_a_warning(monkeypatch, caplog
 
 @pytest.mark.parametrize("scale", [1.0, 0.125])
 def test_rope_in_place_complex_equals_the_compiled_real_form(scale: float, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The eager RoPE (complex pairs rotated in place) and the form a compiled block traces (real arithmetic) agree,
-    and neither changes its input."""
+    """The eager Q/K norm + RoPE (complex pairs rotated in place) and the form a compiled block traces (real
+    arithmetic) agree, and neither changes its input."""
     from ltx_pipelines.models.ltx25.diffusion_decoder import NeighborhoodAttention
 
     attention = NeighborhoodAttention(64, (3, 7, 7), 32)
+    torch.nn.init.normal_(attention.q_norm.weight, 1.0, 0.1, generator=torch.Generator().manual_seed(1))
     x = torch.randn(1, 3, 5, 6, 2, 32, generator=torch.Generator().manual_seed(0))
     before = x.clone()
-    eager = attention._rope(x, scale)
+    eager = attention._norm_rope(x, attention.q_norm, scale)
     monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
-    traced = attention._rope(x, scale)
+    traced = attention._norm_rope(x, attention.q_norm, scale)
     assert torch.equal(x, before)
     assert float((eager - traced).abs().max()) <= 1e-6 * float(traced.abs().max())
-    assert not torch.allclose(eager, x * scale)  # it rotated something
+    assert not torch.allclose(eager, attention.q_norm(x) * scale)  # it rotated something

@@ -13,8 +13,8 @@ import torch
 from torch._subclasses.fake_tensor import FakeTensorMode
 
 from ltx_pipelines.memory.traced_peak import DeviceBytes
+from ltx_pipelines.models.ltx25 import decoder_kernels, flex_neighborhood
 from ltx_pipelines.models.ltx25 import diffusion_tiling as tiling
-from ltx_pipelines.models.ltx25 import flex_neighborhood
 from ltx_pipelines.models.ltx25.diffusion_config import DiffusionDecoderConfig
 from ltx_pipelines.models.ltx25.diffusion_decoder import DiffusionVideoDecoder
 from ltx_pipelines.models.ltx25.neighborhood_attention import force_backend
@@ -46,11 +46,20 @@ def _schedules_outside_fake_mode(monkeypatch: pytest.MonkeyPatch, fake: FakeTens
     monkeypatch.setattr(tiling.TileGeometry, "schedule", schedule)
 
 
-def traced_decode_peak(monkeypatch: pytest.MonkeyPatch, video: tuple[int, int, int], plan: object) -> DeviceBytes:
+def _fused_allocations(fn: object) -> object:
+    """What a fused elementwise kernel allocates on the GPU: its output, shaped as its first input."""
+    return lambda first, *rest: torch.empty_like(first)
+
+
+def traced_decode_peak(monkeypatch: pytest.MonkeyPatch, video: tuple[int, int, int], plan: object,
+                       fused: bool) -> DeviceBytes:  # fmt: skip
     """Decode a random latent of ``video`` (frames, height, width) with ``plan``'s tiles on fake CUDA tensors in
-    bf16, handing each chunk to the host as uint8 the way ltx-core's ``decode_video`` does."""
+    bf16, handing each chunk to the host as uint8 the way ltx-core's ``decode_video`` does; the elementwise chains
+    fused (the default on CUDA) or eager (where their compile failed)."""
     fake = FakeTensorMode(allow_non_fake_inputs=True)
     monkeypatch.setattr(flex_neighborhood, "_compiled_flex", lambda: _flex_allocations)
+    monkeypatch.setattr(decoder_kernels, "_compiled", _fused_allocations)
+    monkeypatch.setattr(decoder_kernels, "FUSE_ELEMENTWISE", "cuda" if fused else "never")
     monkeypatch.setattr(flex_neighborhood, "build_block_mask", lambda *args, **kwargs: None)  # ~24 B a token
     _schedules_outside_fake_mode(monkeypatch, fake)
     frames, height, width = video
@@ -71,17 +80,19 @@ def traced_decode_peak(monkeypatch: pytest.MonkeyPatch, video: tuple[int, int, i
     return counter
 
 
-@pytest.mark.parametrize(("video", "budget_gib"), [
-    ((49, 512, 768), 2.0),  # spatial tiles
-    ((121, 512, 768), 2.5),  # temporal and spatial tiles
-    ((49, 1024, 1536), 7.0),  # attention in slabs
+@pytest.mark.parametrize(("video", "budget_gib", "fused"), [
+    ((49, 512, 768), 2.0, True),  # spatial tiles
+    ((121, 512, 768), 2.5, True),  # temporal and spatial tiles
+    ((121, 512, 768), 2.5, False),  # the same, elementwise chains eager
+    ((49, 1024, 1536), 7.0, True),  # attention in slabs
 ])  # fmt: skip
 def test_the_estimate_covers_the_traced_peak_and_not_by_much(monkeypatch: pytest.MonkeyPatch,
-                                                             video: tuple[int, int, int], budget_gib: float) -> None:  # fmt: skip
+                                                             video: tuple[int, int, int], budget_gib: float,
+                                                             fused: bool) -> None:  # fmt: skip
     plan = tiling.tiles_for_budget(CONFIG, *video, int(budget_gib * GIB))
     assert plan is not None  # a tiled plan: the case the cap runs take
     estimate = tiling.plan_working_set_bytes(CONFIG, *video, plan)
-    traced = traced_decode_peak(monkeypatch, video, plan)
+    traced = traced_decode_peak(monkeypatch, video, plan, fused)
     largest = "; ".join(f"{a.nbytes / 2**20:.0f} MiB {a.shape} at {a.where}" for a in traced.largest(8))
     assert traced.peak <= estimate, f"traced {traced.peak / GIB:.2f} GiB > estimated {estimate / GIB:.2f}: {largest}"
     assert estimate <= LOOSEST * traced.peak, f"estimated {estimate / GIB:.2f} GiB for {traced.peak / GIB:.2f} traced"

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ltx_pipelines.models.ltx25 import decoder_kernels as kernels
 from ltx_pipelines.models.ltx25 import diffusion_tiling as tiling
 from ltx_pipelines.models.ltx25.diffusion_config import (  # noqa: F401 - the config's names, re-exported here
     DEFAULT_STAGE5_KERNEL,
@@ -61,24 +62,6 @@ def rope_split(head_dim: int) -> tuple[int, int, int]:
     return (t, hw, hw)
 
 
-def _rotations(positions: torch.Tensor, inv: torch.Tensor, axis: int, scale: float) -> torch.Tensor:
-    """``scale * (cos, sin)(position * frequency)`` for one grid ``axis`` (1, 2 or 3), shaped ``[..., share, 2]`` to
-    broadcast over channel pairs ``[B, T, H, W, heads, share, 2]``."""
-    angle = positions[:, None] * inv[None, :]
-    shape = [1, 1, 1, 1, 1, inv.shape[0], 2]
-    shape[axis] = positions.shape[0]
-    return (torch.stack([angle.cos(), angle.sin()], dim=-1) * scale).view(shape)
-
-
-def _rotate_real(x: torch.Tensor, rotations: list[torch.Tensor]) -> torch.Tensor:
-    """:meth:`NeighborhoodAttention._rope`'s rotation as real arithmetic on (even, odd) channel pairs."""
-    pairs = x.float().unflatten(-1, (-1, 2))
-    shape = torch.broadcast_shapes(pairs.shape[:-2], *(r.shape[:-2] for r in rotations))
-    turn = torch.cat([r.expand(*shape, r.shape[-2], 2) for r in rotations], dim=-2)
-    even, odd, cos, sin = pairs[..., 0], pairs[..., 1], turn[..., 0], turn[..., 1]
-    return torch.stack([even * cos - odd * sin, even * sin + odd * cos], dim=-1).flatten(-2).to(x.dtype)
-
-
 class NeighborhoodAttention(nn.Module):
     """Q/K/V (separate projections: each can go as soon as it is used), Q/K RMSNorm, 3D RoPE, windowed attention."""
 
@@ -97,25 +80,33 @@ class NeighborhoodAttention(nn.Module):
         for name, width in zip(("inv_t", "inv_h", "inv_w"), self.split, strict=True):
             self.register_buffer(name, rope_frequencies(width), persistent=False)
 
-    def _rope(self, x: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
-        """3D RoPE in float32 (times ``scale``: the query's softmax scale rides along for free), rounded once.
+    def _turns(self, x: torch.Tensor, scale: float) -> list[torch.Tensor]:
+        """Each grid axis' rotation over ``x``'s volume (positions local to ``x``), times ``scale``."""
+        return [kernels.rotations(torch.arange(x.shape[axis], dtype=torch.float32, device=x.device),
+                                  inv.to(x.device), axis, scale)
+                for axis, inv in zip((1, 2, 3), (self.inv_t, self.inv_h, self.inv_w), strict=True)]  # fmt: skip
 
-        Adjacent channels (even, odd) are one complex number, each axis' share multiplied by its rotation. Eager:
-        one float32 copy rotated in place per axis, three kernels over the volume where slicing, rotating and
-        concatenating took about twenty (profiled on an H200: a third of stage 5's time). Compiled: the same
-        arithmetic on real pairs, which inductor fuses into one kernel (it generates no code for complex numbers).
+    def _norm_rope(self, x: torch.Tensor, norm: nn.RMSNorm, scale: float = 1.0) -> torch.Tensor:
+        """Q/K RMSNorm, then 3D RoPE in float32 (times ``scale``: the query's softmax scale rides along for free).
+
+        On CUDA one fused kernel (:mod:`decoder_kernels`). Eager: adjacent channels (even, odd) are one complex
+        number, one float32 copy rotated in place per axis, three kernels over the volume where slicing, rotating
+        and concatenating took about twenty (profiled on an H200: a third of stage 5's time). Inside a compiled
+        block: the same arithmetic on real pairs (inductor generates no code for complex numbers).
         """
-        rotations = [_rotations(torch.arange(x.shape[axis], dtype=torch.float32, device=x.device), inv.to(x.device),
-                                axis, scale)
-                     for axis, inv in zip((1, 2, 3), (self.inv_t, self.inv_h, self.inv_w), strict=True)]  # fmt: skip
+        turns = self._turns(x, scale)
+        done = kernels.fused(kernels.norm_rope, x, norm.weight, norm.eps, turns)
+        if done is not None:
+            return done
+        x = norm(x)
         if torch.compiler.is_compiling():
-            return _rotate_real(x, rotations)
+            return kernels.rotate_real(x, turns).to(x.dtype)
         out = x.to(torch.float32, copy=True)
         pairs = torch.view_as_complex(out.unflatten(-1, (-1, 2)))
         start = 0
-        for rotation in rotations:
-            pairs[..., start : start + rotation.shape[-2]].mul_(torch.view_as_complex(rotation.contiguous()))
-            start += rotation.shape[-2]
+        for turn in turns:
+            pairs[..., start : start + turn.shape[-2]].mul_(torch.view_as_complex(turn.contiguous()))
+            start += turn.shape[-2]
         return out.to(x.dtype)
 
     def forward(self, x: torch.Tensor, replicate_w: bool = False,
@@ -154,8 +145,8 @@ class NeighborhoodAttention(nn.Module):
                                 x[:, :, :, -1:].expand(-1, -1, -1, half, -1)], dim=3)  # fmt: skip
             return self._attend(padded, False)[:, :, :, half : half + x.shape[3]]
         shape = (*x.shape[:4], self.heads, self.head_dim)
-        q = self._rope(self.q_norm(self.to_q(x).view(shape)), self.head_dim**-0.5)
-        k = self._rope(self.k_norm(self.to_k(x).view(shape)))
+        q = self._norm_rope(self.to_q(x).view(shape), self.q_norm, self.head_dim**-0.5)
+        k = self._norm_rope(self.to_k(x).view(shape), self.k_norm)
         v = self.to_v(x).view(shape)
         return self.proj(neighborhood_attention(q, k, v, self.kernel))
 
@@ -171,8 +162,10 @@ class SwiGLU(nn.Module):
         self.w_down = nn.Linear(hidden, dim, bias=False)
 
     def hidden(self, x: torch.Tensor) -> torch.Tensor:
-        """``silu(w_gate(x)) * w_up(x)``: what ``w_down`` projects."""
-        return F.silu(self.w_gate(x)) * self.w_up(x)
+        """``silu(w_gate(x)) * w_up(x)``: what ``w_down`` projects (the product one fused kernel on CUDA)."""
+        gate, up = self.w_gate(x), self.w_up(x)
+        done = kernels.fused(kernels.silu_mul, gate, up)
+        return done if done is not None else F.silu(gate) * up
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.w_down(self.hidden(x))
