@@ -13,6 +13,9 @@ the reference then does not compile) with the tiling it recommends for the free 
     PYTHONPATH=src:/tmp/refcore python benchmarks/diffusion_decoder.py --reference-path /tmp/refcore \\
         --json out.json --budget 500                            # the GPU run (benchmarks/gpu_run_diffvae.sh)
 
+Ours runs with the decoder's elementwise chains fused (the package's default on CUDA, ``decoder_kernels.py``); on a
+GPU the first path and size is also timed with them eager (``--elementwise``), which is what fusing saves.
+
 Every case is timed after one warm-up decode (compiled cases: the warm-up includes compilation, reported apart);
 a case that runs out of memory or time is recorded with its error, and the run goes on while ``--budget`` lasts.
 

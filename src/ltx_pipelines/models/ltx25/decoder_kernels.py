@@ -9,8 +9,10 @@ elementwise chains move 122 GB of it in eager PyTorch (~49 GB fused):
 * SwiGLU's ``silu(gate) * up``: two passes over the 4x-wide hidden activation.
 
 On CUDA each chain runs as one Inductor kernel (read once, written once, float32 inside, one rounding), compiled
-on first use per shape family (a few seconds, kept by Inductor's on-disk cache). A compile failure warns once
-and the eager form runs from then on; on the CPU the eager form always runs (CI's golden tests are eager).
+on first use: a static graph for the first shape, then one with dynamic sizes for the rest (about five small
+graphs for a whole decode; ~10 s each with the C++ backend on a CI core, not yet timed on a GPU), kept by
+Inductor's on-disk cache for later processes. A compile failure warns once and the eager form runs from then
+on; on the CPU the eager form always runs (CI's golden tests are eager).
 """
 
 from __future__ import annotations
