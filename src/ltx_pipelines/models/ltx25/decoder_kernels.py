@@ -1,7 +1,7 @@
 """The diffusion decoder's elementwise chains, and their fused forms on CUDA.
 
 The decoder is bound by memory traffic, not arithmetic (run 4 on an H200: 17.8 TFLOP/s). Counted on fake tensors
-(``memory.traced_peak``'s way, one stage-5 block over the 1536x1024x121 volume), a block moves 274 GB; two
+(``memory.traced_peak``'s way, one stage-5 block over the 1536x1024x121 volume), a block moves 268 GB; two
 elementwise chains move 122 GB of it in eager PyTorch (~49 GB fused):
 
 * Q/K RMSNorm then the 3D RoPE in float32 (the reference's precision): the norm, a float32 copy, three in-place
