@@ -29,6 +29,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from diffusion_decoder import FRAMES_TO_HOST, GPU_RESERVE  # noqa: E402 -- the GPU benchmark beside this file
 from ltx_pipelines.memory.traced_peak import DeviceBytes
 from ltx_pipelines.models.ltx25 import decoder_kernels, flex_neighborhood
 from ltx_pipelines.models.ltx25 import diffusion_tiling as tiling
@@ -37,7 +39,6 @@ from ltx_pipelines.models.ltx25.diffusion_decoder import DiffusionVideoDecoder
 from ltx_pipelines.models.ltx25.neighborhood_attention import force_backend
 
 GIB = 1 << 30
-GPU_RESERVE = int(0.75 * GIB)  # memory.budget.GPU_RESERVE (not imported: it pulls in ltx_core)
 CONFIG = DiffusionDecoderConfig()  # the published layout's defaults
 
 
@@ -58,7 +59,7 @@ def _fused_kernel(fn: object) -> object:
 
 
 @contextlib.contextmanager
-def fake_decoder(fused: bool) -> Iterator[tuple[FakeTensorMode, DiffusionVideoDecoder]]:
+def fake_decoder(fused: bool = True) -> Iterator[DiffusionVideoDecoder]:
     """The full-size decoder in bf16 on fake CUDA tensors, inside its fake mode, with the stand-ins installed;
     ``fused``: the elementwise chains as on CUDA by default, else eager (as after a failed compile)."""
     fake = FakeTensorMode(allow_non_fake_inputs=True)
@@ -86,7 +87,7 @@ def fake_decoder(fused: bool) -> Iterator[tuple[FakeTensorMode, DiffusionVideoDe
         finally:
             torch.set_default_dtype(previous)
         stack.enter_context(force_backend("flex"))
-        yield fake, decoder
+        yield decoder
 
 
 def traced_decode(video: tuple[int, int, int], plan: object, fused: bool = True) -> DeviceBytes:
@@ -94,13 +95,13 @@ def traced_decode(video: tuple[int, int, int], plan: object, fused: bool = True)
     uint8 the way ltx-core's ``decode_video`` does; the bytes counted beyond the weights and the latent."""
     frames, height, width = video
     st, sh, sw = CONFIG.scale
-    with fake_decoder(fused) as (_, decoder):
+    with fake_decoder(fused) as decoder:
         shape = (1, CONFIG.latent_channels, (frames - 1) // st + 1, height // sh, width // sw)
         latent = torch.empty(shape, dtype=torch.bfloat16, device="cuda")
         counter = DeviceBytes().ignore([*decoder.parameters(), *decoder.buffers(), latent])
         with torch.inference_mode(), counter:
             for chunk in decoder.decode_chunks(latent, plan, None):
-                ((chunk + 1.0) / 2.0).clamp(0.0, 1.0).mul(255.0).to(torch.uint8).cpu()
+                FRAMES_TO_HOST["uint8"](chunk)
     return counter
 
 
@@ -139,7 +140,7 @@ def block_traffic(video: tuple[int, int, int], fused: bool) -> Traffic:
     """One stage-5 block over the whole video's stage-5 volume (no W padding)."""
     frames, height, width = video
     p = CONFIG.patch_size
-    with fake_decoder(fused) as (_, decoder):
+    with fake_decoder(fused) as decoder:
         x = torch.empty(1, frames, height // p, width // p, CONFIG.stage5_width, dtype=torch.bfloat16, device="cuda")
         context = torch.empty(*x.shape[:4], CONFIG.context_width, dtype=torch.bfloat16, device="cuda")
         modulation = decoder.shared_adaln(decoder.t_embedder(torch.ones(1, device="cuda"), torch.bfloat16))
@@ -166,7 +167,8 @@ def main() -> None:
         for key, moved in traffic.bytes.most_common(20):
             print(f"{moved / 1e9:8.2f} GB {traffic.calls[key]:5d} calls  {key}")
         return
-    weights = sum(p.numel() * 2 for p in DiffusionVideoDecoder(CONFIG).parameters())
+    with fake_decoder() as decoder:  # its bf16 weights, counted without allocating them
+        weights = sum(p.numel() * p.element_size() for p in decoder.parameters())
     budget = (args.cap * GIB - GPU_RESERVE - weights if args.cap else args.budget * GIB if args.budget else None)
     plan = tiling.tiles_for_budget(CONFIG, *video, int(budget)) if budget is not None else None
     estimate = tiling.plan_working_set_bytes(CONFIG, *video, plan)
