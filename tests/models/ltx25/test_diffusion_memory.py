@@ -15,13 +15,10 @@ from pathlib import Path
 import pytest
 
 from ltx_pipelines.models.ltx25 import diffusion_tiling as tiling
-from ltx_pipelines.models.ltx25.diffusion_config import DiffusionDecoderConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "benchmarks"))
-from decoder_fake_trace import traced_decode  # noqa: E402 -- the harness the benchmark's numbers come from
+from decoder_fake_trace import CONFIG, GIB, traced_decode  # noqa: E402 -- the harness the benchmark's numbers come from
 
-GIB = 1 << 30
-CONFIG = DiffusionDecoderConfig()  # the published layout's defaults
 #: How much the estimate may exceed the traced peak (fragmentation is ``budget.GPU_RESERVE``'s, not this margin's).
 LOOSEST = 1.3
 
