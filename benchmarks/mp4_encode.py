@@ -1,0 +1,109 @@
+"""What the mp4 write after the decode costs, and which encoder setting would shorten it (issue 23).
+
+The distilled 768x512x121 generation spends 0.6-0.75 s writing its mp4 after the last frame decodes (the whole
+clip decodes as one tile, so nothing overlaps). This times, on the host's CPUs, the H.264 encode of a 121-frame
+clip as ``utils/media_io.py`` does it (RGB frames handed to PyAV, libx264 ``veryfast`` CRF 18, frame threads)
+against two levers:
+
+* ``superfast`` / ``ultrafast`` presets: less search, larger files;
+* frames converted to YUV 4:2:0 before the writer (as a GPU could do it), so the writer thread's per-frame
+  RGB -> YUV conversion leaves the serial part.
+
+Each row: seconds (best of ``--repeats``), file size, and PSNR of the decoded file against the frames, so that a
+faster setting's quality cost is in the same table. The frames are smooth random fields (upsampled noise plus a
+moving gradient), not a generated video: x264's speed depends on content, so treat ratios, not seconds, as the
+finding.
+
+    python benchmarks/mp4_encode.py                 # 768x512x121 (the distilled default)
+    python benchmarks/mp4_encode.py --tiny          # 64 x 96 x 9: a few seconds, checks the script
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import torch
+
+
+def clip(frames: int, height: int, width: int) -> np.ndarray:
+    """uint8 [F, H, W, 3]: coarse noise upsampled (textures x264 must code) plus a gradient that moves."""
+    g = torch.Generator().manual_seed(0)
+    coarse = torch.rand(frames, 3, max(height // 16, 1), max(width // 16, 1), generator=g)
+    video = torch.nn.functional.interpolate(coarse, size=(height, width), mode="bilinear", align_corners=False)
+    ramp = torch.linspace(0, 1, width).view(1, 1, 1, width) + torch.arange(frames).view(frames, 1, 1, 1) / frames
+    video = 0.7 * video + 0.3 * (ramp % 1.0)
+    return (video.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
+
+
+def to_yuv420(frames: np.ndarray) -> list[np.ndarray]:
+    """The planes PyAV takes as ``yuv420p`` ([H * 3/2, W]), converted ahead of time by libswscale."""
+    return [av.VideoFrame.from_ndarray(f, format="rgb24").reformat(format="yuv420p").to_ndarray() for f in frames]
+
+
+def encode(path: Path, frames: list[np.ndarray], pixel_format: str, preset: str, height: int, width: int) -> float:
+    """Seconds to encode and close the file, as the package's writer does (one frame at a time, muxed at once)."""
+    started = time.perf_counter()
+    with av.open(str(path), "w", format="mp4") as container:
+        stream = container.add_stream("libx264", rate=Fraction(24))
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.options = {"preset": preset, "crf": "18"}
+        stream.thread_type = "AUTO"
+        for index, pixels in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(pixels, format=pixel_format)
+            frame.pts = index
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    return time.perf_counter() - started
+
+
+def psnr(path: Path, frames: np.ndarray) -> float:
+    """Against the frames after the same RGB -> 4:2:0 -> RGB round trip, so only the encoder's loss counts."""
+    with av.open(str(path)) as container:
+        decoded = np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
+    mse = float(((decoded.astype(np.float64) - frames.astype(np.float64)) ** 2).mean())
+    return round(10 * np.log10(255.0**2 / max(mse, 1e-12)), 2)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", default="768x512x121", help="WxHxFRAMES")
+    parser.add_argument("--presets", default="veryfast,superfast,ultrafast")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--tiny", action="store_true", help="64x96x9, one repeat: checks the script")
+    parser.add_argument("--json", default=None, help="also write the rows here")
+    args = parser.parse_args()
+    if args.tiny:
+        args.size, args.repeats = "96x64x9", 1
+    width, height, count = (int(v) for v in args.size.split("x"))
+    frames = clip(count, height, width)
+    started = time.perf_counter()
+    yuv = to_yuv420(frames)
+    convert_s = time.perf_counter() - started
+    print(f"# {width}x{height}x{count}, {os.cpu_count()} CPUs, PyAV {av.__version__}; "
+          f"RGB->YUV 4:2:0 alone (libswscale, one thread): {convert_s:.3f} s", flush=True)  # fmt: skip
+    roundtrip = np.stack([av.VideoFrame.from_ndarray(p, format="yuv420p").to_ndarray(format="rgb24") for p in yuv])
+    rows = []
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "clip.mp4"
+        for preset in args.presets.split(","):
+            for pixel_format, source in (("rgb24", list(frames)), ("yuv420p", yuv)):
+                seconds = min(encode(path, source, pixel_format, preset, height, width) for _ in range(args.repeats))
+                row = {"preset": preset, "input": pixel_format, "seconds": round(seconds, 3),
+                       "fps": round(count / seconds, 1), "kib": path.stat().st_size // 1024,
+                       "psnr_db": psnr(path, roundtrip)}  # fmt: skip
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"convert_s": convert_s, "rows": rows}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
