@@ -10,9 +10,9 @@ against two levers:
   RGB -> YUV conversion leaves the serial part.
 
 Each row: seconds (best of ``--repeats``), file size, and PSNR of the decoded file against the YUV 4:2:0 frames it
-was given (the encoder's loss alone), so that a faster setting's quality cost is in the same table. The frames are smooth random fields (upsampled noise plus a
-moving gradient), not a generated video: x264's speed depends on content, so treat ratios, not seconds, as the
-finding.
+was given (the encoder's loss alone), so that a faster setting's quality cost is in the same table. The frames are
+smooth random fields (upsampled noise plus a moving gradient), not a generated video: x264's speed depends on
+content, so treat ratios, not seconds, as the finding.
 
     python benchmarks/mp4_encode.py                 # 768x512x121 (the distilled default)
     python benchmarks/mp4_encode.py --tiny          # 64 x 96 x 9: a few seconds, checks the script
