@@ -18,15 +18,15 @@ from ltx_pipelines.utils.errors import InputError
 COMPILE_BY_DEFAULT = {"cpu": False, "cuda": True}
 
 #: ``--compile`` left unset on CUDA: compile the passes of at least this many video tokens, run smaller ones
-#: plain. Measured (benchmarks/RESULTS.md, full-size 19B transformer, random bf16 weights): at 6 144 tokens
-#: (512x768x121, stage 1 of the default two-stage generation) the compiled guided step took 1.129 s against the
-#: plain path's 1.418 s on an H100 (1.152 vs 1.386 s on an H200); at 24 576 tokens (stage 2 at 1024x1536) the
-#: compiled pass 1.936 s against 2.217 s (H200). Below that nothing is measured: the 1 536-token steps (stage 1
-#: at 768x512, the distilled stage 1) are latency bound and already stacked in one batch and replayed from CUDA
-#: graphs (0.372 s per guided step on an H100), and between 2 048 and 6 144 tokens no compiled step has been
-#: timed. So the threshold is the smallest measured size where compiling paid, chosen conservatively: sizes in
-#: between stay plain until benchmarks/gpu_run_fast.sh measures them.
-COMPILE_MIN_VIDEO_TOKENS = 6144
+#: plain. 1 536 tokens is stage 1 of a 768x512x121 generation (and the distilled pipeline's stage 1), the smallest
+#: size timed both ways in one run (benchmarks/RESULTS.md, "Compiling from 1 536 tokens"; one H100, full-size
+#: 19B transformer, random weights, warm second generation): compiled, the distilled stage 1 took 0.77 s against
+#: 1.47 s plain (bf16) and 0.59 against 1.61 s (FP8), the FP8 30-step stage 1 6.06 against 9.91 s. The plain path
+#: there is already stacked and replayed from CUDA graphs; compiling still halves it because Inductor fuses the
+#: elementwise chains (and the FP8 activation quantisation) that the graphs replay as separate kernels. Larger
+#: stages paid before (6 144 tokens: 1.129 vs 1.418 s per guided step, 24 576: 1.936 vs 2.217 s per pass).
+#: Smaller stages (under 384x256 at 121 frames) stay plain: not measured, so conservatively not compiled.
+COMPILE_MIN_VIDEO_TOKENS = 1536
 
 #: ``--attention`` choices: ``auto`` is the measured SDPA backend per shape (bf16); ``8bit`` runs the video and
 #: audio self-attentions through an 8-bit attention kernel where one is installed (see ``attention_8bit``).
