@@ -10,8 +10,8 @@ embedding is pre-filled in the ledger's cache, so Gemma is not part of the timin
 The first generation warms up (kernels, allocator, and what the default compiles); the second is
 the one reported: text encoding, stage 1, upsample, stage 2, decode video, decode audio, write mp4,
 and which path each stage's passes took (by video token count; ``--compile`` left unset on CUDA,
-the package's default, compiles the passes of at least ``COMPILE_MIN_VIDEO_TOKENS`` tokens: stage 2 at
-768x512, 6 144 tokens). ``--compile on|off`` forces it; ``--fp8`` quantizes the transformer in place
+the package's default, compiles the passes of at least ``COMPILE_MIN_VIDEO_TOKENS`` tokens: at 768x512
+both stages, 1 536 and 6 144 tokens). ``--compile on|off`` forces it; ``--fp8`` quantizes the transformer in place
 (fp8-scaled-mm, what ``--quantization fp8-scaled-mm`` loads). ``two_stage_e2e.py`` runs this pipeline
 too (``768x512:distilled-bf16-default``), sharing one built model with the two-stage runs.
 

@@ -1,8 +1,8 @@
 """The pass executor a pipeline uses when ``compile``, ``step_cache`` or 8-bit attention is on.
 
 * ``--compile`` unset on CUDA (the default): :class:`TokenCountPasses` runs each pass compiled or plain by its
-  video token count (``options.COMPILE_MIN_VIDEO_TOKENS``), so that large stages compile and the small,
-  latency-bound ones keep their CUDA-graph replay of the eager blocks;
+  video token count (``options.COMPILE_MIN_VIDEO_TOKENS``: every stage of the default generations compiles;
+  smaller, unmeasured inputs keep the CUDA-graph replay of the eager blocks);
 * compiled: the default schedule (``TransformerPasses``: STG prefix sharing, passes stacked and
   replayed from CUDA graphs at small token counts on a GPU) over :class:`CompiledBlocks`, the
   graphs capturing the compiled blocks;
