@@ -29,8 +29,8 @@ def add_compile_args(parser: argparse.ArgumentParser | argparse._ArgumentGroup) 
         "and the fastest attention kernel per shape. Default: on for NVIDIA GPUs at stages of at least "
         f"{COMPILE_MIN_VIDEO_TOKENS} video tokens (stage 1 of 768x512x121 and larger), where it was measured to "
         "pay; off on the CPU and for smaller stages (benchmarks/RESULTS.md). --compile compiles every stage, "
-        "--no-compile none. The first run on a machine pays the compilation (tens of seconds per size); later runs read it from "
-        "--compile-cache. A compilation that fails warns and runs the plain path.",
+        "--no-compile none. The first run on a machine pays the compilation (tens of seconds per size); later "
+        "runs read it from --compile-cache. A compilation that fails warns and runs the plain path.",
     )  # fmt: skip
     parser.add_argument(
         "--compile-cache", default=None, metavar="DIR",
