@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import tempfile
 import time
 from fractions import Fraction
@@ -31,6 +32,9 @@ from pathlib import Path
 import av
 import numpy as np
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+from ltx_pipelines.utils.media_io import H264_OPTIONS  # noqa: E402 - after the path, as the other benchmarks do
 
 
 def clip(frames: int, height: int, width: int) -> np.ndarray:
@@ -57,7 +61,7 @@ def encode(path: Path, frames: list[np.ndarray], pixel_format: str, preset: str,
     with av.open(str(path), "w", format="mp4") as container:
         stream = container.add_stream("libx264", rate=Fraction(24))
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.options = {"preset": preset, "crf": "18"}
+        stream.options = {**H264_OPTIONS, "preset": preset}  # the package's settings, but the preset
         stream.thread_type = "AUTO"
         for index, pixels in enumerate(frames):
             frame = av.VideoFrame.from_ndarray(pixels, format=pixel_format)
