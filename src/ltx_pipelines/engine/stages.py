@@ -197,7 +197,9 @@ def decode_video_chunks(
     started = time.perf_counter()
     with ledger.timed("decode video"), torch.inference_mode(), ledger.use("video_decoder") as decoder:
         for chunk in decode_video(latent, decoder, tiling, generator=generator):
-            yield chunk.cpu()
+            # ltx-core hands out a permuted view ("c f h w -> f h w c"); made row-major here, on the decoder's
+            # device, so that the mp4 writer's thread does not copy every frame again (CPU: +8 % on the write).
+            yield chunk.contiguous().cpu()
     logger.info("Decoded video in %.1f s", time.perf_counter() - started)
 
 
