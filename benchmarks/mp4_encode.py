@@ -7,7 +7,10 @@ against two levers:
 
 * ``superfast`` / ``ultrafast`` presets: less search, larger files;
 * frames converted to YUV 4:2:0 before the writer (as a GPU could do it), so the writer thread's per-frame
-  RGB -> YUV conversion leaves the serial part.
+  RGB -> YUV conversion leaves the serial part;
+
+and the package's own ``write_video`` (with an AAC track) fed row-major frames against the permuted view ltx-core's
+decode hands out (the engine makes them row-major since 2026-12-07).
 
 Each row: seconds (best of ``--repeats``), file size, and PSNR of the decoded file against the YUV 4:2:0 frames it
 was given (the encoder's loss alone), so that a faster setting's quality cost is in the same table. The frames are
@@ -34,7 +37,10 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-from ltx_pipelines.utils.media_io import H264_OPTIONS  # noqa: E402 - after the path, as the other benchmarks do
+from ltx_core.types import Audio  # noqa: E402
+
+from ltx_pipelines.engine.stages import chunked  # noqa: E402
+from ltx_pipelines.utils.media_io import H264_OPTIONS, write_video  # noqa: E402 - after the path, as the others do
 
 
 def clip(frames: int, height: int, width: int) -> np.ndarray:
@@ -83,6 +89,26 @@ def psnr(path: Path, reference: list[np.ndarray]) -> float:
     return round(10 * np.log10(255.0**2 / max(squared / count, 1e-12)), 2)
 
 
+def package_writer(folder: Path, frames: np.ndarray, repeats: int) -> list[dict]:
+    """The package's own ``write_video`` (H.264 + an AAC track, as a generation writes), fed row-major frames or
+    the permuted view ltx-core's decode hands out ([f, h, w, c] over a [c, f, h, w] buffer): the layout decides
+    whether the writer's thread copies every frame before encoding it."""
+    rows = []
+    row_major = torch.from_numpy(frames)
+    permuted = row_major.permute(3, 0, 1, 2).contiguous().permute(1, 2, 3, 0)
+    audio = Audio(waveform=0.1 * torch.randn(2, len(frames) * 1000, generator=torch.Generator().manual_seed(0)),
+                  sampling_rate=24000)  # fmt: skip
+    for layout, video in (("row-major", row_major), ("permuted", permuted)):
+        best = float("inf")
+        for _ in range(repeats):
+            started = time.perf_counter()
+            write_video(folder / "package.mp4", chunked(video), 24.0, audio=audio, overwrite=True)
+            best = min(best, time.perf_counter() - started)
+        rows.append({"writer": "write_video + AAC", "frames": layout, "seconds": round(best, 3)})
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", default="768x512x121", help="WxHxFRAMES")
@@ -111,6 +137,7 @@ def main() -> None:
                        "psnr_db": psnr(path, yuv)}  # fmt: skip
                 rows.append(row)
                 print(json.dumps(row), flush=True)
+        rows += package_writer(Path(folder), frames, args.repeats)
     if args.json:
         Path(args.json).write_text(json.dumps({"convert_s": convert_s, "rows": rows}, indent=1))
 
