@@ -18,7 +18,7 @@ smooth random fields (upsampled noise plus a moving gradient), not a generated v
 content, so treat ratios, not seconds, as the finding.
 
     python benchmarks/mp4_encode.py                 # 768x512x121 (the distilled default)
-    python benchmarks/mp4_encode.py --tiny          # 64 x 96 x 9: a few seconds, checks the script
+    python benchmarks/mp4_encode.py --tiny          # 96x64x9: a few seconds, checks the script
 """
 
 from __future__ import annotations
@@ -114,7 +114,7 @@ def main() -> None:
     parser.add_argument("--size", default="768x512x121", help="WxHxFRAMES")
     parser.add_argument("--presets", default="veryfast,superfast,ultrafast")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--tiny", action="store_true", help="64x96x9, one repeat: checks the script")
+    parser.add_argument("--tiny", action="store_true", help="96x64x9, one repeat: checks the script")
     parser.add_argument("--json", default=None, help="also write the rows here")
     args = parser.parse_args()
     if args.tiny:
